@@ -1,0 +1,203 @@
+"""One pydantic-settings object; precedence: env vars > user YAML (COPILOT_CONFIG) > config/default.yaml."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_YAML = Path(__file__).with_name("default.yaml")
+Timeframe = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value the copilot cannot run with; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class LLMSettings(_Section):
+    provider: Literal["ollama"] = "ollama"
+    model: str = "llama3.1:8b-instruct-q5_K_M"
+    base_url: str = "http://localhost:11434"
+    # auto: ask Ollama /api/show for the "tools" capability; native/json force a mode.
+    tool_mode: Literal["auto", "native", "json"] = "auto"
+    num_ctx: int = Field(8192, ge=512)
+    keep_alive: str = "30m"
+    request_timeout: float = Field(120.0, gt=0)
+
+
+class InferenceSettings(_Section):
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(0.9, gt=0, le=1)
+    max_tokens: int = Field(2048, ge=1)
+    repeat_penalty: float = Field(1.1, ge=0)
+    stop_sequences: list[str] = []
+
+
+class ContextSettings(_Section):
+    max_history: int = Field(10, ge=1)
+    include_market_context: bool = True
+    include_portfolio: bool = True
+    market_cache_ttl: int = Field(60, ge=0)
+    portfolio_cache_ttl: int = Field(30, ge=0)
+    max_tool_rounds: int = Field(4, ge=1)
+
+
+class RedisSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(6385, ge=1, le=65535)
+    db: int = Field(0, ge=0)
+    prefix: str = "llm:"
+    ttl: int = Field(3600, ge=0)
+    data_dir: str = "var/redis"
+
+
+class ToolSettings(_Section):
+    timeout: float = Field(30, gt=0)
+    retry_count: int = Field(3, ge=0)
+    parallel_execution: bool = True
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file: str | None = "logs/llm_service.log"
+
+
+class RiskSettings(_Section):
+    max_risk_per_trade_pct: float = Field(1.0, gt=0, le=100)
+    min_risk_reward: float = Field(1.5, ge=0)
+    min_confidence: float = Field(0.60, ge=0, le=1)
+    blocked_amd_phases: list[str] = ["manipulation"]
+    daily_loss_limit_pct: float = Field(3.0, gt=0, le=100)
+    max_open_positions: int = Field(3, ge=0)
+    max_lots_per_symbol: float = Field(2.0, gt=0)
+    allowed_symbols: list[str] = ["XAUUSD", "EURUSD", "GBPUSD", "USDJPY"]
+    proposal_ttl_seconds: int = Field(300, ge=10)
+    max_price_drift_pct: float = Field(0.05, ge=0)
+
+
+class ServiceURLs(_Section):
+    """Empty URL = use the embedded implementation (CSV market data, technical engine, paper broker)."""
+
+    ml_engine_url: str = ""
+    trading_url: str = ""
+    data_url: str = ""
+
+
+class SymbolSpecSettings(_Section):
+    digits: int = Field(ge=0, le=8)
+    pip_size: float = Field(gt=0)
+    contract_size: float = Field(gt=0)
+    min_lot: float = Field(gt=0)
+    max_lot: float = Field(gt=0)
+    lot_step: float = Field(gt=0)
+    quote_currency: str = "USD"
+    spread_pips: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _lots_ordered(self) -> SymbolSpecSettings:
+        if self.min_lot > self.max_lot:
+            raise ValueError("min_lot must not exceed max_lot")
+        return self
+
+
+class ReplaySettings(_Section):
+    # Where in the history the replay clock starts: ISO datetime (UTC), or "auto" = 30 days before the end.
+    start: str = "auto"
+    speed: float = Field(1.0, gt=0)
+
+
+class BrokerSettings(_Section):
+    account_currency: Literal["USD"] = "USD"
+    initial_balance: float = Field(10_000.0, gt=0)
+    leverage: float = Field(100.0, gt=0)
+    slippage_pips: float = Field(0.0, ge=0)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(3602, ge=1, le=65535)
+    # API key -> user id. Empty mapping = local single-user mode (user "local", no key required).
+    api_keys: dict[str, str] = {}
+    max_body_bytes: int = Field(64_000, ge=1024)
+    max_message_chars: int = Field(4000, ge=1)
+    busy_policy: Literal["reject", "wait"] = "reject"
+    run_lock_seconds: int = Field(120, ge=5)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="forbid", case_sensitive=False)
+
+    llm: LLMSettings = LLMSettings()
+    inference: InferenceSettings = InferenceSettings()
+    context: ContextSettings = ContextSettings()
+    redis: RedisSettings = RedisSettings()
+    tools: ToolSettings = ToolSettings()
+    logging: LoggingSettings = LoggingSettings()
+    risk: RiskSettings = RiskSettings()
+    services: ServiceURLs = ServiceURLs()
+    replay: ReplaySettings = ReplaySettings()
+    broker: BrokerSettings = BrokerSettings()
+    server: ServerSettings = ServerSettings()
+    symbols: dict[str, SymbolSpecSettings] = {}
+    # A full Redis URL (production); when set, no embedded Redis is started.
+    redis_url: str | None = None
+    data_dir: str = "data"
+    # Used by `make run` when data_dir has no CSV files.
+    fallback_data_dir: str = "../shared/data"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files: list[Path] = [DEFAULT_YAML]
+        user_file = os.environ.get("COPILOT_CONFIG")
+        if user_file:
+            path = Path(user_file)
+            if not path.is_file():
+                raise ConfigError(f"COPILOT_CONFIG: file not found: {path}")
+            files.append(path)
+        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=files, deep_merge=True)
+        return (init_settings, env_settings, yaml_source)
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://{self.redis.host}:{self.redis.port}/{self.redis.db}"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {err['msg']}{shown}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning validation errors into one ConfigError naming each bad key."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None

@@ -1,0 +1,1 @@
+"""FastAPI server, web chat page, CLI and the embedded Redis runner."""

@@ -11,7 +11,9 @@ from server.redis_embedded import EmbeddedRedis, RedisStartError
 
 
 def embedded_redis(settings: Settings) -> EmbeddedRedis:
-    return EmbeddedRedis(port=settings.redis.port, data_dir=Path(settings.redis.data_dir), bind=settings.redis.host)
+    return EmbeddedRedis(
+        port=settings.redis.port, data_dir=Path(settings.redis.data_dir), bind=settings.redis.host
+    )
 
 
 def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:

@@ -19,7 +19,10 @@ from pathlib import Path
 import redis
 
 MODULES = ("rejson.so", "redisearch.so", "redistimeseries.so")
-BULLSEYE = "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bullseye main"
+BULLSEYE = (
+    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+    "http://deb.debian.org/debian bullseye main"
+)
 
 
 class RedisStartError(RuntimeError):

@@ -41,7 +41,11 @@ class MarketData(Protocol):
         ...
 
     async def get_quote(self, symbol: str) -> Quote:
-        """Bid/ask at the clock's now."""
+        """Bid/ask at the clock's now (bid = last visible close, ask = bid + the symbol's spread)."""
+        ...
+
+    async def bars_since(self, symbol: str, since: datetime) -> list[Bar]:
+        """Finest-grained bars opened after `since` and closed by the clock's now (SL/TP and alert checks)."""
         ...
 
 

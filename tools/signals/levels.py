@@ -1,0 +1,35 @@
+"""Key levels (nearest swing highs/lows around the price) and ATR-percentile volatility."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from tools.schemas import Bar, KeyLevels, SymbolSpec
+from tools.signals.indicators import atr, percentile_rank, swing_highs, swing_lows
+
+LEVELS_PER_SIDE = 3
+SWING_SPAN = 3  # bars each side that a swing must top (1h bars: a 7-hour pivot)
+VOLATILITY_HISTORY = 200  # ATR values the current one is ranked against
+
+
+def key_levels(bars: Sequence[Bar], price: float, spec: SymbolSpec) -> KeyLevels:
+    """Up to 3 swing highs above the price (nearest first) and 3 swing lows below it (nearest first)."""
+    highs = {spec.round_price(p) for _, p in swing_highs(bars, SWING_SPAN, SWING_SPAN)}
+    lows = {spec.round_price(p) for _, p in swing_lows(bars, SWING_SPAN, SWING_SPAN)}
+    resistance = sorted(p for p in highs if p > price)[:LEVELS_PER_SIDE]
+    support = sorted((p for p in lows if p < price), reverse=True)[:LEVELS_PER_SIDE]
+    return KeyLevels(resistance=resistance, support=support)
+
+
+def volatility_of(bars: Sequence[Bar]) -> Literal["low", "medium", "high"]:
+    """Current ATR14 ranked among the last VOLATILITY_HISTORY ATR values: bottom third low, top third high."""
+    values = [v for v in atr(bars, 14) if v is not None][-VOLATILITY_HISTORY:]
+    if not values:
+        return "medium"
+    rank = percentile_rank(values, values[-1])
+    if rank < 1 / 3:
+        return "low"
+    if rank > 2 / 3:
+        return "high"
+    return "medium"

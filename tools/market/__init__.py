@@ -1,0 +1,1 @@
+"""Market data: symbol specs, clocks (manual, system, replay), CSV history store, HTTP client and API."""

@@ -1,0 +1,269 @@
+"""Deterministic risk rules for trade ideas: one rule per function, each with a reason; no model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from config.settings import RiskSettings
+from tools.schemas import Portfolio, Quote, Signal, SymbolSpec
+
+# Money is compared after rounding to cents; this absorbs the half-cent of that rounding.
+CENT = 0.01
+
+
+@dataclass(frozen=True)
+class TradeIdea:
+    symbol: str
+    side: Literal["BUY", "SELL"]
+    size_lots: float | None
+    stop_loss: float | None
+    take_profit: float | None
+
+
+@dataclass(frozen=True)
+class RiskInputs:
+    spec: SymbolSpec
+    quote: Quote
+    portfolio: Portfolio
+    signal: Signal | None  # the CURRENT signal for the symbol, fetched by the gate — never model text
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    reasons: list[str]  # the blocking reasons when blocked; every check's reason when passed
+    size_lots: float
+    entry_price: float
+    risk_usd: float
+    risk_pct: float
+    reward_usd: float
+    risk_reward: float | None
+    stop_pips: float | None
+    take_profit_pips: float | None
+    checks: list[RuleResult] = field(default_factory=list)
+    wait: bool = False  # blocked only because the signal says wait (low confidence)
+
+
+@dataclass(frozen=True)
+class _Sized:
+    """The numbers the money rules share, computed once."""
+
+    entry: float
+    size_lots: float
+    risk_usd: float
+    max_risk_usd: float
+    reward_usd: float
+
+
+def entry_price(side: str, quote: Quote, spec: SymbolSpec) -> float:
+    """A market BUY fills at the ask, a SELL at the bid."""
+    return spec.round_price(quote.ask if side == "BUY" else quote.bid)
+
+
+def max_risk_usd(portfolio: Portfolio, limits: RiskSettings) -> float:
+    return round(max(portfolio.equity, 0.0) * limits.max_risk_per_trade_pct / 100, 2)
+
+
+def size_for_risk(spec: SymbolSpec, entry: float, stop_loss: float, risk_usd: float) -> float:
+    """Largest lot size (a multiple of the step) whose loss at the stop stays within `risk_usd`; 0 if none."""
+    per_lot_usd = abs(spec.money(abs(entry - stop_loss), 1.0, entry))
+    if per_lot_usd <= 0:
+        return 0.0
+    lots = spec.round_lots_down(min(risk_usd / per_lot_usd, spec.max_lot))
+    # money() rounds to cents, so step down once if rounding pushed the risk over the cap.
+    while lots > 0 and spec.money(abs(entry - stop_loss), lots, entry) > risk_usd + CENT / 2:
+        lots = spec.round_lots_down(lots - spec.lot_step)
+    return lots
+
+
+# --- rules that need no sizing -------------------------------------------------------------------------
+
+
+def rule_symbol_allowed(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+    allowed = [s.upper() for s in limits.allowed_symbols]
+    if idea.symbol.upper() not in allowed or inputs.spec.symbol.upper() != idea.symbol.upper():
+        return RuleResult(False, f"{idea.symbol} is not an allowed symbol (allowed: {', '.join(allowed)})")
+    return RuleResult(True, f"{idea.symbol} is an allowed symbol")
+
+
+def rule_stop_loss(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+    entry = entry_price(idea.side, inputs.quote, inputs.spec)
+    if idea.stop_loss is None or idea.stop_loss <= 0:
+        return RuleResult(False, "a stop loss is required / se requiere stop loss")
+    if idea.side == "BUY" and idea.stop_loss >= entry:
+        return RuleResult(False, f"BUY stop loss {idea.stop_loss} must be below the entry {entry}")
+    if idea.side == "SELL" and idea.stop_loss <= entry:
+        return RuleResult(False, f"SELL stop loss {idea.stop_loss} must be above the entry {entry}")
+    return RuleResult(True, f"stop loss {idea.stop_loss} is on the right side of the entry {entry}")
+
+
+def rule_take_profit(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+    entry = entry_price(idea.side, inputs.quote, inputs.spec)
+    if idea.take_profit is None or idea.take_profit <= 0:
+        return RuleResult(False, "a take profit is required to state the R:R")
+    if idea.side == "BUY" and idea.take_profit <= entry:
+        return RuleResult(False, f"BUY take profit {idea.take_profit} must be above the entry {entry}")
+    if idea.side == "SELL" and idea.take_profit >= entry:
+        return RuleResult(False, f"SELL take profit {idea.take_profit} must be below the entry {entry}")
+    return RuleResult(True, f"take profit {idea.take_profit} is on the right side of the entry {entry}")
+
+
+def rule_confidence(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+    signal = inputs.signal
+    if signal is None:
+        return RuleResult(False, "wait: no current signal for this symbol, cannot confirm the setup")
+    pct, min_pct = round(signal.confidence * 100), round(limits.min_confidence * 100)
+    if signal.confidence < limits.min_confidence:
+        return RuleResult(False, f"wait: signal confidence {pct}% is below the minimum {min_pct}%")
+    return RuleResult(True, f"signal confidence {pct}% ≥ {min_pct}%")
+
+
+def rule_amd_phase(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+    phase = (inputs.signal.amd_phase if inputs.signal else "unknown").lower()
+    if phase in {p.lower() for p in limits.blocked_amd_phases}:
+        return RuleResult(False, f"AMD phase is '{phase}': no trade in this phase")
+    return RuleResult(True, f"AMD phase '{phase}' allows trading")
+
+
+def rule_daily_loss(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+    p = inputs.portfolio
+    limit_usd = round(p.balance * limits.daily_loss_limit_pct / 100, 2)
+    if p.daily_pnl <= -limit_usd:
+        return RuleResult(
+            False, f"daily loss limit reached: P&L {p.daily_pnl:.2f} USD ≤ -{limit_usd:.2f} USD "
+            f"({limits.daily_loss_limit_pct}% of balance)"
+        )  # fmt: skip
+    return RuleResult(True, f"daily P&L {p.daily_pnl:.2f} USD within the -{limit_usd:.2f} USD limit")
+
+
+def rule_open_positions(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+    count = len(inputs.portfolio.positions)
+    if count >= limits.max_open_positions:
+        return RuleResult(False, f"{count} positions open: max open positions is {limits.max_open_positions}")
+    return RuleResult(True, f"{count} of {limits.max_open_positions} positions open")
+
+
+PRE_RULES: list[Callable[[TradeIdea, RiskInputs, RiskSettings], RuleResult]] = [
+    rule_symbol_allowed,
+    rule_stop_loss,
+    rule_take_profit,
+    rule_confidence,
+    rule_amd_phase,
+    rule_daily_loss,
+    rule_open_positions,
+]
+
+# --- rules on the sized trade ----------------------------------------------------------------------------
+
+
+def rule_lot_bounds(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings, sized: _Sized) -> RuleResult:
+    spec, lots = inputs.spec, sized.size_lots
+    if lots < spec.min_lot or lots > spec.max_lot:
+        return RuleResult(False, f"size {lots} lots is outside {spec.min_lot}-{spec.max_lot} lots")
+    if spec.round_lots_down(lots) != round(lots, 8):
+        return RuleResult(False, f"size {lots} lots is not a multiple of the {spec.lot_step} lot step")
+    return RuleResult(True, f"size {lots} lots within bounds and step")
+
+
+def rule_risk_per_trade(
+    idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings, sized: _Sized
+) -> RuleResult:
+    pct = limits.max_risk_per_trade_pct
+    if sized.size_lots <= 0:
+        return RuleResult(
+            False, f"even the minimum {inputs.spec.min_lot} lots risks more than the {pct}% cap "
+            f"({sized.max_risk_usd:.2f} USD) with this stop loss"
+        )  # fmt: skip
+    if sized.risk_usd > sized.max_risk_usd + CENT / 2:
+        return RuleResult(
+            False, f"risk {sized.risk_usd:.2f} USD exceeds the max risk per trade of {pct}% of equity "
+            f"({sized.max_risk_usd:.2f} USD); reduce the size"
+        )  # fmt: skip
+    return RuleResult(
+        True, f"risk {sized.risk_usd:.2f} USD ≤ {pct}% of equity ({sized.max_risk_usd:.2f} USD)"
+    )
+
+
+def rule_risk_reward(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings, sized: _Sized) -> RuleResult:
+    rr = _risk_reward(idea, sized.entry)
+    if rr is None or rr < limits.min_risk_reward:
+        shown = "n/a" if rr is None else f"{rr:.2f}"
+        return RuleResult(False, f"R:R {shown} is below the minimum {limits.min_risk_reward}")
+    return RuleResult(True, f"R:R {rr:.2f} ≥ {limits.min_risk_reward}")
+
+
+def rule_lots_per_symbol(
+    idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings, sized: _Sized
+) -> RuleResult:
+    existing = sum(p.size for p in inputs.portfolio.positions if p.symbol.upper() == idea.symbol.upper())
+    total = round(existing + sized.size_lots, 8)
+    if total > limits.max_lots_per_symbol + 1e-9:
+        return RuleResult(
+            False, f"{idea.symbol} exposure {total} lots (open {round(existing, 8)} + new {sized.size_lots}) "
+            f"exceeds the max {limits.max_lots_per_symbol} lots per symbol"
+        )  # fmt: skip
+    return RuleResult(True, f"{idea.symbol} exposure {total} ≤ {limits.max_lots_per_symbol} lots")
+
+
+SIZED_RULES: list[Callable[[TradeIdea, RiskInputs, RiskSettings, _Sized], RuleResult]] = [
+    rule_risk_per_trade,
+    rule_lot_bounds,
+    rule_risk_reward,
+    rule_lots_per_symbol,
+]
+
+
+def _risk_reward(idea: TradeIdea, entry: float) -> float | None:
+    if idea.stop_loss is None or idea.take_profit is None:
+        return None
+    risk = abs(entry - idea.stop_loss)
+    return round(abs(idea.take_profit - entry) / risk, 2) if risk > 0 else None
+
+
+def _size(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> _Sized:
+    spec, entry = inputs.spec, entry_price(idea.side, inputs.quote, inputs.spec)
+    cap_usd = max_risk_usd(inputs.portfolio, limits)
+    assert idea.stop_loss is not None  # sizing runs only after rule_stop_loss passed
+    lots = (
+        idea.size_lots if idea.size_lots is not None else size_for_risk(spec, entry, idea.stop_loss, cap_usd)
+    )
+    risk_usd = abs(spec.money(abs(entry - idea.stop_loss), lots, entry))
+    tp = idea.take_profit
+    reward_usd = abs(spec.money(abs(tp - entry), lots, entry)) if tp is not None else 0.0
+    return _Sized(entry, round(lots, 8), risk_usd, cap_usd, reward_usd)
+
+
+def evaluate(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> Verdict:
+    """Run every rule; the idea passes only if all pass. A too-large size is blocked, never reduced."""
+    spec = inputs.spec
+    entry = entry_price(idea.side, inputs.quote, spec)
+    checks = [rule(idea, inputs, limits) for rule in PRE_RULES]
+    stop_ok = checks[PRE_RULES.index(rule_stop_loss)].passed
+    sized = _size(idea, inputs, limits) if stop_ok else None
+    if sized is not None:
+        checks += [rule(idea, inputs, limits, sized) for rule in SIZED_RULES]
+    failed = [c.reason for c in checks if not c.passed]
+    equity = inputs.portfolio.equity
+    risk_usd = sized.risk_usd if sized else 0.0
+    return Verdict(
+        passed=not failed,
+        reasons=failed or [c.reason for c in checks],
+        size_lots=sized.size_lots if sized else (idea.size_lots or 0.0),
+        entry_price=entry,
+        risk_usd=risk_usd,
+        risk_pct=round(risk_usd / equity * 100, 2) if equity > 0 else 0.0,
+        reward_usd=sized.reward_usd if sized else 0.0,
+        risk_reward=_risk_reward(idea, entry) if stop_ok else None,
+        stop_pips=spec.pips(entry - idea.stop_loss) if stop_ok and idea.stop_loss else None,
+        take_profit_pips=spec.pips(idea.take_profit - entry) if idea.take_profit else None,
+        checks=checks,
+        wait=bool(failed) and all(r.startswith("wait:") for r in failed),
+    )

@@ -40,7 +40,7 @@ def signal(symbol: str = "XAUUSD", confidence: float = 0.75, phase: str = "accum
 
 
 def gold(cfg: Settings, **kw: object) -> RiskInputs:
-    base = {
+    base: dict[str, object] = {
         "spec": spec(cfg, "XAUUSD"),
         "quote": Quote(symbol="XAUUSD", time=NOW, bid=4400.00, ask=4400.20),
         "portfolio": portfolio(),

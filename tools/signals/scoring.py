@@ -104,7 +104,9 @@ def score(f: Features) -> Score:
     s = Score(direction)
     s.add(trend_text, trend_pts, None if trend_dir else "no EMA trend")
     long = direction == "LONG"
-    with_rsi = 50 < f.rsi14 < 70 if long else 30 < f.rsi14 < 50
+    # Cardwell's trend ranges: RSI holds 40-80 in uptrends and 20-60 in downtrends, so a pullback to 45
+    # still confirms a long; beyond 70 (30) the move is stretched and the entry late.
+    with_rsi = 40 <= f.rsi14 < 70 if long else 30 < f.rsi14 <= 60
     stretched = f.rsi14 >= 70 if long else f.rsi14 <= 30
     if with_rsi:
         s.add(f"Momentum: RSI14 {f.rsi14:.1f} confirms {direction}", 0.20)

@@ -1,0 +1,147 @@
+"""Price alerts kept in Redis, triggered by later bars (above: high >= price; below: low <= price)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import WatchError
+
+from tools.broker.ledger import text
+from tools.broker.pricing import past
+from tools.protocols import Clock, MarketData, UnknownSymbolError
+from tools.schemas import Alert, AlertRequest, Bar
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from config import Settings
+
+DEFAULT_ACCOUNT = "paper"
+
+
+class StoredAlert(Alert):
+    # Bars opening at or after this time are still to be checked (the quote's time when set).
+    checked_until: datetime
+
+
+class RedisAlerts:
+    """AlertService over Redis: `{prefix}alerts:{account}` is a hash alert_id -> alert JSON."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        market: MarketData,
+        clock: Clock,
+        settings: Settings,
+        account_id: str = DEFAULT_ACCOUNT,
+    ) -> None:
+        self._redis = redis
+        self._market = market
+        self._clock = clock
+        self._prefix = settings.redis.prefix
+        self.account_id = account_id
+
+    async def set_alert(self, alert: AlertRequest, account_id: str | None = None) -> Alert:
+        account = account_id or self.account_id
+        symbol = self._symbol(alert.symbol)
+        quote = await self._market.get_quote(symbol)
+        stored = StoredAlert(
+            alert_id=f"alert_{uuid.uuid4().hex[:12]}",
+            symbol=symbol,
+            condition=alert.condition,
+            price=alert.price,
+            message=alert.message,
+            created_at=self._clock.now(),
+            checked_until=quote.time,  # the bar behind the current quote is already history
+        )
+        await self._redis.hset(self._key(account), stored.alert_id, stored.model_dump_json())
+        await self._redis.sadd(self._accounts_key(), account)
+        return _public(stored)
+
+    async def list_alerts(self, account_id: str | None = None) -> list[Alert]:
+        """Every alert of the account (active and triggered), oldest first, after checking new bars."""
+        account = account_id or self.account_id
+        await self.check(account)
+        raw = await self._redis.hgetall(self._key(account))
+        alerts = [StoredAlert.model_validate_json(text(v)) for v in raw.values()]
+        return [
+            _public(a) for a in sorted(alerts, key=lambda a: (a.created_at or a.checked_until, a.alert_id))
+        ]
+
+    async def check(self, account_id: str | None = None) -> list[Alert]:
+        """Trigger active alerts whose level was reached by bars since they were last checked.
+
+        Returns the alerts triggered by this call. account_id=None checks every account (background ticker).
+        """
+        if account_id is None:
+            fired: list[Alert] = []
+            for account in sorted(text(a) for a in await self._redis.smembers(self._accounts_key())):
+                fired += await self.check(account)
+            return fired
+        key = self._key(account_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # WATCH: two checkers (or a set_alert meanwhile) cannot double-trigger or lose an update.
+                    await pipe.watch(key)
+                    raw = await pipe.hgetall(key)
+                    active = [StoredAlert.model_validate_json(text(v)) for v in raw.values()]
+                    updates = await self._evaluate([a for a in active if a.status == "active"])
+                    pipe.multi()
+                    for alert in updates:
+                        pipe.hset(key, alert.alert_id, alert.model_dump_json())
+                    await pipe.execute()
+                    return [_public(a) for a in updates if a.status == "triggered"]
+                except WatchError:
+                    continue
+
+    async def _evaluate(self, active: list[StoredAlert]) -> list[StoredAlert]:
+        cache: dict[tuple[str, datetime], list[Bar]] = {}
+        updates = []
+        for alert in active:
+            since = (alert.symbol, alert.checked_until)
+            if since not in cache:
+                cache[since] = await self._market.bars_since(*since)
+            bars = [b for b in cache[since] if b.time >= alert.checked_until]
+            if not bars:
+                continue
+            hit = _first_cross(alert, bars)
+            if hit is None:
+                updates.append(alert.model_copy(update={"checked_until": past(bars[-1])}))
+            else:
+                bar, price = hit
+                change = {"status": "triggered", "triggered_at": bar.time, "triggered_price": price}
+                updates.append(alert.model_copy(update={**change, "checked_until": past(bar)}))
+        return updates
+
+    def _symbol(self, symbol: str) -> str:
+        wanted = symbol.strip().upper()
+        known = {s.upper() for s in self._market.symbols()}
+        if wanted not in known:
+            raise UnknownSymbolError(
+                f"unknown symbol '{symbol}'; known: {', '.join(sorted(known)) or '(none)'}"
+            )
+        return wanted
+
+    def _key(self, account: str) -> str:
+        return f"{self._prefix}alerts:{account}"
+
+    def _accounts_key(self) -> str:
+        return f"{self._prefix}alerts:accounts"
+
+
+def _first_cross(alert: StoredAlert, bars: list[Bar]) -> tuple[Bar, float] | None:
+    """The first bar reaching the level, and the price it was reached at (the open when it gapped through)."""
+    for bar in bars:
+        if alert.condition == "above" and bar.high >= alert.price:
+            return bar, max(alert.price, bar.open)
+        if alert.condition == "below" and bar.low <= alert.price:
+            return bar, min(alert.price, bar.open)
+    return None
+
+
+def _public(alert: StoredAlert) -> Alert:
+    data: dict[str, Any] = alert.model_dump(exclude={"checked_until"})
+    return Alert(**data)

@@ -1,0 +1,120 @@
+"""The paper account's Redis layout: key names, stored records, and reading/writing one account's book."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from redis.asyncio.client import Pipeline
+
+from tools.broker.pricing import ExitReason
+from tools.schemas import Side
+
+
+class OpenPosition(BaseModel):
+    ticket: int
+    symbol: str
+    side: Side
+    lots: float
+    open_price: float
+    open_time: datetime
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    margin_usd: float
+    # Bars opening at or after this time are still to be checked for SL/TP (a quote's time at open).
+    checked_until: datetime
+
+
+class ClosedTrade(BaseModel):
+    ticket: int
+    symbol: str
+    side: Side
+    lots: float
+    open_price: float
+    open_time: datetime
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    close_price: float
+    close_time: datetime
+    reason: ExitReason
+    pnl_usd: float
+
+
+class Keys:
+    """Every key of one account lives under `{prefix}paper:{account_id}:`."""
+
+    def __init__(self, prefix: str, account_id: str) -> None:
+        self.base = f"{prefix}paper:{account_id}:"
+        self.account = self.base + "account"  # hash: balance_usd
+        self.positions = self.base + "positions"  # hash: ticket -> OpenPosition JSON
+        self.closed = self.base + "closed"  # list of ClosedTrade JSON, append-only
+        self.realized = self.base + "realized"  # zset: "ticket:pnl" scored by close time (epoch s)
+        self.orders = self.base + "orders"  # list of order/close/modify records, append-only
+        self.fills = self.base + "fills"  # stream of fills, append-only
+        self.tickets = f"{prefix}paper:ticket_seq"  # shared so tickets are unique across accounts
+        self.accounts = f"{prefix}paper:accounts"  # set of account ids (for the background ticker)
+
+    def idem(self, key: str) -> str:
+        return self.base + "idem:" + key
+
+
+@dataclass
+class Book:
+    """One account's mutable state as read inside a WATCH; `Effects` carry what to write back."""
+
+    balance_usd: float
+    positions: dict[int, OpenPosition]
+    exists: bool
+
+
+@dataclass
+class Effects:
+    balance_usd: float | None = None
+    upsert: list[OpenPosition] = field(default_factory=list)
+    remove: list[int] = field(default_factory=list)
+    closed: list[ClosedTrade] = field(default_factory=list)
+    fills: list[dict[str, str]] = field(default_factory=list)
+    orders: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def read_book(pipe: Pipeline, keys: Keys, initial_balance_usd: float) -> Book:
+    """Read in immediate (WATCH) mode; an account that was never touched starts with the initial balance."""
+    balance = await pipe.hget(keys.account, "balance_usd")
+    raw = await pipe.hgetall(keys.positions)
+    positions = {int(t): OpenPosition.model_validate_json(v) for t, v in raw.items()}
+    if balance is None:
+        return Book(initial_balance_usd, positions, exists=False)
+    return Book(float(text(balance)), positions, exists=True)
+
+
+def queue_writes(pipe: Pipeline, keys: Keys, account_id: str, book: Book, fx: Effects) -> None:
+    """Queue the effects after MULTI; they apply together or (on a WATCH conflict) not at all."""
+    if not book.exists:
+        pipe.hset(keys.account, "balance_usd", repr(book.balance_usd))
+        pipe.sadd(keys.accounts, account_id)
+    if fx.balance_usd is not None:
+        pipe.hset(keys.account, "balance_usd", repr(fx.balance_usd))
+    for pos in fx.upsert:
+        pipe.hset(keys.positions, str(pos.ticket), pos.model_dump_json())
+    if fx.remove:
+        pipe.hdel(keys.positions, *[str(t) for t in fx.remove])
+    for trade in fx.closed:
+        pipe.rpush(keys.closed, trade.model_dump_json())
+        pipe.zadd(keys.realized, {f"{trade.ticket}:{trade.pnl_usd}": trade.close_time.timestamp()})
+    for fill in fx.fills:
+        pipe.xadd(keys.fills, fill)  # type: ignore[arg-type]
+    for order in fx.orders:
+        pipe.rpush(keys.orders, json.dumps(order, default=str))
+
+
+def text(value: Any) -> str:
+    """Redis replies as str whether or not the client was created with decode_responses."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def realized_since(redis: Any, keys: Keys, since: datetime) -> float:
+    members = await redis.zrangebyscore(keys.realized, since.timestamp(), "+inf")
+    return round(sum(float(text(m).split(":", 1)[1]) for m in members), 2)

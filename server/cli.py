@@ -35,12 +35,42 @@ def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(settings: Settings, args: argparse.Namespace) -> int:
+    """Import a user's OHLCV CSV into data_dir, or list the history the copilot would load."""
+    from tools.market.csv_import import import_csv, list_data
+    from tools.market.specs import load_specs
+    from tools.protocols import ServiceError
+
+    try:
+        if args.action == "import":
+            if not args.file or not args.symbol:
+                print("copilot data import: FILE and --symbol are required", file=sys.stderr)
+                return 2
+            report = import_csv(
+                Path(args.file), args.symbol, Path(settings.data_dir), not args.quiet, load_specs(settings)
+            )
+            print(report.summary())
+        else:
+            for line in list_data(settings):
+                print(line)
+    except ServiceError as exc:
+        print(f"copilot data: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copilot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("redis", help="start, stop or check the embedded Redis Stack")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.set_defaults(func=cmd_redis)
+    p = sub.add_parser("data", help="import an OHLCV CSV (generic, MT4, MT5) or list the loaded history")
+    p.add_argument("action", choices=["import", "list"])
+    p.add_argument("file", nargs="?", help="CSV file to import (.csv or .csv.gz)")
+    p.add_argument("--symbol", help="symbol of the file, e.g. XAUUSD")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_data)
     return parser
 
 

@@ -197,7 +197,7 @@ def _read_rows(path: Path, handle: IO[str], layout: _Layout, progress: bool) -> 
     )
     for number, row in _rows(handle, layout):
         if number % 10_000 == 0:
-            bar.update(10_000)
+            bar.update(number - bar.n)
         problem = None
         if len(row) != width:
             problem = f"expected {width} columns, found {len(row)}"
@@ -218,6 +218,7 @@ def _read_rows(path: Path, handle: IO[str], layout: _Layout, progress: bool) -> 
         seen_line = number
         for column, value in zip(cols, values, strict=True):
             column.append(value)
+    bar.update(len(times) + count_bad - bar.n)
     bar.close()
     if count_bad:
         more = f"\n  ... and {count_bad - len(problems)} more" if count_bad > len(problems) else ""

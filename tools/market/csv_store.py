@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,10 +13,11 @@ import numpy as np
 from tools.market.csv_formats import CsvImportError, Ohlcv, name_timeframe, read_ohlcv, spacing_timeframe
 from tools.market.resample import resample
 from tools.market.specs import spec_for
-from tools.protocols import Clock, ServiceError
+from tools.protocols import Clock, ServiceError, UnknownSymbolError
 from tools.schemas import TIMEFRAME_MINUTES, Bar, Quote, SymbolSpec
 
 CSV_PATTERNS = ("*.csv", "*.csv.gz")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,8 +78,18 @@ class CsvMarketData:
         return spec.symbol
 
     def load_dir(self, directory: Path) -> list[str]:
-        """Load every *.csv / *.csv.gz in `directory`; returns the symbols loaded, sorted."""
-        return sorted({self.load_file(path) for path in csv_files(directory)})
+        """Load every *.csv / *.csv.gz in `directory`; returns the symbols loaded, sorted.
+
+        Files of symbols without a spec are skipped with a warning: prices without digits, pip size and
+        contract size cannot be traded or shown safely, and one stray file must not stop the copilot.
+        """
+        loaded = set()
+        for path in csv_files(directory):
+            try:
+                loaded.add(self.load_file(path))
+            except UnknownSymbolError as exc:
+                log.warning("skipping %s: %s (add it under `symbols:` in the config)", path, exc)
+        return sorted(loaded)
 
     def symbols(self) -> list[str]:
         return sorted(self._series)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -57,6 +58,34 @@ def cmd_data(settings: Settings, args: argparse.Namespace) -> int:
         print(f"copilot data: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    server = embedded_redis(settings) if settings.embedded_redis else None
+    started = server.start() if server is not None else False
+    if server is not None:
+        print(f"Redis Stack at {server.url} ({'started' if started else 'already running'})")
+    print(f"Trading Copilot on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    try:
+        # A factory import string, so each of N workers builds its own app (and its own Copilot).
+        uvicorn.run("server.app:app_from_settings", factory=True, host=host, port=port, workers=args.workers)
+    finally:
+        if server is not None and started and not args.keep_redis:
+            server.stop()
+    return 0
+
+
+def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
+    from server.chat_cli import ChatClient, new_session_id
+
+    url = (args.url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/")
+    key = args.api_key or os.environ.get("COPILOT_API_KEY")
+    client = ChatClient(url=url, session_id=args.session or new_session_id(), symbol=args.symbol, api_key=key)
+    return client.loop()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""The HTTP API: dependencies, request/response models and one router per resource."""

@@ -1,0 +1,75 @@
+"""Request dependencies as `Annotated` aliases, so handlers read like prose: CurrentUser, CopilotDep, ..."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request
+
+from config import Settings
+from graph.copilot import Copilot
+from server.locks import RunLocks
+from server.metrics import Metrics
+
+LOCAL_USER = "local"
+# Session ids become part of Redis keys and thread ids, so they stay plain.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_copilot(request: Request) -> Copilot:
+    copilot = getattr(request.app.state, "copilot", None)
+    if copilot is None:
+        raise HTTPException(503, "the copilot is starting or stopped; retry in a moment")
+    return copilot  # type: ignore[no-any-return]
+
+
+def get_locks(request: Request) -> RunLocks:
+    return request.app.state.locks  # type: ignore[no-any-return]
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics  # type: ignore[no-any-return]
+
+
+def presented_key(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def user_for_key(api_keys: dict[str, str], key: str | None) -> str | None:
+    """The user owning `key`; compares every key in constant time so timing reveals nothing."""
+    found = None
+    for known, user in api_keys.items():
+        if key is not None and hmac.compare_digest(known.encode(), key.encode()):
+            found = user
+    return found
+
+
+def get_current_user(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> str:
+    api_keys = settings.server.api_keys
+    if not api_keys:
+        return LOCAL_USER
+    key = presented_key(request)
+    if key is None:
+        raise HTTPException(401, "an API key is required: send it as X-API-Key or Authorization: Bearer")
+    user = user_for_key(api_keys, key)
+    if user is None:
+        raise HTTPException(401, "this API key is not valid; check the key configured for you")
+    return user
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CopilotDep = Annotated[Copilot, Depends(get_copilot)]
+LocksDep = Annotated[RunLocks, Depends(get_locks)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+CurrentUser = Annotated[str, Depends(get_current_user)]
+SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN, description="the session (conversation) id")]

@@ -1,0 +1,161 @@
+"""Sessions of the current user: list, state, checkpoint history, approval decisions, clear, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi.responses import StreamingResponse
+
+from graph.copilot import Copilot, NoPendingApproval
+from graph.schemas import ChatResult, CheckpointInfo, SessionState
+from server.api.deps import CopilotDep, CurrentUser, LocksDep, MetricsDep, SessionId
+from server.api.models import ClearRequest, DecisionRequest, SessionList, StatusResponse
+from server.api.routes.chat import STREAM_DOC
+from server.api.runs import run_once, session_lock, stream_response
+from server.locks import RunLocks
+from server.metrics import Metrics
+
+router = APIRouter(prefix="/api", tags=["sessions"])
+
+NOT_FOUND = "no such session for this user"
+NOTHING_PENDING = "nothing in this session is waiting for your approval"
+
+
+async def require_state(copilot: Copilot, user: str, session_id: str) -> SessionState:
+    """Sessions are per user: someone else's session id answers 404, exactly like an unknown one."""
+    state = await copilot.state(user, session_id)
+    if state is None:
+        raise HTTPException(404, NOT_FOUND)
+    return state
+
+
+@router.get("/sessions", response_model=SessionList)
+async def list_sessions(user: CurrentUser, copilot: CopilotDep) -> SessionList:
+    return SessionList(sessions=await copilot.sessions(user))
+
+
+@router.get("/sessions/{session_id}", response_model=SessionState)
+async def get_session(session_id: SessionId, user: CurrentUser, copilot: CopilotDep) -> SessionState:
+    """The session's messages, pending approval and last signal."""
+    return await require_state(copilot, user, session_id)
+
+
+@router.get("/sessions/{session_id}/history", response_model=list[CheckpointInfo])
+async def get_history(
+    session_id: SessionId,
+    user: CurrentUser,
+    copilot: CopilotDep,
+    limit: int = Query(20, ge=1, le=200),
+) -> list[CheckpointInfo]:
+    """The session's checkpoints, newest first."""
+    await require_state(copilot, user, session_id)
+    return await copilot.history(user, session_id, limit=limit)
+
+
+@router.get("/sessions/{session_id}/history/{checkpoint_id}", response_model=SessionState)
+async def get_checkpoint(
+    session_id: SessionId, checkpoint_id: str, user: CurrentUser, copilot: CopilotDep
+) -> SessionState:
+    await require_state(copilot, user, session_id)
+    state = await copilot.checkpoint(user, session_id, checkpoint_id)
+    if state is None:
+        raise HTTPException(404, "no such checkpoint in this session")
+    return state
+
+
+@router.post("/sessions/{session_id}/approval", response_model=ChatResult)
+async def decide(
+    session_id: SessionId,
+    body: DecisionRequest,
+    user: CurrentUser,
+    copilot: CopilotDep,
+    locks: LocksDep,
+    metrics: MetricsDep,
+) -> ChatResult:
+    """Approve, edit (size_lots, stop_loss, take_profit) or reject the pending proposal."""
+    state = await require_state(copilot, user, session_id)
+    if state.pending_approval is None:
+        raise HTTPException(409, NOTHING_PENDING)
+    metrics.approvals.labels(body.decision).inc()
+    try:
+        result: ChatResult = await run_once(
+            locks,
+            metrics,
+            user,
+            session_id,
+            body.decision,
+            lambda: copilot.decide(user, session_id, body.as_decision()),
+        )
+    except NoPendingApproval:
+        raise HTTPException(409, NOTHING_PENDING) from None
+    return result
+
+
+@router.post(
+    "/sessions/{session_id}/approval/stream", response_class=StreamingResponse, description=STREAM_DOC
+)
+async def decide_stream(
+    session_id: SessionId,
+    body: DecisionRequest,
+    user: CurrentUser,
+    copilot: CopilotDep,
+    locks: LocksDep,
+    metrics: MetricsDep,
+) -> StreamingResponse:
+    """The approval decision, followed live (the order's execution and the model's comment)."""
+    state = await require_state(copilot, user, session_id)
+    if state.pending_approval is None:
+        raise HTTPException(409, NOTHING_PENDING)
+    metrics.approvals.labels(body.decision).inc()
+    return await stream_response(
+        locks,
+        metrics,
+        user,
+        session_id,
+        body.decision,
+        lambda: copilot.stream_decision(user, session_id, body.as_decision()),
+    )
+
+
+async def _clear(
+    copilot: Copilot, locks: RunLocks, metrics: Metrics, user: str, session_id: str
+) -> StatusResponse:
+    await require_state(copilot, user, session_id)
+    # Not while a run writes to the thread: clearing mid-run would interleave with its checkpoints.
+    async with session_lock(locks, metrics, user, session_id):
+        await copilot.clear(user, session_id)
+    return StatusResponse(status="cleared", session_id=session_id)
+
+
+@router.post("/clear_history", response_model=StatusResponse)
+async def clear_history(
+    user: CurrentUser,
+    copilot: CopilotDep,
+    locks: LocksDep,
+    metrics: MetricsDep,
+    session_id: str | None = Query(None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$"),
+    body: ClearRequest | None = Body(None),
+) -> StatusResponse:
+    """The seed's endpoint: session_id as a query parameter (seed) or in a JSON body."""
+    sid = session_id or (body.session_id if body else None)
+    if sid is None:
+        raise HTTPException(422, "session_id is required (query parameter or JSON body)")
+    return await _clear(copilot, locks, metrics, user, sid)
+
+
+@router.post("/sessions/{session_id}/clear", response_model=StatusResponse)
+async def clear_session(
+    session_id: SessionId, user: CurrentUser, copilot: CopilotDep, locks: LocksDep, metrics: MetricsDep
+) -> StatusResponse:
+    """Forget the conversation's messages; the session id stays usable."""
+    return await _clear(copilot, locks, metrics, user, session_id)
+
+
+@router.delete("/sessions/{session_id}", response_model=StatusResponse)
+async def delete_session(
+    session_id: SessionId, user: CurrentUser, copilot: CopilotDep, locks: LocksDep, metrics: MetricsDep
+) -> StatusResponse:
+    """Remove the session and its checkpoints."""
+    await require_state(copilot, user, session_id)
+    async with session_lock(locks, metrics, user, session_id):
+        await copilot.delete(user, session_id)
+    return StatusResponse(status="deleted", session_id=session_id)

@@ -1,0 +1,116 @@
+"""The FastAPI app: `create_app(settings, copilot=None)`; the lifespan opens one Copilot per process."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from langchain_core.language_models import BaseChatModel
+
+from config import Settings
+from graph.copilot import Copilot
+from server.api.routes import chat, health, portfolio, sessions
+from server.locks import RunLocks
+from server.metrics import Metrics
+from server.middleware import BodyLimit, RequestMetrics
+from tools.protocols import ServiceError
+
+log = logging.getLogger("copilot.server")
+WEB_DIR = Path(__file__).resolve().parent / "web"
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatModel | None) -> Lifespan:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            # Opened here, on the server's event loop, because its Redis connections belong to that loop.
+            copilot = given or await stack.enter_async_context(Copilot.open(settings, chat_model=chat_model))
+            redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
+            stack.push_async_callback(redis.aclose)
+            app.state.redis = redis
+            app.state.locks = RunLocks(
+                redis,
+                settings.redis.prefix,
+                settings.server.run_lock_seconds,
+                wait=settings.server.busy_policy == "wait",
+            )
+            app.state.copilot = copilot
+            try:
+                yield
+            finally:
+                app.state.copilot = None
+
+    return lifespan
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the request is not valid"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _describe_validation(exc)}, status_code=422)
+
+    @app.exception_handler(ServiceError)
+    async def service_failed(request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=502)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        ref = uuid.uuid4().hex[:8]
+        log.error("unhandled error ref=%s on %s %s", ref, request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"internal error (ref {ref}); the server log has details"}, 500)
+
+
+def create_app(
+    settings: Settings, copilot: Copilot | None = None, *, chat_model: BaseChatModel | None = None
+) -> FastAPI:
+    """The whole HTTP surface. Without `copilot`, one is opened from settings at start-up (with `chat_model`
+    instead of ChatOllama when given: tests and demos pass a scripted model)."""
+    app = FastAPI(
+        title="Trading Copilot",
+        description="Chat with a local-LLM trading copilot; every trade waits for your approval.",
+        version="0.1.0",
+        lifespan=_lifespan(settings, copilot, chat_model),
+    )
+    metrics = Metrics()
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.copilot = None
+    for router in (chat.router, sessions.router, portfolio.router, health.router):
+        app.include_router(router)
+    _install_error_handlers(app)
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html")
+
+    # Outermost first: metrics see the 413s too.
+    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app
+
+
+def app_from_settings() -> FastAPI:
+    """Factory for `uvicorn --factory` / `copilot serve --workers N`: settings from env and YAML."""
+    from config import load_settings
+
+    return create_app(load_settings())

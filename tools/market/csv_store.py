@@ -91,6 +91,12 @@ class CsvMarketData:
                 log.warning("skipping %s: %s (add it under `symbols:` in the config)", path, exc)
         return sorted(loaded)
 
+    def with_clock(self, clock: Clock) -> CsvMarketData:
+        """A view of the same loaded history through another clock (no reload)."""
+        view = CsvMarketData(self.specs, clock, self.max_quote_age)
+        view._series = self._series
+        return view
+
     def symbols(self) -> list[str]:
         return sorted(self._series)
 

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from config import load_settings
 from server.redis_embedded import EmbeddedRedis
@@ -48,6 +49,12 @@ def tools(services: Services) -> dict[str, BaseTool]:
     return tools_by_name(make_tools(services, account_id=f"acct-{uuid.uuid4().hex[:8]}"))
 
 
+def params(tool: BaseTool) -> dict[str, Any]:
+    """The JSON schema the model is shown for this tool's arguments."""
+    result: dict[str, Any] = convert_to_openai_tool(tool)["function"]["parameters"]
+    return result
+
+
 async def call(tool: BaseTool, args: dict[str, Any]) -> ToolMessage:
     """Invoke as the graph does (a ToolCall), so errors come back as ToolMessages."""
     msg = await tool.ainvoke({"type": "tool_call", "name": tool.name, "args": args, "id": "c1"})
@@ -58,15 +65,15 @@ async def call(tool: BaseTool, args: dict[str, Any]) -> ToolMessage:
 def test_tool_names_and_schemas_mirror_the_seed(services: Services) -> None:
     tools = tools_by_name(make_tools(services))
     assert set(tools) == READ_ONLY_TOOLS | PROPOSAL_TOOLS and not READ_ONLY_TOOLS & PROPOSAL_TOOLS
-    sig = tools["get_ml_signal"].tool_call_schema.model_json_schema()
+    sig = params(tools["get_ml_signal"])
     assert sig["required"] == ["symbol"]
     assert sig["properties"]["symbol"]["enum"] == services.settings.risk.allowed_symbols
     assert sig["properties"]["timeframe"]["default"] == "5m"
-    trade = tools["execute_trade"].tool_call_schema.model_json_schema()
+    trade = params(tools["execute_trade"])
     assert trade["properties"]["action"]["enum"] == ["BUY", "SELL"]
     assert set(trade["required"]) == {"symbol", "action", "stop_loss", "take_profit"}  # size optional
     assert "account_id" not in json.dumps(trade) and tools["get_portfolio"].args == {}
-    alert = tools["set_alert"].tool_call_schema.model_json_schema()
+    alert = params(tools["set_alert"])
     assert alert["properties"]["condition"]["enum"] == ["above", "below"]
 
 

@@ -9,6 +9,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from tools.protocols import ServiceError
+from tools.schemas import AlertRequest
 from tools.services import Services
 
 READ_ONLY_TOOLS: frozenset[str] = frozenset(
@@ -138,12 +139,10 @@ class _Impl:
         return {"symbol": symbol, "timeframe": timeframe, "data": data}
 
     async def set_alert(self, symbol: str, condition: str, price: float, message: str = "") -> dict[str, Any]:
-        from tools.schemas import AlertRequest
-
         spec = self.s.specs[symbol]
-        request = AlertRequest(
-            symbol=symbol, condition=condition, price=spec.round_price(price), message=message
-        )  # type: ignore[arg-type]
+        request = AlertRequest.model_validate(
+            {"symbol": symbol, "condition": condition, "price": spec.round_price(price), "message": message}
+        )
         alert = await self.s.alerts.set_alert(request, self.account_id)
         return {**alert.model_dump(mode="json"), "message": alert.message or "Alert created successfully"}
 

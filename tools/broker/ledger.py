@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from redis.asyncio.client import Pipeline
+from redis.asyncio.client import Pipeline, Redis
 
 from tools.broker.pricing import ExitReason
 from tools.schemas import Side
@@ -80,11 +80,11 @@ class Effects:
     orders: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def read_book(pipe: Pipeline, keys: Keys, initial_balance_usd: float) -> Book:
-    """Read in immediate (WATCH) mode; an account that was never touched starts with the initial balance."""
+async def read_book(pipe: Redis | Pipeline, keys: Keys, initial_balance_usd: float) -> Book:
+    """Read directly or in a pipeline's immediate (WATCH) mode; a new account has the initial balance."""
     balance = await pipe.hget(keys.account, "balance_usd")
     raw = await pipe.hgetall(keys.positions)
-    positions = {int(t): OpenPosition.model_validate_json(v) for t, v in raw.items()}
+    positions = {int(text(t)): OpenPosition.model_validate_json(v) for t, v in raw.items()}
     if balance is None:
         return Book(initial_balance_usd, positions, exists=False)
     return Book(float(text(balance)), positions, exists=True)

@@ -102,8 +102,7 @@ class PaperBroker:
         account = account_id or self.account_id
         await self.sync(account)
         keys = Keys(self._prefix, account)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            book = await ledger.read_book(pipe, keys, self._cfg.initial_balance)
+        book = await ledger.read_book(self._redis, keys, self._cfg.initial_balance)
         quotes = await self._quotes_for(account, book)
         positions = [self._position_view(p, quotes) for p in sorted(book.positions.values(), key=_ticket)]
         floating = round(sum(p.profit for p in positions), 2)
@@ -146,8 +145,7 @@ class PaperBroker:
                 closed += await self.sync(account)
             return closed
         keys = Keys(self._prefix, account_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            snapshot = await ledger.read_book(pipe, keys, self._cfg.initial_balance)
+        snapshot = await ledger.read_book(self._redis, keys, self._cfg.initial_balance)
         if not snapshot.positions:
             return []
         bars: dict[str, tuple[datetime, list[Bar]]] = {}

@@ -47,20 +47,20 @@ def _schemas(symbols: list[str]) -> dict[str, type[BaseModel]]:
         "get_ml_signal": _model("GetMlSignalArgs", symbol=symbol_field, timeframe=tf),
         "analyze_market": _model("AnalyzeMarketArgs", symbol=symbol_field),
         "get_portfolio": _model("GetPortfolioArgs"),
-        "get_market_data": create_model(
+        "get_market_data": _model(
             "GetMarketDataArgs",
             symbol=symbol_field,
             timeframe=tf,
             bars=(int, Field(100, ge=1, le=MAX_BARS, description=f"Number of bars (1-{MAX_BARS})")),
         ),
-        "set_alert": create_model(
+        "set_alert": _model(
             "SetAlertArgs",
             symbol=symbol_field,
             condition=(Literal["above", "below"], Field(description="above | below")),
             price=(float, Field(gt=0, description="Target price / precio objetivo")),
             message=(str, Field("", max_length=500, description="Alert text / mensaje de la alerta")),
         ),
-        "execute_trade": create_model(
+        "execute_trade": _model(
             "ExecuteTradeArgs",
             symbol=symbol_field,
             action=(Literal["BUY", "SELL"], Field(description="BUY or SELL")),
@@ -72,7 +72,7 @@ def _schemas(symbols: list[str]) -> dict[str, type[BaseModel]]:
             take_profit=(float, tp),
         ),
         "close_position": _model("ClosePositionArgs", ticket=ticket),
-        "modify_position": create_model(
+        "modify_position": _model(
             "ModifyPositionArgs",
             ticket=ticket,
             stop_loss=(float | None, Field(None, gt=0, description="New stop-loss price (optional)")),

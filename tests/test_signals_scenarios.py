@@ -105,7 +105,8 @@ async def test_an_uptrend_pulling_back_into_discount_gives_a_consistent_long() -
     assert signal.confidence == confidence_from(signal.reasoning)
     assert signal.action == "LONG", signal.reasoning
     assert signal.entry_price == pytest.approx(round(closes[-1] + 0.2, 2))  # the ask
-    assert signal.stop_loss is not None and signal.take_profit is not None
+    assert signal.entry_price is not None and signal.stop_loss is not None and signal.take_profit is not None
+    assert signal.risk_reward is not None
     assert signal.stop_loss < signal.entry_price < signal.take_profit
     risk, reward = signal.entry_price - signal.stop_loss, signal.take_profit - signal.entry_price
     assert signal.risk_reward == pytest.approx(reward / risk, abs=0.01)
@@ -118,13 +119,14 @@ async def test_a_mirrored_downtrend_gives_a_short_with_levels_reversed() -> None
     signal = await engine_for(series(closes)).get_signal("TEST")
     assert signal.action == "SHORT", signal.reasoning
     assert signal.entry_price == pytest.approx(round(closes[-1], 2))  # the bid
-    assert signal.take_profit is not None and signal.stop_loss is not None
+    assert signal.entry_price is not None and signal.stop_loss is not None and signal.take_profit is not None
     assert signal.take_profit < signal.entry_price < signal.stop_loss
 
 
-async def test_flat_prices_hold_with_zero_confidence_components() -> None:
+async def test_flat_prices_hold_for_lack_of_trend_and_stop_distance() -> None:
     signal = await engine_for(series([100.0] * 200, wick=0.0)).get_signal("TEST")
     assert signal.action == "HOLD"
+    assert "no EMA trend" in signal.reasoning[-1] and "ATR 0" in signal.reasoning[-1]
     assert signal.entry_price is None and signal.stop_loss is None
     assert signal.confidence == confidence_from(signal.reasoning)
 

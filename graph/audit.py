@@ -1,0 +1,48 @@
+"""Append-only audit trail of proposals, verdicts, decisions and executions (a Redis stream)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+# Bounded so a busy desk cannot grow Redis without limit; ~ lets Redis trim cheaply.
+MAX_ENTRIES = 100_000
+
+
+class AuditTrail:
+    """One stream `{prefix}audit`; each entry names the user, the thread and what happened."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self.redis = redis
+        self.key = f"{prefix}audit"
+
+    async def append(self, kind: str, user_id: str, thread_id: str, data: dict[str, Any]) -> str:
+        fields = {
+            "kind": kind,
+            "user_id": user_id,
+            "thread_id": thread_id,
+            "at": datetime.now(UTC).isoformat(),
+            "data": json.dumps(data, default=str, sort_keys=True),
+        }
+        entry_id = await self.redis.xadd(self.key, fields, maxlen=MAX_ENTRIES, approximate=True)  # type: ignore[arg-type]
+        return entry_id if isinstance(entry_id, str) else entry_id.decode()
+
+    async def entries(self, count: int = 100, thread_id: str | None = None) -> list[dict[str, Any]]:
+        """The latest `count` entries, oldest first (optionally only one thread's)."""
+        raw = await self.redis.xrevrange(self.key, count=count)
+        out: list[dict[str, Any]] = []
+        for entry_id, fields in reversed(raw):
+            item = {_s(k): _s(v) for k, v in fields.items()}
+            if thread_id is not None and item.get("thread_id") != thread_id:
+                continue
+            item["id"] = _s(entry_id)
+            item["data"] = json.loads(item.get("data", "{}"))
+            out.append(item)
+        return out
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

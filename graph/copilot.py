@@ -1,0 +1,261 @@
+"""The graph facade (FACADE.md): everything the server, the CLI and notebooks need; one per process."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, RemoveMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
+
+from config import Settings
+from graph.builder import build_graph
+from graph.checkpointer import DURABILITY, open_checkpointer
+from graph.context import Context
+from graph.deps import wall_clock
+from graph.results import chat_result, checkpoint_info, pending_proposal, session_state
+from graph.schemas import ChatResult, CheckpointInfo, SessionState
+from graph.slash import DecisionCommand, parse_slash
+from graph.streaming import to_events
+from tools.services import Services, build_services
+
+Event = dict[str, Any]
+_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
+
+
+class NoPendingApproval(Exception):
+    """A decision arrived but the session is not waiting for one (HTTP 409)."""
+
+
+class InvalidId(ValueError):
+    """A user or session id the copilot does not accept (empty, too long, or with ':')."""
+
+
+def thread_id(user_id: str, session_id: str) -> str:
+    for label, value in (("user id", user_id), ("session id", session_id)):
+        if not _ID.match(value or ""):
+            raise InvalidId(f"{label} must be 1-128 letters, digits or . _ @ - (got {value!r})")
+    return f"{user_id}:{session_id}"
+
+
+def account_for(user_id: str) -> str:
+    """Each user trades their own paper account; the single local user keeps the default one."""
+    return "paper" if user_id == "local" else f"paper-{user_id}"
+
+
+class Copilot:
+    """Everything the server, the CLI and notebooks need; one instance per process."""
+
+    def __init__(
+        self,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        services: Services,
+        settings: Settings,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+        chat_model: BaseChatModel | None = None,
+    ) -> None:
+        self.graph = graph
+        self.services = services
+        self.settings = settings
+        self.checkpointer = checkpointer or graph.checkpointer
+        self.chat_model = chat_model
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings,
+        services: Services | None = None,
+        chat_model: BaseChatModel | None = None,
+        now: Callable[[], datetime] = wall_clock,
+    ) -> AsyncIterator[Copilot]:
+        """Open the Redis saver (and the services when not given), yield a ready Copilot, close on exit."""
+        redis: aioredis.Redis | None = None
+        if services is None:
+            redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
+            services = await build_services(settings, redis)
+        model = chat_model
+        if model is None:
+            from graph.llm import build_chat_model
+
+            model = build_chat_model(settings)
+        try:
+            async with open_checkpointer(settings) as saver:
+                compiled = build_graph(services, settings, model, now).compile(checkpointer=saver)
+                yield cls(compiled, services, settings, saver, chat_model)
+        finally:
+            if redis is not None:
+                await services.aclose()
+                await redis.aclose()
+
+    # --- runs ---------------------------------------------------------------------------------------
+
+    def _config(self, user_id: str, session_id: str) -> RunnableConfig:
+        return {"configurable": {"thread_id": thread_id(user_id, session_id)}}
+
+    async def _context(self, user_id: str, session_id: str, symbol: str | None) -> Context:
+        key = f"{self.settings.redis.prefix}session:{thread_id(user_id, session_id)}"
+        redis = self.services.redis
+        if symbol:
+            await redis.hset(key, "symbol", symbol.upper())  # type: ignore[misc]
+        else:
+            symbol = await redis.hget(key, "symbol") or None  # type: ignore[misc]
+        if self.settings.redis.ttl > 0:
+            await redis.expire(key, self.settings.redis.ttl)
+        index = f"{self.settings.redis.prefix}sessions:{user_id}"
+        await redis.sadd(index, session_id)  # type: ignore[misc]
+        return Context(
+            user_id=user_id, account_id=account_for(user_id), session_symbol=str(symbol or "XAUUSD")
+        )
+
+    async def _ids(self, config: RunnableConfig) -> set[str]:
+        snapshot = await self.graph.aget_state(config)
+        return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
+
+    async def _decision_for(self, user_id: str, session_id: str, message: str) -> dict[str, Any] | None:
+        """`/approve` and `/reject` become a decision on the pending proposal (None: not a decision)."""
+        command = parse_slash(message)
+        if not isinstance(command, DecisionCommand):
+            return None
+        snapshot = await self.graph.aget_state(self._config(user_id, session_id))
+        pending = pending_proposal(snapshot)
+        if pending is None:
+            return None
+        return {"proposal_id": pending["proposal_id"], "decision": command.decision, "reason": command.reason}
+
+    async def chat(
+        self, user_id: str, session_id: str, message: str, symbol: str | None = None
+    ) -> ChatResult:
+        decision = await self._decision_for(user_id, session_id, message)
+        if decision is not None:
+            return await self.decide(user_id, session_id, decision)
+        return await self._run(user_id, session_id, {"messages": [HumanMessage(message)]}, symbol)
+
+    async def decide(self, user_id: str, session_id: str, decision: dict[str, Any]) -> ChatResult:
+        await self._require_pending(user_id, session_id)
+        return await self._run(user_id, session_id, Command(resume=decision), None)
+
+    async def _require_pending(self, user_id: str, session_id: str) -> None:
+        snapshot = await self.graph.aget_state(self._config(user_id, session_id))
+        if pending_proposal(snapshot) is None:
+            raise NoPendingApproval("nothing in this session is waiting for an approval decision")
+
+    async def _run(self, user_id: str, session_id: str, payload: Any, symbol: str | None) -> ChatResult:
+        config = self._config(user_id, session_id)
+        context = await self._context(user_id, session_id, symbol)
+        before = await self._ids(config)
+        await self.graph.ainvoke(payload, config, context=context, durability=DURABILITY)
+        return chat_result(await self.graph.aget_state(config), before)
+
+    async def stream(
+        self, user_id: str, session_id: str, message: str, symbol: str | None = None
+    ) -> AsyncIterator[Event]:
+        decision = await self._decision_for(user_id, session_id, message)
+        if decision is not None:
+            async for event in self.stream_decision(user_id, session_id, decision):
+                yield event
+            return
+        async for event in self._stream(user_id, session_id, {"messages": [HumanMessage(message)]}, symbol):
+            yield event
+
+    async def stream_decision(
+        self, user_id: str, session_id: str, decision: dict[str, Any]
+    ) -> AsyncIterator[Event]:
+        await self._require_pending(user_id, session_id)
+        async for event in self._stream(user_id, session_id, Command(resume=decision), None):
+            yield event
+
+    async def _stream(
+        self, user_id: str, session_id: str, payload: Any, symbol: str | None
+    ) -> AsyncIterator[Event]:
+        config = self._config(user_id, session_id)
+        try:
+            context = await self._context(user_id, session_id, symbol)
+            before = await self._ids(config)
+            modes = ["tasks", "messages", "custom", "updates"]
+            async for mode, chunk in self.graph.astream(
+                payload, config, context=context, stream_mode=modes, durability=DURABILITY
+            ):
+                for event in to_events(mode, chunk):
+                    yield event
+            result = chat_result(await self.graph.aget_state(config), before)
+        except Exception as exc:  # the thread stays usable: the last good checkpoint is untouched
+            yield {"event": "error", "data": {"message": f"{type(exc).__name__}: {exc}"}}
+            return
+        yield {"event": "final", "data": result.model_dump()}
+
+    # --- sessions -----------------------------------------------------------------------------------
+
+    async def state(self, user_id: str, session_id: str) -> SessionState | None:
+        snapshot = await self.graph.aget_state(self._config(user_id, session_id))
+        if snapshot.created_at is None:
+            return None
+        return session_state(session_id, snapshot)
+
+    async def history(self, user_id: str, session_id: str, limit: int = 20) -> list[CheckpointInfo]:
+        config = self._config(user_id, session_id)
+        return [checkpoint_info(s) async for s in self.graph.aget_state_history(config, limit=limit)]
+
+    async def checkpoint(self, user_id: str, session_id: str, checkpoint_id: str) -> SessionState | None:
+        config = self._config(user_id, session_id)
+        config["configurable"]["checkpoint_id"] = checkpoint_id
+        if self.checkpointer is None or await self.checkpointer.aget_tuple(config) is None:
+            return None
+        return session_state(session_id, await self.graph.aget_state(config))
+
+    async def clear(self, user_id: str, session_id: str) -> bool:
+        """Forget the conversation (and any pending proposal) but keep the session."""
+        config = self._config(user_id, session_id)
+        snapshot = await self.graph.aget_state(config)
+        if snapshot.created_at is None:
+            return False
+        reset = {
+            "messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)],
+            "proposal": None,
+            "pending_call": None,
+            "verdict": None,
+            "decision": None,
+            "outcome": None,
+            "last_signal": None,
+            "turn_signal": None,
+        }
+        # As if load_context had run: the paused approval task is dropped, nothing left to resume.
+        await self.graph.aupdate_state(config, reset, as_node="load_context")
+        await self.graph.aupdate_state(config, {}, as_node="reason")
+        return True
+
+    async def delete(self, user_id: str, session_id: str) -> bool:
+        tid = thread_id(user_id, session_id)
+        existed = (await self.graph.aget_state(self._config(user_id, session_id))).created_at is not None
+        if self.checkpointer is not None:
+            await self.checkpointer.adelete_thread(tid)
+        prefix = self.settings.redis.prefix
+        await self.services.redis.srem(f"{prefix}sessions:{user_id}", session_id)  # type: ignore[misc]
+        await self.services.redis.delete(f"{prefix}session:{tid}")
+        return existed
+
+    async def sessions(self, user_id: str) -> list[str]:
+        thread_id(user_id, "x")  # validates the user id
+        members = await self.services.redis.smembers(f"{self.settings.redis.prefix}sessions:{user_id}")  # type: ignore[misc]
+        alive = []
+        for session_id in sorted(members):
+            if (await self.graph.aget_state(self._config(user_id, session_id))).created_at is not None:
+                alive.append(session_id)
+        return alive
+
+    async def model_status(self) -> str:
+        """ "ok" | "down" | "model_missing" (a model passed in, e.g. a test double, counts as ok)."""
+        if self.chat_model is not None:
+            return "ok"
+        from graph.llm import model_status
+
+        return await model_status(self.settings)

@@ -1,0 +1,117 @@
+"""Helpers over the message list: find the open tool calls, cut history at turn boundaries, render results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    RemoveMessage,
+    ToolMessage,
+)
+
+
+def text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+
+
+def last_ai(messages: Sequence[AnyMessage]) -> AIMessage | None:
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            return message
+    return None
+
+
+def open_tool_calls(messages: Sequence[AnyMessage]) -> list[dict[str, Any]]:
+    """Tool calls of the last AI message that no ToolMessage has answered yet."""
+    ai = last_ai(messages)
+    if ai is None or not ai.tool_calls:
+        return []
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    return [dict(c) for c in ai.tool_calls if c["id"] not in answered]
+
+
+def turn_start(messages: Sequence[AnyMessage]) -> int:
+    """Index of the last human message (the start of the current turn)."""
+    for i in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[i], HumanMessage):
+            return i
+    return 0
+
+
+def keep_recent(messages: Sequence[AnyMessage], max_messages: int) -> list[AnyMessage]:
+    """The newest messages, at most `max_messages`, starting on a human message so tool groups stay whole."""
+    if len(messages) <= max_messages:
+        return list(messages)
+    cut = len(messages) - max_messages
+    for i in range(cut, len(messages)):
+        if isinstance(messages[i], HumanMessage):
+            return list(messages[i:])
+    return list(messages[turn_start(messages) :])
+
+
+def removals(messages: Sequence[AnyMessage], max_messages: int) -> list[RemoveMessage]:
+    """RemoveMessage updates that bound the stored conversation (checkpoints stay small turn after turn)."""
+    kept = {id(m) for m in keep_recent(messages, max_messages)}
+    return [RemoveMessage(id=m.id) for m in messages if id(m) not in kept and m.id]
+
+
+def tool_results_since_turn(messages: Sequence[AnyMessage]) -> list[ToolMessage]:
+    start = turn_start(messages)
+    return [m for m in messages[start:] if isinstance(m, ToolMessage)]
+
+
+def parse_json(content: str) -> Any:
+    try:
+        return json.loads(content)
+    except (TypeError, ValueError):
+        return None
+
+
+def render_result(name: str, content: str) -> str:
+    """A plain-text rendering of a tool result for turns answered without the model (slash commands)."""
+    data = parse_json(content)
+    if not isinstance(data, dict):
+        return content
+    if name == "get_ml_signal":
+        return _render_signal(data)
+    if name == "get_portfolio":
+        return _render_portfolio(data)
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+
+
+def _render_signal(s: dict[str, Any]) -> str:
+    lines = [
+        f"Signal {s.get('symbol')} {s.get('timeframe')}: {s.get('action')} "
+        f"(confidence {float(s.get('confidence') or 0):.0%}, source {s.get('source')})",
+        f"Entry {s.get('entry_price')}  SL {s.get('stop_loss')}  TP {s.get('take_profit')}  "
+        f"R:R {s.get('risk_reward')}",
+        f"AMD phase {s.get('amd_phase')}, killzone {s.get('killzone')}",
+    ]
+    lines += [f"- {r}" for r in s.get("reasoning") or []]
+    return "\n".join(lines)
+
+
+def _render_portfolio(p: dict[str, Any]) -> str:
+    lines = [
+        f"Balance {p.get('balance')}  Equity {p.get('equity')}  Free margin {p.get('free_margin')}  "
+        f"Daily P&L {p.get('daily_pnl')}"
+    ]
+    positions = p.get("positions") or []
+    if not positions:
+        lines.append("No open positions.")
+    for pos in positions:
+        lines.append(
+            f"#{pos.get('ticket')} {pos.get('type')} {pos.get('size')} {pos.get('symbol')} "
+            f"@ {pos.get('open_price')}"
+            f"  SL {pos.get('stop_loss')}  TP {pos.get('take_profit')}  P&L {pos.get('profit')}"
+        )
+    return "\n".join(lines)

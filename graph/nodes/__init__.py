@@ -1,0 +1,1 @@
+"""Graph nodes: one thin async function per step, domain logic lives in plain modules."""

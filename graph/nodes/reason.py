@@ -1,0 +1,107 @@
+"""reason: answer slash commands without a model, otherwise ask the chat model (tools bound while allowed)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.deps import Deps
+from graph.llm import ModelUnavailable
+from graph.messages import keep_recent, render_result, text, tool_results_since_turn
+from graph.nodes.load_context import Node
+from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
+from graph.state import State
+from prompts.system import SYSTEM_PROMPT, live_context, trim_history
+from tools.trading_tools import make_tools
+
+log = logging.getLogger(__name__)
+
+MODEL_DOWN = (
+    "The language model is not available right now ({error}). Slash commands still work: /signal XAUUSD 15m, "
+    "/analyze XAUUSD, /portfolio, /buy XAUUSD sl <price> tp <price>, /approve, /reject, /help."
+)
+TOOL_LIMIT = "I reached the limit of tool calls for one message; ask again to continue."
+
+
+def slash_reply(message: str) -> dict[str, Any] | None:
+    """A slash command as this turn's AI message (a tool call or a text), or None when it is plain chat."""
+    command = parse_slash(message)
+    if command is None:
+        return None
+    if isinstance(command, ToolCommand):
+        call = {"name": command.tool, "args": dict(command.args), "id": f"slash_{uuid.uuid4().hex[:12]}"}
+        return {"messages": [AIMessage(content="", tool_calls=[call])], "slash": True}
+    if isinstance(command, HelpCommand):
+        return {"messages": [AIMessage(content=command.text)], "slash": True}
+    if isinstance(command, SlashError):
+        return {"messages": [AIMessage(content=command.message)], "slash": True}
+    if isinstance(command, DecisionCommand):
+        return {"messages": [AIMessage(content="Nothing is waiting for your approval.")], "slash": True}
+    return None
+
+
+def rendered_results(messages: list[AnyMessage]) -> str:
+    """This turn's tool results as text: how slash turns and model-less fallbacks answer."""
+    results = tool_results_since_turn(messages)
+    parts = [render_result(str(m.name), text(m)) for m in results]
+    return "\n\n".join(parts) or "Done."
+
+
+def prompt(deps: Deps, state: State) -> list[BaseMessage]:
+    """Static system prompt, bounded history, then the live context (so the prefix is stable turn to turn)."""
+    settings = deps.settings
+    history = keep_recent(state.get("messages", []), settings.context.max_history)
+    budget = max(settings.llm.num_ctx - settings.inference.max_tokens - 1500, 512)
+    live = live_context(state.get("market"), state.get("portfolio"), settings.risk, deps.services.clock.now())
+    return [SystemMessage(SYSTEM_PROMPT), *trim_history(history, budget), SystemMessage(live)]
+
+
+async def ask_model(deps: Deps, ctx: Context, state: State) -> AIMessage:
+    over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
+    runnable: Any = (
+        deps.model if over_limit else deps.model.bind_tools(make_tools(deps.services, ctx.account_id))
+    )
+    reply = await runnable.ainvoke(prompt(deps, state))
+    message = reply if isinstance(reply, AIMessage) else AIMessage(content=str(reply))
+    if over_limit and message.tool_calls:
+        # Past the bound the model may not call tools any more; keep its words, drop the calls.
+        message = AIMessage(content=text(message) or TOOL_LIMIT, id=message.id)
+    return message
+
+
+def make_reason(deps: Deps) -> Node:
+    async def reason(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        ctx = runtime.context or Context()
+        messages = list(state.get("messages", []))
+        last = messages[-1] if messages else None
+        if isinstance(last, HumanMessage):
+            reply = slash_reply(text(last).strip())
+            if reply is not None:
+                return reply
+        if state.get("slash") and isinstance(last, ToolMessage):
+            return {"messages": [AIMessage(content=rendered_results(messages))]}
+        try:
+            return {"messages": [await ask_model(deps, ctx, state)]}
+        except ModelUnavailable as exc:
+            error = str(exc)
+        except Exception as exc:  # any model failure: the trader gets a message, the thread stays usable
+            log.exception("model call failed")
+            error = f"{type(exc).__name__}: {exc}"
+        fallback = MODEL_DOWN.format(error=error)
+        if isinstance(last, ToolMessage):
+            fallback = rendered_results(messages) + "\n\n" + fallback
+        return {"messages": [AIMessage(content=fallback)], "notice": "model_unavailable"}
+
+    return reason

@@ -1,0 +1,94 @@
+"""Turn graph snapshots into the facade's answers: ChatResult, SessionState, CheckpointInfo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langgraph.types import StateSnapshot
+
+from graph.messages import text
+from graph.schemas import ChatResult, CheckpointInfo, SessionState
+
+
+def pending_proposal(snapshot: StateSnapshot) -> dict[str, Any] | None:
+    """The proposal the thread is paused on (the human_approval interrupt), if any."""
+    for item in snapshot.interrupts:
+        value = item.value
+        if isinstance(value, dict) and value.get("type") == "approval_required":
+            proposal = value.get("proposal")
+            return dict(proposal) if isinstance(proposal, dict) else None
+    return None
+
+
+def proposal_text(p: dict[str, Any]) -> str:
+    what = {
+        "open": f"{p['side']} {p['size_lots']} lots {p['symbol']} at ~{p['entry_price']}",
+        "close": f"CLOSE position #{p.get('ticket')} ({p['side']} {p['size_lots']} {p['symbol']})",
+        "modify": f"MODIFY position #{p.get('ticket')} ({p['symbol']})",
+    }[p.get("kind", "open")]
+    lines = [
+        f"Approval required / Aprobación requerida: {what}",
+        f"SL {p.get('stop_loss')} ({p.get('stop_pips')} pips)  TP {p.get('take_profit')} "
+        f"({p.get('take_profit_pips')} pips)  R:R {p.get('risk_reward')}",
+        f"Risk {p.get('risk_usd')} USD ({p.get('risk_pct')}% of equity), reward {p.get('reward_usd')} USD",
+        f"Expires {p.get('expires_at')}. Proposal {p['proposal_id']}. Reply /approve or /reject <reason>.",
+    ]
+    return "\n".join(lines)
+
+
+def new_messages(before: set[str], messages: list[AnyMessage]) -> list[AnyMessage]:
+    return [m for m in messages if m.id not in before]
+
+
+def chat_result(snapshot: StateSnapshot, before: set[str]) -> ChatResult:
+    values = snapshot.values or {}
+    messages: list[AnyMessage] = list(values.get("messages", []))
+    fresh = new_messages(before, messages)
+    replies = [text(m) for m in fresh if isinstance(m, AIMessage) and text(m).strip()]
+    pending = pending_proposal(snapshot)
+    if pending is not None:
+        replies.append(proposal_text(pending))
+    used = list(dict.fromkeys(values.get("tools_used") or []))
+    return ChatResult(
+        response="\n\n".join(replies) or "(no answer)",
+        tools_used=used,
+        signal=values.get("turn_signal"),
+        pending_approval=pending,
+    )
+
+
+def message_dict(message: AnyMessage) -> dict[str, Any] | None:
+    if isinstance(message, HumanMessage):
+        return {"role": "user", "content": text(message)}
+    if isinstance(message, ToolMessage):
+        return {"role": "tool", "content": text(message), "name": message.name}
+    if isinstance(message, AIMessage):
+        out: dict[str, Any] = {"role": "assistant", "content": text(message)}
+        if message.tool_calls:
+            out["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
+        return out
+    return None
+
+
+def session_state(session_id: str, snapshot: StateSnapshot) -> SessionState:
+    values = snapshot.values or {}
+    rows = [message_dict(m) for m in values.get("messages", [])]
+    return SessionState(
+        session_id=session_id,
+        messages=[r for r in rows if r is not None],
+        pending_approval=pending_proposal(snapshot),
+        last_signal=values.get("last_signal"),
+        checkpoint_id=snapshot.config.get("configurable", {}).get("checkpoint_id"),
+    )
+
+
+def checkpoint_info(snapshot: StateSnapshot) -> CheckpointInfo:
+    metadata = snapshot.metadata or {}
+    return CheckpointInfo(
+        checkpoint_id=str(snapshot.config.get("configurable", {}).get("checkpoint_id")),
+        created_at=snapshot.created_at,
+        step=metadata.get("step"),
+        next=list(snapshot.next),
+        source=metadata.get("source"),
+    )

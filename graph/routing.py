@@ -1,0 +1,44 @@
+"""Where the graph goes after each decision point (the edges, readable from the return types)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.graph import END
+
+from graph.messages import open_tool_calls
+from graph.state import State
+from tools.trading_tools import PROPOSAL_TOOLS
+
+
+def after_reason(state: State) -> Literal["tools", "risk_gate", "__end__"]:
+    calls = open_tool_calls(state.get("messages", []))
+    if not calls:
+        return END
+    # Read-only calls run first; the tools node hands proposal calls on to the gate.
+    if any(c["name"] not in PROPOSAL_TOOLS for c in calls):
+        return "tools"
+    return "risk_gate"
+
+
+def after_tools(state: State) -> Literal["reason", "risk_gate"]:
+    calls = open_tool_calls(state.get("messages", []))
+    return "risk_gate" if any(c["name"] in PROPOSAL_TOOLS for c in calls) else "reason"
+
+
+def after_gate(state: State) -> Literal["human_approval", "reason"]:
+    return "human_approval" if state.get("proposal") else "reason"
+
+
+def after_approval(state: State) -> Literal["execute", "risk_gate", "reason"]:
+    decision = (state.get("decision") or {}).get("decision")
+    if decision == "approve":
+        return "execute"
+    if decision == "edit" and state.get("pending_call"):
+        return "risk_gate"
+    return "reason"
+
+
+def after_execute(state: State) -> Literal["risk_gate", "reason"]:
+    outcome = state.get("outcome") or {}
+    return "risk_gate" if outcome.get("status") == "drift" else "reason"

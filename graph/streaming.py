@@ -1,0 +1,35 @@
+"""Map LangGraph's stream (tasks, messages, custom, updates) to the facade's event dicts (FACADE.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessageChunk
+
+NODES = {"load_context", "reason", "tools", "risk_gate", "human_approval", "execute"}
+
+
+def to_events(mode: str, chunk: Any) -> list[dict[str, Any]]:
+    """Events for one stream item; interrupts become `approval_required`."""
+    if mode == "tasks" and isinstance(chunk, dict) and "input" in chunk and chunk.get("name") in NODES:
+        return [{"event": "node", "data": {"node": chunk["name"]}}]
+    if mode == "messages":
+        message, metadata = chunk
+        if (
+            isinstance(message, AIMessageChunk)
+            and metadata.get("langgraph_node") == "reason"
+            and isinstance(message.content, str)
+            and message.content
+        ):
+            return [{"event": "token", "data": {"text": message.content}}]
+        return []
+    if mode == "custom" and isinstance(chunk, dict) and "event" in chunk:
+        return [chunk]
+    if mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
+        events = []
+        for item in chunk["__interrupt__"]:
+            value = getattr(item, "value", None)
+            if isinstance(value, dict) and value.get("type") == "approval_required":
+                events.append({"event": "approval_required", "data": {"proposal": value.get("proposal")}})
+        return events
+    return []

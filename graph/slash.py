@@ -1,0 +1,181 @@
+"""Slash commands (/signal, /buy, /approve, …): the same tools and decisions with no model involved."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
+SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{2,11}$")
+
+HELP_TEXT = """Comandos / Commands:
+/signal SYMBOL [TF]                  señal actual / current signal (TF: 1m 5m 15m 1h 4h 1d)
+/analyze SYMBOL                      análisis de mercado / market analysis
+/data SYMBOL [TF] [BARS]             velas recientes / recent bars
+/portfolio                           balance, posiciones / balance, positions
+/buy SYMBOL [LOTS] sl PRICE tp PRICE propone compra / propose a buy (sin LOTS: tamaño por riesgo %)
+/sell SYMBOL [LOTS] sl PRICE tp PRICE propone venta / propose a sell
+/close TICKET                        propone cerrar / propose closing a position
+/modify TICKET [sl PRICE] [tp PRICE] propone nuevo SL/TP / propose new SL/TP
+/alert SYMBOL above|below PRICE TEXT alerta de precio / price alert
+/approve                             aprueba la propuesta pendiente / approve the pending proposal
+/reject [REASON]                     rechaza la propuesta pendiente / reject the pending proposal
+/help                                esta ayuda / this help"""
+
+
+@dataclass(frozen=True)
+class ToolCommand:
+    tool: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DecisionCommand:
+    decision: Literal["approve", "reject"]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class HelpCommand:
+    text: str = HELP_TEXT
+
+
+@dataclass(frozen=True)
+class SlashError:
+    message: str
+
+
+SlashCommand = ToolCommand | DecisionCommand | HelpCommand | SlashError
+
+
+class _Usage(ValueError):
+    pass
+
+
+def _symbol(token: str) -> str:
+    symbol = token.upper()
+    if not SYMBOL_RE.match(symbol):
+        raise _Usage(f"'{token}' is not a symbol (e.g. XAUUSD)")
+    return symbol
+
+
+def _number(token: str, what: str) -> float:
+    try:
+        value = float(token.replace(",", "."))  # "4380,5" is how many Spanish-speaking traders type it
+    except ValueError:
+        raise _Usage(f"{what} must be a number, got '{token}'") from None
+    if value <= 0:
+        raise _Usage(f"{what} must be positive, got '{token}'")
+    return value
+
+
+def _ticket(token: str) -> int:
+    if not token.isdigit() or int(token) <= 0:
+        raise _Usage(f"ticket must be a positive whole number, got '{token}'")
+    return int(token)
+
+
+def _levels(tokens: list[str]) -> dict[str, float]:
+    """Parse 'sl X tp Y' pairs in any order."""
+    if len(tokens) % 2:
+        raise _Usage("levels go in pairs: sl PRICE tp PRICE")
+    levels: dict[str, float] = {}
+    for key, value in zip(tokens[::2], tokens[1::2], strict=True):
+        name = {"sl": "stop_loss", "tp": "take_profit"}.get(key.lower())
+        if name is None:
+            raise _Usage(f"unknown level '{key}' (use sl / tp)")
+        levels[name] = _number(value, key.upper())
+    return levels
+
+
+def _trade(action: str, rest: list[str]) -> ToolCommand:
+    if not rest:
+        raise _Usage(f"/{action.lower()} SYMBOL [LOTS] sl PRICE tp PRICE")
+    args: dict[str, Any] = {"symbol": _symbol(rest[0]), "action": action}
+    tail = rest[1:]
+    if tail and tail[0].lower() not in ("sl", "tp"):
+        args["size"] = _number(tail[0], "LOTS")
+        tail = tail[1:]
+    levels = _levels(tail)
+    if "stop_loss" not in levels:
+        raise _Usage("a stop loss is required: sl PRICE")
+    if "take_profit" not in levels:
+        raise _Usage("a take profit is required: tp PRICE")
+    return ToolCommand("execute_trade", {**args, **levels})
+
+
+def _timeframe(token: str) -> str:
+    tf = token.lower()
+    if tf not in TIMEFRAMES:
+        raise _Usage(f"unknown timeframe '{token}' (use {' '.join(TIMEFRAMES)})")
+    return tf
+
+
+def _market(name: str, rest: list[str]) -> ToolCommand:
+    if not rest:
+        raise _Usage(f"/{name} SYMBOL")
+    args: dict[str, Any] = {"symbol": _symbol(rest[0])}
+    if name == "analyze":
+        return ToolCommand("analyze_market", args)
+    if len(rest) > 1:
+        args["timeframe"] = _timeframe(rest[1])
+    if name == "data":
+        if len(rest) > 2:
+            args["bars"] = int(_number(rest[2], "BARS"))
+        return ToolCommand("get_market_data", args)
+    return ToolCommand("get_ml_signal", args)
+
+
+def _alert(rest: list[str]) -> ToolCommand:
+    if len(rest) < 3 or rest[1].lower() not in ("above", "below"):
+        raise _Usage("/alert SYMBOL above|below PRICE TEXT")
+    return ToolCommand(
+        "set_alert",
+        {"symbol": _symbol(rest[0]), "condition": rest[1].lower(), "price": _number(rest[2], "PRICE"),
+         "message": " ".join(rest[3:])},
+    )  # fmt: skip
+
+
+def _position(name: str, rest: list[str]) -> ToolCommand:
+    if not rest:
+        raise _Usage(f"/{name} TICKET")
+    if name == "close":
+        return ToolCommand("close_position", {"ticket": _ticket(rest[0])})
+    levels = _levels(rest[1:])
+    if not levels:
+        raise _Usage("/modify TICKET [sl PRICE] [tp PRICE]")
+    return ToolCommand("modify_position", {"ticket": _ticket(rest[0]), **levels})
+
+
+def _dispatch(name: str, rest: list[str], raw_rest: str) -> SlashCommand:
+    if name in ("signal", "analyze", "data"):
+        return _market(name, rest)
+    if name == "portfolio":
+        return ToolCommand("get_portfolio", {})
+    if name in ("buy", "sell"):
+        return _trade(name.upper(), rest)
+    if name in ("close", "modify"):
+        return _position(name, rest)
+    if name == "alert":
+        return _alert(rest)
+    if name == "approve":
+        return DecisionCommand("approve", raw_rest)
+    if name == "reject":
+        return DecisionCommand("reject", raw_rest)
+    if name == "help":
+        return HelpCommand()
+    return SlashError(f"unknown command /{name}; /help lists the commands")
+
+
+def parse_slash(text: str) -> SlashCommand | None:
+    """A slash command, or None when `text` is ordinary chat for the model. Never raises."""
+    stripped = text.strip()
+    if not stripped.startswith("/") or len(stripped) < 2 or stripped[1] in "/ ":
+        return None
+    head, _, raw_rest = stripped[1:].partition(" ")
+    name = head.lower()
+    try:
+        return _dispatch(name, raw_rest.split(), raw_rest.strip())
+    except _Usage as exc:
+        return SlashError(f"/{name}: {exc}")

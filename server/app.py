@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from langchain_core.language_models import BaseChatModel
 
 from config import Settings
-from graph.copilot import Copilot
+from graph.copilot import Copilot, InvalidId
 from server.api.routes import chat, health, portfolio, sessions
 from server.locks import RunLocks
 from server.metrics import Metrics
@@ -66,6 +66,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _describe_validation(exc)}, status_code=422)
+
+    @app.exception_handler(InvalidId)
+    async def invalid_id(request: Request, exc: InvalidId) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(ServiceError)
     async def service_failed(request: Request, exc: ServiceError) -> JSONResponse:

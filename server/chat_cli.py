@@ -99,7 +99,7 @@ class ChatClient:
         return pending
 
     def decide(self, proposal: dict[str, Any]) -> dict[str, Any] | None:
-        """Ask the trader approve / edit / reject / later; returns the decision body or None (decide later)."""
+        """Ask approve / edit / reject / later; returns the decision body, or None to decide later."""
         self._say(describe_proposal(proposal))
         while True:
             choice = self.ask("[a]pprove, [e]dit, [r]eject or [l]ater? ").strip().lower()[:1]

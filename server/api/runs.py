@@ -10,8 +10,10 @@ from typing import Any
 
 from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
+from langchain_core.runnables import RunnableConfig
 
 from config import Settings
+from graph.copilot import Copilot, thread_id
 from server.locks import RunLocks, SessionBusy
 from server.metrics import Metrics
 
@@ -31,15 +33,22 @@ def check_message(message: str, settings: Settings) -> None:
 
 
 def record_result(metrics: Metrics, kind: str, result: dict[str, Any] | None) -> None:
-    """Count a finished run; an approval that ends without a pending proposal and with a ticket is an order."""
     metrics.graph_runs.labels(kind, "ok" if result is not None else "error").inc()
-    if result is None or kind != "approve":
+
+
+async def record_order(
+    metrics: Metrics, copilot: Copilot, user_id: str, session_id: str, proposal_id: str
+) -> None:
+    """Count the order an approval led to, from the thread's recorded outcome for that very proposal."""
+    try:
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id(user_id, session_id)}}
+        snapshot = await copilot.graph.aget_state(config)
+    except Exception as exc:  # metrics must never fail a request
+        log.warning("could not read the outcome for metrics: %s", exc)
         return
-    order = result.get("order") or {}
-    if isinstance(order, dict) and order:
-        metrics.orders.labels("filled" if order.get("success") else "rejected").inc()
-    elif "execute" in result.get("tools_used", []) or "execute_trade" in result.get("tools_used", []):
-        metrics.orders.labels("sent").inc()
+    outcome = (snapshot.values or {}).get("outcome") or {}
+    if isinstance(outcome, dict) and outcome.get("proposal_id") == proposal_id:
+        metrics.orders.labels(str(outcome.get("status", "unknown"))).inc()
 
 
 @asynccontextmanager
@@ -67,6 +76,7 @@ async def stream_response(
     session_id: str,
     kind: str,
     events: Callable[[], AsyncIterator[Event]],
+    after: Callable[[], Awaitable[None]] | None = None,
 ) -> StreamingResponse:
     """Take the lock before answering (so busy is a real 409), stream the run's events, release at the end."""
     stack = AsyncExitStack()
@@ -86,6 +96,8 @@ async def stream_response(
                 yield sse_frame({"event": "error", "data": {"message": "the run failed; see the server log"}})
             finally:
                 record_result(metrics, kind, final)
+            if after is not None:
+                await after()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
@@ -98,6 +110,7 @@ async def run_once(
     session_id: str,
     kind: str,
     call: Callable[[], Awaitable[Any]],
+    after: Callable[[], Awaitable[None]] | None = None,
 ) -> Any:
     async with session_lock(locks, metrics, user_id, session_id):
         try:
@@ -105,5 +118,7 @@ async def run_once(
         except Exception:
             record_result(metrics, kind, None)
             raise
+        if after is not None:
+            await after()
     record_result(metrics, kind, result.model_dump() if hasattr(result, "model_dump") else result)
     return result

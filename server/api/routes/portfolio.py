@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from graph.copilot import Copilot
+from graph.copilot import account_for
 from server.api.deps import CopilotDep, CurrentUser
 from tools.schemas import Portfolio
 
 router = APIRouter(prefix="/api", tags=["portfolio"])
 
 
-def account_of(copilot: Copilot, user: str) -> str:
-    """The broker account the graph trades for this user (the facade decides the mapping)."""
-    mapping = getattr(copilot, "account_id", None)
-    return str(mapping(user)) if callable(mapping) else user
-
-
 @router.get("/portfolio", response_model=Portfolio)
 async def get_portfolio(user: CurrentUser, copilot: CopilotDep) -> Portfolio:
     """Balance, equity, margin, open positions and P&L, read live from the broker (never cached)."""
-    return await copilot.services.broker.get_portfolio(account_of(copilot, user))
+    return await copilot.services.broker.get_portfolio(account_for(user))
 
 
 @router.get("/symbols")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
 from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from graph.copilot import Copilot, NoPendingApproval
 from graph.schemas import ChatResult, CheckpointInfo, SessionState
-from server.api.deps import CopilotDep, CurrentUser, LocksDep, MetricsDep, SessionId
+from server.api.deps import SESSION_ID_PATTERN, CopilotDep, CurrentUser, LocksDep, MetricsDep, SessionId
 from server.api.models import ClearRequest, DecisionRequest, SessionList, StatusResponse
 from server.api.routes.chat import STREAM_DOC
-from server.api.runs import run_once, session_lock, stream_response
+from server.api.runs import record_order, run_once, session_lock, stream_response
 from server.locks import RunLocks
 from server.metrics import Metrics
 
@@ -26,6 +29,14 @@ async def require_state(copilot: Copilot, user: str, session_id: str) -> Session
     if state is None:
         raise HTTPException(404, NOT_FOUND)
     return state
+
+
+def _order_counter(
+    copilot: Copilot, metrics: Metrics, user: str, session_id: str, body: DecisionRequest
+) -> Callable[[], Awaitable[None]] | None:
+    if body.decision == "reject":
+        return None
+    return lambda: record_order(metrics, copilot, user, session_id, body.proposal_id)
 
 
 @router.get("/sessions", response_model=SessionList)
@@ -113,6 +124,7 @@ async def decide_stream(
         session_id,
         body.decision,
         lambda: copilot.stream_decision(user, session_id, body.as_decision()),
+        _order_counter(copilot, metrics, user, session_id, body),
     )
 
 
@@ -132,8 +144,8 @@ async def clear_history(
     copilot: CopilotDep,
     locks: LocksDep,
     metrics: MetricsDep,
-    session_id: str | None = Query(None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$"),
-    body: ClearRequest | None = Body(None),
+    session_id: Annotated[str | None, Query(pattern=SESSION_ID_PATTERN)] = None,
+    body: Annotated[ClearRequest | None, Body()] = None,
 ) -> StatusResponse:
     """The seed's endpoint: session_id as a query parameter (seed) or in a JSON body."""
     sid = session_id or (body.session_id if body else None)

@@ -16,6 +16,7 @@ from tools.market.csv_import import import_csv
 from tools.market.csv_store import CsvMarketData
 from tools.market.specs import load_specs
 from tools.protocols import UnknownSymbolError
+from tools.schemas import SymbolSpec
 
 GENERIC = """datetime,open,high,low,close,volume
 2024-01-02 00:00:00,2063.12,2064.50,2062.80,2063.90,123
@@ -45,11 +46,11 @@ def rows_of(path: Path) -> list[str]:
 
 
 @pytest.fixture
-def specs(settings: Settings):  # type: ignore[no-untyped-def]
+def specs(settings: Settings) -> dict[str, SymbolSpec]:
     return load_specs(settings)
 
 
-def test_generic_import_writes_normalised_file(tmp_path: Path, specs) -> None:  # type: ignore[no-untyped-def]
+def test_generic_import_writes_normalised_file(tmp_path: Path, specs: dict[str, SymbolSpec]) -> None:
     report = import_csv(write(tmp_path / "gold.csv", GENERIC), "xauusd", tmp_path / "data", False, specs)
     assert (report.symbol, report.timeframe, report.rows, report.source_format) == (
         "XAUUSD",
@@ -64,7 +65,7 @@ def test_generic_import_writes_normalised_file(tmp_path: Path, specs) -> None:  
     ]
 
 
-def test_mt4_and_mt5_exports(tmp_path: Path, specs) -> None:  # type: ignore[no-untyped-def]
+def test_mt4_and_mt5_exports(tmp_path: Path, specs: dict[str, SymbolSpec]) -> None:
     mt4 = import_csv(write(tmp_path / "XAUUSD60.csv", MT4), "XAUUSD", tmp_path / "d", False, specs)
     assert (mt4.source_format, mt4.timeframe, mt4.first) == ("mt4", "1h", datetime(2024, 1, 2, tzinfo=UTC))
     mt5 = import_csv(write(tmp_path / "EURUSD_M15.csv", MT5), "EURUSD", tmp_path / "d", False, specs)
@@ -94,14 +95,16 @@ def test_mt4_and_mt5_exports(tmp_path: Path, specs) -> None:  # type: ignore[no-
         ),
     ],
 )
-def test_malformed_files_are_rejected_whole(tmp_path: Path, specs, text: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_files_are_rejected_whole(
+    tmp_path: Path, specs: dict[str, SymbolSpec], text: str, expected: str
+) -> None:
     data_dir = tmp_path / "data"
     with pytest.raises(CsvImportError, match=expected):
         import_csv(write(tmp_path / "bad.csv", text), "XAUUSD", data_dir, False, specs)
     assert not data_dir.exists() or not any(data_dir.iterdir())
 
 
-def test_problems_are_listed_together(tmp_path: Path, specs) -> None:  # type: ignore[no-untyped-def]
+def test_problems_are_listed_together(tmp_path: Path, specs: dict[str, SymbolSpec]) -> None:
     text = GENERIC.replace("2064.50", "x").replace("2065.00", "y")
     with pytest.raises(CsvImportError) as err:
         import_csv(write(tmp_path / "bad.csv", text), "XAUUSD", tmp_path, False, specs)
@@ -109,13 +112,15 @@ def test_problems_are_listed_together(tmp_path: Path, specs) -> None:  # type: i
     assert "line 2:" in str(err.value) and "line 3:" in str(err.value)
 
 
-def test_unknown_symbol_is_refused(tmp_path: Path, specs) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_symbol_is_refused(tmp_path: Path, specs: dict[str, SymbolSpec]) -> None:
     with pytest.raises(UnknownSymbolError, match="unknown symbol 'BTCUSD'"):
         import_csv(write(tmp_path / "a.csv", GENERIC), "BTCUSD", tmp_path / "data", False, specs)
     assert not (tmp_path / "data").exists()
 
 
-async def test_imported_history_is_loaded_by_a_new_store(tmp_path: Path, specs) -> None:  # type: ignore[no-untyped-def]
+async def test_imported_history_is_loaded_by_a_new_store(
+    tmp_path: Path, specs: dict[str, SymbolSpec]
+) -> None:
     data_dir = tmp_path / "data"
     import_csv(write(tmp_path / "g.csv", GENERIC), "XAUUSD", data_dir, False, specs)
     store = CsvMarketData(specs, ManualClock(datetime(2024, 1, 2, 0, 15, tzinfo=UTC)))
@@ -128,7 +133,9 @@ async def test_imported_history_is_loaded_by_a_new_store(tmp_path: Path, specs) 
     assert sorted(p.name for p in data_dir.iterdir()) == ["XAUUSD_H1.csv.gz"]
 
 
-def test_cli_import_and_list(tmp_path: Path, settings: Settings, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_import_and_list(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DATA_DIR", settings.data_dir)
     monkeypatch.setenv("REDIS__PREFIX", settings.redis.prefix)
     src = write(tmp_path / "gold.csv", GENERIC)

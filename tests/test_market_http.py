@@ -1,0 +1,91 @@
+"""The /api/market_data contract over real HTTP: HttpMarketData against api.router over CsvMarketData."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from config import Settings
+from tests.conftest import serve_app
+from tools.market.api import router
+from tools.market.clock import ManualClock, ReplayClock
+from tools.market.csv_store import CsvMarketData
+from tools.market.factory import build_market, data_source_dir
+from tools.market.http import HttpMarketData
+from tools.market.specs import load_specs
+from tools.protocols import ServiceError, UnknownSymbolError
+
+NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def eurusd_store(shared_data: Path) -> CsvMarketData:
+    from config import load_settings
+
+    store = CsvMarketData(load_specs(load_settings()), ManualClock(datetime(2018, 1, 10, 12, tzinfo=UTC)))
+    store.load_file(shared_data / "EURUSD_H1.csv.gz")
+    return store
+
+
+async def test_http_client_matches_the_embedded_store(eurusd_store: CsvMarketData) -> None:
+    app = FastAPI()
+    app.include_router(router(eurusd_store))
+    with serve_app(app) as url:
+        client = HttpMarketData(url, timeout=5, retries=0, specs=eurusd_store.specs)
+        try:
+            remote = await client.get_bars("eurusd", "4h", 20)
+            assert remote == await eurusd_store.get_bars("EURUSD", "4h", 20)
+            with pytest.raises(UnknownSymbolError):
+                await client.get_bars("XAUUSDX", "1h", 5)
+            with pytest.raises(ServiceError, match="cannot give 1m"):
+                await client.get_quote("EURUSD")  # the quote needs 1m bars; the service has 1h
+            async with httpx.AsyncClient(base_url=url) as raw:
+                not_found = await raw.get("/api/market_data", params={"symbol": "BTCUSD"})
+                assert (
+                    not_found.status_code == 404 and "unknown symbol 'BTCUSD'" in not_found.json()["detail"]
+                )
+                bad = await raw.get("/api/market_data", params={"symbol": "EURUSD", "bars": 0})
+                assert bad.status_code == 422
+                body = (
+                    await raw.get(
+                        "/api/market_data", params={"symbol": "EURUSD", "timeframe": "1h", "bars": 2}
+                    )
+                ).json()
+                assert body["symbol"] == "EURUSD" and body["data"][-1]["time"] == "2018-01-10 11:00"
+        finally:
+            await client.aclose()
+
+
+@pytest.fixture
+def eurusd_data_dir(settings: Settings, shared_data: Path) -> Path:
+    assert data_source_dir(settings) == shared_data  # empty data_dir -> the shared fallback
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True)
+    (data_dir / "EURUSD_H1.csv.gz").symlink_to(shared_data / "EURUSD_H1.csv.gz")  # real data, not a copy
+    return data_dir
+
+
+async def test_factory_uses_data_dir_with_replay_clock(
+    settings: Settings, redis_client: aioredis.Redis, eurusd_data_dir: Path
+) -> None:
+    assert data_source_dir(settings) == eurusd_data_dir
+    market, clock = await build_market(settings, redis_client)
+    assert isinstance(clock, ReplayClock) and isinstance(market, CsvMarketData)
+    assert market.symbols() == ["EURUSD"]
+    # "auto" starts 30 days before the end of the loaded history (last bar 2018-02-07 15:00 closes 16:00).
+    assert clock.history_anchor == datetime(2018, 1, 8, 16, 0, tzinfo=UTC)
+    quote = await market.get_quote("EURUSD")
+    assert quote.ask == round(quote.bid + 0.8 * 0.0001, 5)
+
+
+async def test_factory_without_any_data(
+    settings: Settings, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    empty = settings.model_copy(update={"fallback_data_dir": str(tmp_path / "none")})
+    with pytest.raises(ServiceError, match="no market data"):
+        await build_market(empty, redis_client, ManualClock(NOW))

@@ -160,32 +160,34 @@ def evaluate(
     reasoning += [f"{text} ({points:+.2f})" for text, points in s.components]
     confidence = s.confidence
     objections = list(s.objections)
-    if f.atr14 <= 0:
-        objections.append("no price movement (ATR 0), no stop distance")
+    if spec.round_price(SL_ATR * f.atr14) <= 0:
+        objections.append(f"no price movement (ATR {spec.round_price(f.atr14)}), no stop distance")
     if confidence < MIN_CONFIDENCE:
         objections.append(f"confidence {confidence:.2f} below {MIN_CONFIDENCE:.2f}")
-    common = dict(symbol=symbol, timeframe=timeframe, confidence=confidence, amd_phase=f.amd_phase)
+    hold = Signal(
+        symbol=symbol,
+        timeframe=timeframe,
+        action="HOLD",
+        confidence=confidence,
+        amd_phase=f.amd_phase,
+        killzone=f.killzone,
+        reasoning=reasoning,
+        generated_at=now,
+    )
     if objections:
-        reasoning.append(f"Decision: HOLD ({'; '.join(objections)})")
-        return Signal(action="HOLD", killzone=f.killzone, reasoning=reasoning, generated_at=now, **common)  # type: ignore[arg-type]
+        return hold.model_copy(
+            update={"reasoning": [*reasoning, f"Decision: HOLD ({'; '.join(objections)})"]}
+        )
     entry = spec.round_price(ask if s.direction == "LONG" else bid)
     sign = 1 if s.direction == "LONG" else -1
     stop = spec.round_price(entry - sign * SL_ATR * f.atr14)
     target = spec.round_price(entry + sign * TP_ATR * f.atr14)
     rr = round(abs(target - entry) / abs(entry - stop), 2)
-    reasoning.append(
+    reasoning = [
+        *reasoning,
         f"Levels: ATR14 {spec.pips(f.atr14)} pips; SL {SL_ATR} ATR = {spec.pips(entry - stop)} pips, "
-        f"TP {TP_ATR} ATR = {spec.pips(target - entry)} pips, R:R {rr}"
-    )
-    reasoning.append(f"Decision: {s.direction} at {'ask' if sign > 0 else 'bid'} {entry}")
-    return Signal(
-        action=s.direction,
-        entry_price=entry,
-        stop_loss=stop,
-        take_profit=target,
-        risk_reward=rr,
-        killzone=f.killzone,
-        reasoning=reasoning,
-        generated_at=now,
-        **common,  # type: ignore[arg-type]
-    )
+        f"TP {TP_ATR} ATR = {spec.pips(target - entry)} pips, R:R {rr}",
+        f"Decision: {s.direction} at {'ask' if sign > 0 else 'bid'} {entry}",
+    ]
+    levels = {"entry_price": entry, "stop_loss": stop, "take_profit": target, "risk_reward": rr}
+    return hold.model_copy(update={"action": s.direction, "reasoning": reasoning, **levels})

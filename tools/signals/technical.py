@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Literal
 
 from tools.protocols import Clock, MarketData, ServiceError, UnknownSymbolError
 from tools.schemas import TIMEFRAME_MINUTES, Analysis, Bar, ICTContext, Signal, SymbolSpec
@@ -44,7 +45,9 @@ class TechnicalEngine:
         recent = [signal, *self._previous_signals(spec, used, bars, quote.ask - quote.bid, notes)]
         f = scoring.features(bars, now)
         direction, _, _ = scoring.trend_of(f)
-        trend = {"LONG": "bullish", "SHORT": "bearish", None: "ranging"}[direction]
+        trend: Literal["bullish", "bearish", "ranging"] = (
+            "bullish" if direction == "LONG" else "bearish" if direction == "SHORT" else "ranging"
+        )
         hourly = await self._hourly(spec.symbol, used, bars)
         price = spec.round_price(quote.mid)
         return Analysis(
@@ -54,7 +57,7 @@ class TechnicalEngine:
             ict_context=ICTContext(killzone=f.killzone, ote_zone=f.zone, score=signal.confidence),
             key_levels=key_levels(hourly, price, spec),
             recent_signals=recent,
-            trend=trend,  # type: ignore[arg-type]
+            trend=trend,
             volatility=volatility_of(bars),
             as_of=now,
         )

@@ -1,5 +1,14 @@
 """The technical engine's rules: features of one bar series -> named confidence components -> a Signal.
 
+Direction = the EMA trend (or, with none, the RSI's side). Confidence = the sum of these components for
+that direction, clamped to [0, 1], each one printed in `reasoning` with its points:
+  Trend     EMA20/50/200 stacked and EMA50 sloping +0.30; price vs EMA200 and EMA20 vs EMA50 agree +0.15
+  Momentum  RSI14 in the trend's Cardwell range +0.20; stretched (>=70 / <=30) +0.05; against 0
+  Zone      discount for a long / premium for a short +0.20; equilibrium +0.10; the wrong half 0
+  AMD       accumulation/markup for a long, distribution/markdown for a short +0.15; manipulation -0.20
+  Killzone  inside London Open or NY AM +0.10
+HOLD when any component objects (no trend, momentum or zone or AMD against, a liquidity grab) or the
+confidence is under MIN_CONFIDENCE. Entry = ask (long) / bid (short); SL 1.5 ATR, TP 3 ATR (R:R 2).
 Everything here is a pure function of (bars, bid, ask, time, spec), so a signal can be re-evaluated at any
 past bar and never sees data after its own time.
 """

@@ -15,7 +15,7 @@ from tools.broker.paper import PaperBroker
 from tools.market.clock import ManualClock
 from tools.market.csv_store import CsvMarketData
 from tools.protocols import UnknownSymbolError
-from tools.schemas import OrderRequest, SymbolSpec
+from tools.schemas import OrderRequest, Position, SymbolSpec
 
 World = tuple[ManualClock, CsvMarketData, dict[str, SymbolSpec]]
 
@@ -51,7 +51,7 @@ async def test_buy_fills_at_ask_and_sell_at_bid_with_the_spread(
     assert bought.slippage == sold.slippage == 0.0
     assert bought.ticket != sold.ticket
     portfolio = await broker.get_portfolio()
-    by_ticket = {p.ticket: p for p in portfolio.positions}
+    by_ticket: dict[int | None, Position] = {p.ticket: p for p in portfolio.positions}
     # Marked at the closing side: the BUY at the bid, the SELL at the ask, each losing the spread.
     assert by_ticket[bought.ticket].current_price == quote.bid
     assert by_ticket[sold.ticket].current_price == quote.ask

@@ -1,0 +1,107 @@
+"""Graph flow on real services: read-only tool loop, bounded loop, slash commands, model down, streaming."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langchain_core.messages import BaseMessage, SystemMessage, ToolMessage
+
+from graph.fake_model import ScriptedChatModel, tool_call
+from graph.llm import ModelUnavailable
+from prompts.system import SYSTEM_PROMPT
+from tests.test_graph_support import SESSION, USER, CopilotFactory, buy_levels
+from tests.test_graph_support import clock, make_copilot, services, wall  # noqa: F401  (fixtures)
+from tools.services import Services
+
+
+def model_of(copilot: Any) -> ScriptedChatModel:
+    model = copilot.chat_model
+    assert isinstance(model, ScriptedChatModel)
+    return model
+
+
+async def test_read_only_tool_loop_reports_tools_and_signal(make_copilot: CopilotFactory) -> None:
+    replies = [tool_call("get_ml_signal", {"symbol": "XAUUSD", "timeframe": "15m"}), "Gold: wait for a pullback."]
+    async with make_copilot(replies) as copilot:
+        result = await copilot.chat(USER, SESSION, "¿Qué opinas del oro?")
+        assert result.response == "Gold: wait for a pullback."
+        assert result.tools_used == ["get_ml_signal"]
+        assert result.signal is not None and result.signal["symbol"] == "XAUUSD"
+        assert result.signal["timeframe"] == "15m"
+        second: list[BaseMessage] = model_of(copilot).calls[1]
+        # Static prefix first, the live context last, the tool result in between.
+        assert second[0] == SystemMessage(SYSTEM_PROMPT)
+        assert isinstance(second[-1], SystemMessage) and second[-1].content != SYSTEM_PROMPT
+        assert any(isinstance(m, ToolMessage) and m.name == "get_ml_signal" for m in second)
+        state = await copilot.state(USER, SESSION)
+        assert state is not None
+        # The live context is never stored in the thread.
+        assert [m["role"] for m in state.messages] == ["user", "assistant", "tool", "assistant"]
+        assert state.last_signal == result.signal
+
+
+async def test_tool_loop_is_bounded(make_copilot: CopilotFactory) -> None:
+    def again(_: list[BaseMessage]) -> Any:
+        return tool_call("get_portfolio", {}, f"call_{uuid.uuid4().hex[:8]}")
+
+    async with make_copilot([again], context={"max_tool_rounds": 2}) as copilot:
+        result = await copilot.chat(USER, SESSION, "loop forever")
+        model = model_of(copilot)
+        assert result.tools_used == ["get_portfolio"]
+        state = await copilot.state(USER, SESSION)
+        assert state is not None
+        assert sum(1 for m in state.messages if m["role"] == "tool") == 2
+        # Two rounds with tools bound, then one last call without tools whose tool calls are dropped.
+        assert len(model.bound) == 2 and len(model.calls) == 3
+        assert "limit" in result.response
+        assert result.pending_approval is None
+
+
+async def test_slash_command_runs_the_tool_without_the_model(make_copilot: CopilotFactory) -> None:
+    async with make_copilot(["never used"]) as copilot:
+        result = await copilot.chat(USER, SESSION, "/signal XAUUSD 15m")
+        assert model_of(copilot).calls == []
+        assert result.tools_used == ["get_ml_signal"]
+        assert result.response.startswith("Signal XAUUSD 15m:")
+        help_result = await copilot.chat(USER, SESSION, "/help")
+        assert "/approve" in help_result.response
+        bad = await copilot.chat(USER, SESSION, "/nonsense")
+        assert "unknown command" in bad.response
+        assert model_of(copilot).calls == []
+
+
+async def test_model_down_gives_a_clear_message_and_slash_still_works(make_copilot: CopilotFactory) -> None:
+    down = ModelUnavailable("cannot reach Ollama at http://localhost:11434")
+    async with make_copilot([down]) as copilot:
+        first = await copilot.chat(USER, SESSION, "hola")
+        assert "not available" in first.response and "Ollama" in first.response
+        second = await copilot.chat(USER, SESSION, "/portfolio")
+        assert second.tools_used == ["get_portfolio"]
+        assert "Balance 10000.0" in second.response
+
+
+async def test_stream_emits_nodes_tokens_tools_approval_then_final(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    levels = await buy_levels(services)
+    replies = [
+        tool_call("get_ml_signal", {"symbol": "XAUUSD"}),
+        tool_call("execute_trade", {"symbol": "XAUUSD", "action": "BUY", **levels}),
+        "Proposal sent to the trader.",
+    ]
+    async with make_copilot(replies) as copilot:
+        events = [e async for e in copilot.stream(USER, SESSION, "buy gold")]
+        names = [e["event"] for e in events]
+        assert names[0] == "node" and events[0]["data"] == {"node": "load_context"}
+        assert names[-1] == "final"
+        assert names.index("tool") < names.index("tool_result") < names.index("approval_required")
+        nodes = [e["data"]["node"] for e in events if e["event"] == "node"]
+        assert nodes == ["load_context", "reason", "tools", "reason", "risk_gate", "human_approval"]
+        proposal = next(e for e in events if e["event"] == "approval_required")["data"]["proposal"]
+        assert events[-1]["data"]["pending_approval"] == proposal
+        decision = {"proposal_id": proposal["proposal_id"], "decision": "approve"}
+        after = [e async for e in copilot.stream_decision(USER, SESSION, decision)]
+        tokens = "".join(e["data"]["text"] for e in after if e["event"] == "token")
+        assert tokens == "Proposal sent to the trader."
+        assert after[-1]["event"] == "final" and after[-1]["data"]["pending_approval"] is None

@@ -1,0 +1,125 @@
+"""A scripted stand-in for the Ollama server speaking its real wire format (/api/chat NDJSON, /api/show).
+
+Each test queues replies and reads back the recorded request bodies. Formats follow Ollama's API docs and the
+`ollama` client's types: streaming chunks carry model, created_at, message{role, content, tool_calls?}, done;
+the last one adds done_reason and the durations/counters. Errors are {"error": "..."} with the HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Reply:
+    """One scripted /api/chat answer: text (streamed in `chunks` pieces) and/or native tool calls."""
+
+    content: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name": ..., "arguments": {...}}]
+    chunks: int = 3
+    delay_s: float = 0.0  # before the first byte: lets tests exceed the client's timeout
+    error: str | None = None
+    status: int = 200
+
+
+@dataclass
+class OllamaDouble:
+    models: dict[str, list[str]] = field(
+        default_factory=lambda: {"llama3.1:8b-instruct-q5_K_M": ["completion", "tools"]}
+    )
+    replies: deque[Reply] = field(default_factory=deque)
+    requests: list[dict[str, Any]] = field(default_factory=list)  # every /api/chat body, in order
+    show_requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def queue(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/api/chat", self._chat, methods=["POST"]),
+                                 Route("/api/show", self._show, methods=["POST"])])  # fmt: skip
+
+    async def _show(self, request: Request) -> Response:
+        body = await request.json()
+        self.show_requests.append(body)
+        name = body.get("model") or body.get("name", "")
+        if name not in self.models:
+            return JSONResponse({"error": f"model '{name}' not found"}, status_code=404)
+        caps = self.models[name]
+        template = "{{ if .Tools }}tools{{ end }}{{ .Prompt }}" if "tools" in caps else "{{ .Prompt }}"
+        return JSONResponse({
+            "modelfile": f"FROM {name}", "parameters": "stop \"<|eot_id|>\"", "template": template,
+            "details": {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
+                        "parameter_size": "8.0B", "quantization_level": "Q5_K_M"},
+            "model_info": {"general.architecture": "llama"},
+            "capabilities": caps, "modified_at": "2025-01-01T00:00:00Z",
+        })  # fmt: skip
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        model = body.get("model", "")
+        if model not in self.models:
+            return JSONResponse({"error": f"model '{model}' not found"}, status_code=404)
+        if body.get("tools") and "tools" not in self.models[model]:
+            error = f"registry.ollama.ai/library/{model} does not support tools"
+            return JSONResponse({"error": error}, status_code=400)
+        reply = self.replies.popleft() if self.replies else Reply(content="(no scripted reply)")
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        if reply.error:
+            return JSONResponse({"error": reply.error}, status_code=reply.status)
+        lines = list(_chunks(model, reply))
+        if body.get("stream", True):
+            return StreamingResponse(_ndjson(lines), media_type="application/x-ndjson")
+        return JSONResponse(_merge(lines))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _chunks(model: str, reply: Reply) -> list[dict[str, Any]]:
+    text, n = reply.content, max(1, reply.chunks)
+    size = max(1, -(-len(text) // n))
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    out = [
+        {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": p}, "done": False}
+        for p in pieces
+    ]
+    if reply.tool_calls:
+        calls = [{"id": f"call_{i}", "function": {"index": i, "name": c["name"], "arguments": c["arguments"]}}
+                 for i, c in enumerate(reply.tool_calls)]  # fmt: skip
+        message = {"role": "assistant", "content": "", "tool_calls": calls}
+        out.append({"model": model, "created_at": _now(), "message": message, "done": False})
+    out.append({
+        "model": model, "created_at": _now(), "message": {"role": "assistant", "content": ""}, "done": True,
+        "done_reason": "stop", "total_duration": 4_883_583_458, "load_duration": 1_334_875,
+        "prompt_eval_count": 26, "prompt_eval_duration": 342_546_000, "eval_count": 42,
+        "eval_duration": 4_535_599_000,
+    })  # fmt: skip
+    return out
+
+
+def _merge(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """The non-streaming answer: the final chunk carrying the whole message."""
+    final = dict(lines[-1])
+    content = "".join(line["message"]["content"] for line in lines)
+    calls = [c for line in lines for c in line["message"].get("tool_calls", [])]
+    final["message"] = {"role": "assistant", "content": content, **({"tool_calls": calls} if calls else {})}
+    return final
+
+
+async def _ndjson(lines: list[dict[str, Any]]) -> Any:
+    for line in lines:
+        yield json.dumps(line) + "\n"
+        await asyncio.sleep(0)

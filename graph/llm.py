@@ -1,4 +1,4 @@
-"""ChatOllama from settings, tool-mode detection, JSON-mode tool calls for models without tools, clear errors."""
+"""ChatOllama from settings, tool-mode detection, JSON-mode tool calls for tool-less models, clear errors."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ async def _show(settings: Settings) -> dict[str, Any]:
 
 
 async def detect_tool_mode(settings: Settings) -> ToolMode:
-    """settings.llm.tool_mode when forced; in auto, "native" iff Ollama's /api/show lists the "tools" capability."""
+    """settings.llm.tool_mode when forced; in auto, "native" iff Ollama's /api/show lists "tools"."""
     if settings.llm.tool_mode != "auto":
         return settings.llm.tool_mode
     info = await _show(settings)
@@ -151,7 +151,7 @@ class CopilotChatOllama(ChatOllama):
         if self._resolved is None:
             if self.tool_mode == "auto":
                 show = _settings_like(self)
-                self._resolved = await detect_tool_mode(show)  # type: ignore[arg-type]
+                self._resolved = await detect_tool_mode(show)
             else:
                 self._resolved = self.tool_mode
         return self._resolved
@@ -169,7 +169,8 @@ class CopilotChatOllama(ChatOllama):
                 return ModelUnavailable(_missing(self.model, base))
             if "does not support tools" in exc.error:
                 return ModelUnavailable(
-                    f"model '{self.model}' does not support native tool calling; set llm.tool_mode to json or auto"
+                    f"model '{self.model}' does not support native tool calling; "
+                    "set llm.tool_mode to json or auto"
                 )
             return ModelUnavailable(f"the model server returned an error: {exc.error}")
         return ModelUnavailable(f"the model server failed: {exc}")
@@ -245,7 +246,7 @@ def _settings_like(model: CopilotChatOllama) -> Any:
 def build_chat_model(
     settings: Settings, tool_mode: Literal["auto", "native", "json"] | None = None
 ) -> CopilotChatOllama:
-    """ChatOllama with the configured options; tool_mode defaults to settings.llm.tool_mode (auto = ask Ollama)."""
+    """ChatOllama with the configured options; tool_mode defaults to settings.llm.tool_mode (auto asks)."""
     inference = settings.inference
     return CopilotChatOllama(
         model=settings.llm.model,

@@ -1,4 +1,4 @@
-"""ChatOllama over real HTTP against the Ollama double: tool calls, JSON mode, options, prompt prefix, errors."""
+"""ChatOllama over real HTTP against the Ollama double: tool calls, JSON mode, options, prefix, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.tools import tool
 
 from config import Settings, load_settings
@@ -20,6 +27,7 @@ from tests.ollama_double import OllamaDouble, Reply
 
 NATIVE = "llama3.1:8b-instruct-q5_K_M"
 PLAIN = "llama3:8b-instruct-q5_K_M"
+SIGNAL_ARGS = {"symbol": "XAUUSD", "timeframe": "15m"}
 
 
 @tool
@@ -71,8 +79,7 @@ async def test_native_tool_calls_and_options_on_the_wire(fresh: OllamaDouble, ba
     model = build_chat_model(cfg(base_url, num_ctx=4096, keep_alive="45m")).bind_tools(TOOLS)
     reply = await model.ainvoke([SystemMessage("sys"), HumanMessage("señal del oro?")])
     assert isinstance(reply, AIMessage)
-    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_ml_signal", {"symbol": "XAUUSD",
-                                                                                      "timeframe": "15m"})]  # fmt: skip
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_ml_signal", SIGNAL_ARGS)]
     sent = fresh.requests[-1]
     assert sent["model"] == NATIVE and sent["stream"] is True and sent["keep_alive"] == "45m"
     assert sent["options"] == {"num_ctx": 4096, "num_predict": 512, "repeat_penalty": 1.2, "temperature": 0.2,
@@ -104,18 +111,17 @@ async def test_tool_results_are_sent_back_as_tool_messages(fresh: OllamaDouble, 
 
 
 async def test_json_mode_yields_the_same_tool_calls(fresh: OllamaDouble, base_url: str) -> None:
-    answer = {"tool_calls": [{"name": "get_ml_signal", "arguments": {"symbol": "XAUUSD", "timeframe": "15m"}}],
-              "content": ""}  # fmt: skip
+    answer = {"tool_calls": [{"name": "get_ml_signal", "arguments": SIGNAL_ARGS}], "content": ""}
     fresh.queue(Reply(content=json.dumps(answer)))
     model = build_chat_model(cfg(base_url, model=PLAIN, tool_mode="json")).bind_tools(TOOLS)
     history: list[BaseMessage] = [
         SystemMessage(SYSTEM_PROMPT), HumanMessage("portfolio?"),
         AIMessage("", tool_calls=[{"name": "get_portfolio", "args": {}, "id": "c0"}]),
-        ToolMessage('{"balance": 10000}', tool_call_id="c0", name="get_portfolio"), HumanMessage("y la señal?"),
+        ToolMessage('{"balance": 10000}', tool_call_id="c0", name="get_portfolio"),
+        HumanMessage("y la señal?"),
     ]  # fmt: skip
     reply = await model.ainvoke(history)
-    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_ml_signal", {"symbol": "XAUUSD",
-                                                                                      "timeframe": "15m"})]  # fmt: skip
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_ml_signal", SIGNAL_ARGS)]
     assert reply.tool_calls[0]["id"]  # ids are minted so ToolMessages can refer to them
     sent = fresh.requests[-1]
     assert not sent.get("tools") and sent["format"] == tool_call_schema(["get_ml_signal", "get_portfolio"])
@@ -137,10 +143,8 @@ async def test_json_mode_plain_answer_and_streaming(fresh: OllamaDouble, base_ur
     reply = await model.ainvoke([HumanMessage("¿entro?")])
     assert reply.content == "Esperar: confianza 55%." and reply.tool_calls == []
     chunks = [c async for c in model.astream([HumanMessage("portfolio")])]
-    merged = chunks[0]
-    for c in chunks[1:]:
-        merged += c
-    assert [c["name"] for c in merged.tool_calls] == ["get_portfolio"]  # type: ignore[attr-defined]
+    calls = [c for chunk in chunks if isinstance(chunk, AIMessageChunk) for c in chunk.tool_call_chunks]
+    assert [c["name"] for c in calls] == ["get_portfolio"] and json.loads(calls[0]["args"] or "") == {}
 
 
 async def test_static_system_prompt_is_byte_identical_across_turns(
@@ -161,12 +165,12 @@ async def test_static_system_prompt_is_byte_identical_across_turns(
 
 async def test_model_without_tools_forced_native_is_a_clear_error(fresh: OllamaDouble, base_url: str) -> None:
     model = build_chat_model(cfg(base_url, model=PLAIN, tool_mode="native")).bind_tools(TOOLS)
-    with pytest.raises(ModelUnavailable, match="does not support native tool calling; set llm.tool_mode"):
+    with pytest.raises(ModelUnavailable, match=r"does not support native tool calling; set llm\.tool_mode"):
         await model.ainvoke([HumanMessage("hola")])
 
 
 async def test_missing_model_and_server_down(fresh: OllamaDouble, base_url: str) -> None:
-    with pytest.raises(ModelUnavailable, match="model 'nope:1b' is not installed .* `ollama pull nope:1b`"):
+    with pytest.raises(ModelUnavailable, match=r"model 'nope:1b' is not installed .* `ollama pull nope:1b`"):
         await build_chat_model(cfg(base_url, model="nope:1b")).ainvoke([HumanMessage("hola")])
     down = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ModelUnavailable, match="not reachable"):

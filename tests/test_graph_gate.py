@@ -1,0 +1,103 @@
+"""The risk gate inside the graph: each rule family blocks, nothing reaches the broker, the audit says why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from graph.fake_model import tool_call
+from tests.test_graph_support import (
+    LOW_CONFIDENCE,
+    MANIPULATION,
+    SESSION,
+    USER,
+    CopilotFactory,
+    audit_of,
+    buy_levels,
+    positions,
+)
+from tests.test_graph_support import clock, make_copilot, services, wall  # noqa: F401  (fixtures)
+from tools.market.clock import ManualClock
+from tools.services import Services
+
+
+async def assert_blocked(
+    make_copilot: CopilotFactory, services: Services, args: dict[str, Any], fragment: str, **overrides: Any
+) -> None:
+    """The model proposes `args`; the gate blocks with a reason containing `fragment`; no order, no approval."""
+    replies = [tool_call("execute_trade", {"symbol": "XAUUSD", "action": "BUY", **args}), "Understood."]
+    async with make_copilot(replies, **overrides) as copilot:
+        result = await copilot.chat(USER, SESSION, "buy gold")
+        assert result.pending_approval is None
+        assert result.tools_used == ["execute_trade"]
+        state = await copilot.state(USER, SESSION)
+        assert state is not None
+        tool = next(m for m in state.messages if m["role"] == "tool")
+        assert tool["content"].startswith("BLOCKED") and fragment in tool["content"], tool["content"]
+    assert await positions(services) == []
+    verdicts = [e for e in await audit_of(services).entries() if e["kind"] == "verdict"]
+    assert len(verdicts) == 1 and verdicts[0]["data"]["verdict"]["passed"] is False
+    assert not [e for e in await audit_of(services).entries() if e["kind"] in ("proposal", "execution")]
+
+
+async def test_stop_loss_missing(make_copilot: CopilotFactory, services: Services) -> None:
+    levels = await buy_levels(services)
+    await assert_blocked(make_copilot, services, {"take_profit": levels["take_profit"]}, "stop loss is required")
+
+
+async def test_stop_loss_on_the_wrong_side(make_copilot: CopilotFactory, services: Services) -> None:
+    quote = await services.market.get_quote("XAUUSD")
+    args = {"stop_loss": round(quote.ask + 5, 2), "take_profit": round(quote.ask + 20, 2)}
+    await assert_blocked(make_copilot, services, args, "must be below the entry")
+
+
+async def test_risk_reward_below_minimum(make_copilot: CopilotFactory, services: Services) -> None:
+    # 5 USD risk for 4 USD reward: R:R 0.8 < 1.5.
+    await assert_blocked(make_copilot, services, await buy_levels(services, 5.0, 0.8), "R:R 0.80")
+
+
+async def test_size_above_the_risk_cap(make_copilot: CopilotFactory, services: Services) -> None:
+    # 1 lot with a 5 USD stop risks 500 USD; 1% of 10,000 USD equity allows 100 USD.
+    args = {"size": 1.0, **await buy_levels(services)}
+    await assert_blocked(make_copilot, services, args, "exceeds the max risk per trade")
+
+
+async def test_low_confidence_says_wait(
+    make_copilot: CopilotFactory, services: Services, clock: ManualClock
+) -> None:
+    clock.set(LOW_CONFIDENCE)
+    await assert_blocked(make_copilot, services, await buy_levels(services), "wait: signal confidence 50%")
+
+
+async def test_manipulation_phase_blocks(
+    make_copilot: CopilotFactory, services: Services, clock: ManualClock
+) -> None:
+    clock.set(MANIPULATION)
+    await assert_blocked(make_copilot, services, await buy_levels(services), "'manipulation'")
+
+
+async def test_max_open_positions(make_copilot: CopilotFactory, services: Services) -> None:
+    levels = await buy_levels(services)
+    await assert_blocked(make_copilot, services, levels, "max open positions is 0", risk={"max_open_positions": 0})
+
+
+async def test_symbol_not_allowed(make_copilot: CopilotFactory, services: Services) -> None:
+    levels = await buy_levels(services)
+    await assert_blocked(
+        make_copilot, services, levels, "not an allowed symbol", risk={"allowed_symbols": ["EURUSD"]}
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("/buy XAUUSD 50 sl 1 tp 99999", "exceeds the max risk"), ("/sell BTCUSD sl 1 tp 2", "BTCUSD is not traded")],
+)
+async def test_slash_proposals_go_through_the_same_gate(
+    make_copilot: CopilotFactory, services: Services, text: str, fragment: str
+) -> None:
+    async with make_copilot(["never used"]) as copilot:
+        result = await copilot.chat(USER, SESSION, text)
+        assert result.pending_approval is None
+        assert result.response.startswith("BLOCKED") and fragment in result.response, result.response
+    assert await positions(services) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
@@ -35,9 +36,10 @@ def _model(name: str, **fields: Any) -> type[BaseModel]:
     return model
 
 
-def _schemas(symbols: list[str]) -> dict[str, type[BaseModel]]:
-    """Argument schemas with the symbol enum taken from the configured allow-list (not hard-coded)."""
-    symbol_type: Any = Literal.__getitem__(tuple(symbols))
+@lru_cache(maxsize=8)
+def _schemas(symbols: tuple[str, ...]) -> dict[str, type[BaseModel]]:
+    """Argument schemas with the symbol enum from the configured allow-list; cached: tools are built per run."""
+    symbol_type: Any = Literal.__getitem__(symbols)
     symbol_field = (symbol_type, Field(description=f"Trading symbol / par: {', '.join(symbols)}"))
     sl = Field(gt=0, description="Stop-loss price / precio de stop loss")
     tp = Field(gt=0, description="Take-profit price / precio de take profit")
@@ -225,7 +227,7 @@ def _guard(fn: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaita
 def make_tools(services: Services, account_id: str = "paper") -> list[BaseTool]:
     """All eight tools bound to `services`; `account_id` comes from the runtime context, never the model."""
     symbols = [s for s in services.settings.risk.allowed_symbols if s in services.specs]
-    schemas = _schemas(symbols)
+    schemas = _schemas(tuple(symbols))
     impl = _Impl(services, account_id)
     tools: list[BaseTool] = []
     for name, schema in schemas.items():

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.metrics import Metrics
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 async def _send_json(send: Send, status: int, detail: str) -> None:
@@ -23,14 +18,18 @@ async def _send_json(send: Send, status: int, detail: str) -> None:
 
 
 class BodyLimit:
-    """413 for bodies over `max_bytes`, judged by Content-Length and, for chunked uploads, while reading."""
+    """413 for bodies over `max_bytes`, judged by Content-Length and, for chunked uploads, by reading them.
+
+    Bodies are small JSON documents, so buffering them whole before the app sees them costs nothing and lets
+    the 413 happen before any handler runs.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS", "DELETE"}:
             await self.app(scope, receive, send)
             return
         detail = f"request body too large (the limit is {self.max_bytes} bytes)"
@@ -38,32 +37,36 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await _send_json(send, 413, detail)
             return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge()
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                break  # the client went away; let the app see the disconnect
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
                 await _send_json(send, 413, detail)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class RequestMetrics:
-    """Counts requests by route template (not raw path, which would explode label cardinality)."""
+    """Counts requests by route template (not raw path, which would explode label cardinality).
+
+    Counted when the response starts, so a client that reads /metrics right after an answer sees it counted.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -74,17 +77,12 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status: dict[str, Any] = {"code": 500}
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
                 route = getattr(scope.get("route"), "path", "unmatched")
                 self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+                self.metrics.requests.labels(route, scope["method"], str(message["status"])).inc()
             await send(message)
 
-        try:
-            await self.app(scope, receive, timed_send)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status["code"])).inc()
+        await self.app(scope, receive, timed_send)

@@ -1,12 +1,12 @@
-"""The current user's paper (or platform) account: GET /api/portfolio."""
+"""The current user's account and the market around it: portfolio, quotes, symbol specs."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from graph.copilot import account_for
 from server.api.deps import CopilotDep, CurrentUser
-from tools.schemas import Portfolio
+from tools.schemas import Portfolio, Quote
 
 router = APIRouter(prefix="/api", tags=["portfolio"])
 
@@ -29,3 +29,14 @@ async def get_symbols(user: CurrentUser, copilot: CopilotDep) -> dict[str, dict[
         }
         for name, spec in copilot.services.specs.items()
     }
+
+
+@router.get("/quote/{symbol}", response_model=Quote)
+async def get_quote(symbol: str, user: CurrentUser, copilot: CopilotDep) -> Quote:
+    """Bid/ask now (replay or platform time), to place SL/TP sensibly before asking for a trade."""
+    name = symbol.upper()
+    if name not in copilot.services.specs:
+        raise HTTPException(
+            404, f"unknown symbol {symbol!r}; known: {', '.join(sorted(copilot.services.specs))}"
+        )
+    return await copilot.services.market.get_quote(name)

@@ -38,7 +38,7 @@ def _model(name: str, **fields: Any) -> type[BaseModel]:
 
 @lru_cache(maxsize=8)
 def _schemas(symbols: tuple[str, ...]) -> dict[str, type[BaseModel]]:
-    """Argument schemas with the symbol enum from the configured allow-list; cached: tools are built per run."""
+    """Argument schemas, symbol enum from the configured allow-list; cached as tools are built per run."""
     symbol_type: Any = Literal.__getitem__(symbols)
     symbol_field = (symbol_type, Field(description=f"Trading symbol / par: {', '.join(symbols)}"))
     sl = Field(gt=0, description="Stop-loss price / precio de stop loss")

@@ -22,7 +22,10 @@ def model_of(copilot: Any) -> ScriptedChatModel:
 
 
 async def test_read_only_tool_loop_reports_tools_and_signal(make_copilot: CopilotFactory) -> None:
-    replies = [tool_call("get_ml_signal", {"symbol": "XAUUSD", "timeframe": "15m"}), "Gold: wait for a pullback."]
+    replies = [
+        tool_call("get_ml_signal", {"symbol": "XAUUSD", "timeframe": "15m"}),
+        "Gold: wait for a pullback.",
+    ]
     async with make_copilot(replies) as copilot:
         result = await copilot.chat(USER, SESSION, "¿Qué opinas del oro?")
         assert result.response == "Gold: wait for a pullback."

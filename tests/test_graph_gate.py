@@ -43,7 +43,9 @@ async def assert_blocked(
 
 async def test_stop_loss_missing(make_copilot: CopilotFactory, services: Services) -> None:
     levels = await buy_levels(services)
-    await assert_blocked(make_copilot, services, {"take_profit": levels["take_profit"]}, "stop loss is required")
+    await assert_blocked(
+        make_copilot, services, {"take_profit": levels["take_profit"]}, "stop loss is required"
+    )
 
 
 async def test_stop_loss_on_the_wrong_side(make_copilot: CopilotFactory, services: Services) -> None:
@@ -79,7 +81,9 @@ async def test_manipulation_phase_blocks(
 
 async def test_max_open_positions(make_copilot: CopilotFactory, services: Services) -> None:
     levels = await buy_levels(services)
-    await assert_blocked(make_copilot, services, levels, "max open positions is 0", risk={"max_open_positions": 0})
+    await assert_blocked(
+        make_copilot, services, levels, "max open positions is 0", risk={"max_open_positions": 0}
+    )
 
 
 async def test_symbol_not_allowed(make_copilot: CopilotFactory, services: Services) -> None:
@@ -91,7 +95,10 @@ async def test_symbol_not_allowed(make_copilot: CopilotFactory, services: Servic
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("/buy XAUUSD 50 sl 1 tp 99999", "exceeds the max risk"), ("/sell BTCUSD sl 1 tp 2", "BTCUSD is not traded")],
+    [
+        ("/buy XAUUSD 50 sl 1 tp 99999", "exceeds the max risk"),
+        ("/sell BTCUSD sl 1 tp 2", "BTCUSD is not traded"),
+    ],
 )
 async def test_slash_proposals_go_through_the_same_gate(
     make_copilot: CopilotFactory, services: Services, text: str, fragment: str

@@ -54,7 +54,9 @@ def wall() -> WallClock:
 
 
 @pytest.fixture
-async def services(settings: Settings, redis_client: aioredis.Redis, clock: ManualClock) -> AsyncIterator[Services]:
+async def services(
+    settings: Settings, redis_client: aioredis.Redis, clock: ManualClock
+) -> AsyncIterator[Services]:
     built = await build_services(settings, redis_client, clock)
     yield built
     await built.aclose()
@@ -88,7 +90,12 @@ async def positions(services: Services, account: str = "paper-alice") -> list[An
     return list((await services.broker.get_portfolio(account)).positions)
 
 
-async def buy_levels(services: Services, stop_usd: float = 5.0, reward_ratio: float = 2.0) -> dict[str, float]:
+async def buy_levels(
+    services: Services, stop_usd: float = 5.0, reward_ratio: float = 2.0
+) -> dict[str, float]:
     """A BUY's SL/TP around the current ask: `stop_usd` below, `reward_ratio` times that above."""
     quote = await services.market.get_quote("XAUUSD")
-    return {"stop_loss": round(quote.ask - stop_usd, 2), "take_profit": round(quote.ask + stop_usd * reward_ratio, 2)}
+    return {
+        "stop_loss": round(quote.ask - stop_usd, 2),
+        "take_profit": round(quote.ask + stop_usd * reward_ratio, 2),
+    }

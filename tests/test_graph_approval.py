@@ -1,4 +1,5 @@
 """Human approval: approve, edit (re-gated), reject, expiry, wrong id, restart, double approval, injection."""
+# ruff: noqa: F811  (pytest fixtures imported from tests.test_graph_support are redefined as parameters)
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import redis.asyncio as aioredis
 from config import Settings
 from graph.copilot import Copilot, NoPendingApproval
 from graph.fake_model import ScriptedChatModel, tool_call
-from tests.test_graph_support import (
+from tests.test_graph_support import (  # noqa: F401  (fixtures)
     SESSION,
     USER,
     CopilotFactory,
     WallClock,
     audit_of,
     buy_levels,
+    clock,
+    make_copilot,
     positions,
+    services,
+    wall,
 )
-from tests.test_graph_support import clock, make_copilot, services, wall  # noqa: F401  (fixtures)
 from tools.market.clock import ManualClock
 from tools.services import Services, build_services
 
@@ -87,7 +91,7 @@ async def test_edit_is_gated_again_and_a_bad_edit_is_blocked(
             SESSION,
             {"proposal_id": second["proposal_id"], "decision": "edit", "edits": {"stop_loss": bad_stop}},
         )
-        assert blocked.pending_approval is None and "BLOCKED" in str((await copilot.state(USER, SESSION)))
+        assert blocked.pending_approval is None and "BLOCKED" in str(await copilot.state(USER, SESSION))
     assert await positions(services) == []
 
 

@@ -1,4 +1,5 @@
 """Graph flow on real services: read-only tool loop, bounded loop, slash commands, model down, streaming."""
+# ruff: noqa: F811  (pytest fixtures imported from tests.test_graph_support are redefined as parameters)
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ from langchain_core.messages import BaseMessage, SystemMessage, ToolMessage
 from graph.fake_model import ScriptedChatModel, tool_call
 from graph.llm import ModelUnavailable
 from prompts.system import SYSTEM_PROMPT
-from tests.test_graph_support import SESSION, USER, CopilotFactory, buy_levels
-from tests.test_graph_support import clock, make_copilot, services, wall  # noqa: F401  (fixtures)
+from tests.test_graph_support import (  # noqa: F401  (fixtures)
+    SESSION,
+    USER,
+    CopilotFactory,
+    buy_levels,
+    clock,
+    make_copilot,
+    services,
+    wall,
+)
 from tools.services import Services
 
 

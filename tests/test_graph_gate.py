@@ -1,4 +1,5 @@
 """The risk gate inside the graph: each rule family blocks, nothing reaches the broker, the audit says why."""
+# ruff: noqa: F811  (pytest fixtures imported from tests.test_graph_support are redefined as parameters)
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 
 from graph.fake_model import tool_call
-from tests.test_graph_support import (
+from tests.test_graph_support import (  # noqa: F401  (fixtures)
     LOW_CONFIDENCE,
     MANIPULATION,
     SESSION,
@@ -15,9 +16,12 @@ from tests.test_graph_support import (
     CopilotFactory,
     audit_of,
     buy_levels,
+    clock,
+    make_copilot,
     positions,
+    services,
+    wall,
 )
-from tests.test_graph_support import clock, make_copilot, services, wall  # noqa: F401  (fixtures)
 from tools.market.clock import ManualClock
 from tools.services import Services
 
@@ -25,7 +29,7 @@ from tools.services import Services
 async def assert_blocked(
     make_copilot: CopilotFactory, services: Services, args: dict[str, Any], fragment: str, **overrides: Any
 ) -> None:
-    """The model proposes `args`; the gate blocks with a reason containing `fragment`; no order, no approval."""
+    """The model proposes `args`; the gate blocks with a reason containing `fragment`; no order."""
     replies = [tool_call("execute_trade", {"symbol": "XAUUSD", "action": "BUY", **args}), "Understood."]
     async with make_copilot(replies, **overrides) as copilot:
         result = await copilot.chat(USER, SESSION, "buy gold")

@@ -1,4 +1,4 @@
-"""The checkpoint capabilities the copilot relies on, against the real Redis Stack (official conformance suite)."""
+"""Checkpoint capabilities the copilot relies on, on the real Redis Stack (official conformance suite)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ async def test_checkpoint_keys_carry_the_prefix_and_expire(redis_url: str, redis
     )
     async with open_checkpointer(settings) as saver:
         config = {"configurable": {"thread_id": "u:s", "checkpoint_ns": ""}}
-        checkpoint = {"v": 1, "id": str(uuid.uuid4()), "ts": "2026-01-01T00:00:00+00:00", "channel_values": {},
+        checkpoint = {"v": 1, "id": str(uuid.uuid4()), "ts": "2026-01-01T00:00:00+00:00",
+                      "channel_values": {},
                       "channel_versions": {}, "versions_seen": {}, "pending_sends": []}  # fmt: skip
         await saver.aput(config, checkpoint, {"source": "input", "step": -1}, {})  # type: ignore[arg-type]
     keys = [k async for k in redis_client.scan_iter(match=f"{prefix}checkpoint*")]

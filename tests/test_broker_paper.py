@@ -86,11 +86,14 @@ async def test_same_key_twice_places_one_order(broker: PaperBroker, market_world
 
 async def test_concurrent_same_key_places_one_order(broker: PaperBroker, market_world: World) -> None:
     quote = await market_world[1].get_quote("XAUUSD")
-    results = await asyncio.gather(*[broker.place_order(buy(bid=quote.bid), "race") for _ in range(12)])
-    originals = [r for r in results if not r.duplicate]
-    assert len(originals) == 1
-    assert {r.ticket for r in results} == {originals[0].ticket}
-    assert len((await broker.get_portfolio()).positions) == 1
+    await broker.place_order(buy(bid=quote.bid), "warm-up")  # the account exists: only the key stops a race
+    for round_ in range(4):  # interleavings vary from run to run; several rounds make a race show up
+        calls = [broker.place_order(buy(bid=quote.bid), f"race-{round_}") for _ in range(10)]
+        results = await asyncio.gather(*calls)
+        originals = [r for r in results if not r.duplicate]
+        assert len(originals) == 1
+        assert {r.ticket for r in results} == {originals[0].ticket}
+    assert len((await broker.get_portfolio()).positions) == 1 + 4
 
 
 async def test_two_brokers_on_separate_connections_place_one_order(
@@ -102,6 +105,7 @@ async def test_two_brokers_on_separate_connections_place_one_order(
         a = PaperBroker(one, market, clock, specs, settings)
         b = PaperBroker(two, market, clock, specs, settings)
         quote = await market.get_quote("XAUUSD")
+        await a.place_order(buy(bid=quote.bid), "warm-up")  # the account exists before the race
         calls = [x.place_order(buy(bid=quote.bid), "shared-key") for x in (a, b) * 6]
         # Distinct keys at the same time must all apply: no update is lost under contention.
         calls += [x.place_order(buy(bid=quote.bid), f"own-{i}") for i, x in enumerate((a, b) * 3)]
@@ -110,7 +114,7 @@ async def test_two_brokers_on_separate_connections_place_one_order(
         assert sum(not r.duplicate for r in shared) == 1 and len({r.ticket for r in shared}) == 1
         assert all(r.success and not r.duplicate for r in results[12:])
         positions = (await b.get_portfolio()).positions
-        assert len(positions) == 7 and len({p.ticket for p in positions}) == 7
+        assert len(positions) == 8 and len({p.ticket for p in positions}) == 8
         assert (await a.get_portfolio()) == (await b.get_portfolio())
     finally:
         await one.aclose()

@@ -1,0 +1,84 @@
+"""Turn latency vs turn number on the real Redis with a scripted model: does a long chat get slower?
+
+Usage: .venv/bin/python bench/bench_checkpoint.py [--turns 200] [--durability sync|async|exit]
+Starts a private embedded Redis Stack, runs one thread of `turns` chat turns (each a tool round trip:
+model -> get_portfolio -> model) through the real graph and AsyncRedisSaver, prints latency per block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from langchain_core.messages import BaseMessage
+
+import graph.copilot as copilot_module
+from config import load_settings
+from graph.copilot import Copilot
+from graph.fake_model import ScriptedChatModel, tool_call
+from server.redis_embedded import EmbeddedRedis
+from tools.market.clock import ManualClock
+from tools.services import build_services
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def reply(messages: list[BaseMessage]) -> object:
+    # Alternate: a tool call, then a 60-word answer once the tool result is in.
+    if type(messages[-2]).__name__ == "ToolMessage":
+        return "Gold holds above the weekly open; " + "the portfolio is flat and risk is unused. " * 8
+    return tool_call("get_portfolio", {}, f"call_{uuid.uuid4().hex[:8]}")
+
+
+async def run(turns: int, durability: str) -> None:
+    copilot_module.DURABILITY = durability  # type: ignore[assignment]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedRedis(port=6391, data_dir=Path(tmp))
+        server.start()
+        try:
+            settings = load_settings(
+                redis_url=server.url, data_dir=str(Path(tmp) / "data"),
+                fallback_data_dir=str(ROOT.parent / "shared" / "data"), logging={"file": None},
+            )  # fmt: skip
+            redis = aioredis.from_url(server.url, decode_responses=True)
+            services = await build_services(settings, redis, ManualClock(datetime(2026, 3, 2, 10, tzinfo=UTC)))
+            model = ScriptedChatModel(replies=[reply])
+            latencies: list[float] = []
+            async with Copilot.open(settings, services=services, chat_model=model) as copilot:
+                for turn in range(turns):
+                    start = time.perf_counter()
+                    await copilot.chat("bench", "s1", f"turn {turn}: how is my account?")
+                    latencies.append((time.perf_counter() - start) * 1000)
+                state = await copilot.state("bench", "s1")
+                stored = len(state.messages) if state else 0
+            keys = await redis.dbsize()
+            memory = (await redis.info("memory"))["used_memory_human"]
+            await services.aclose()
+            await redis.aclose()
+        finally:
+            server.stop()
+    print(f"durability={durability} turns={turns} stored_messages={stored} redis_keys={keys} memory={memory}")
+    block = max(turns // 10, 1)
+    for i in range(0, turns, block):
+        chunk = latencies[i : i + block]
+        print(f"turns {i + 1:4d}-{i + len(chunk):4d}: median {statistics.median(chunk):7.1f} ms  "
+              f"p90 {sorted(chunk)[int(len(chunk) * 0.9) - 1 if len(chunk) > 1 else 0]:7.1f} ms")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--durability", choices=["sync", "async", "exit"], default="sync")
+    args = parser.parse_args()
+    asyncio.run(run(args.turns, args.durability))
+
+
+if __name__ == "__main__":
+    main()

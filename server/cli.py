@@ -88,6 +88,20 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     return client.loop()
 
 
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from graph.demo import run_demo
+
+    server = embedded_redis(settings) if settings.embedded_redis else None
+    started = server.start() if server is not None else False
+    try:
+        return asyncio.run(run_demo(settings, settings.effective_redis_url))
+    finally:
+        if server is not None and started:
+            server.stop()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copilot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbol", help="symbol of the file, e.g. XAUUSD")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data)
+    p = sub.add_parser("demo", help="run signal -> proposal -> approval -> execution in-process on XAUUSD")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -13,13 +13,14 @@ from fastapi.responses import StreamingResponse
 from langchain_core.runnables import RunnableConfig
 
 from config import Settings
-from graph.copilot import Copilot, thread_id
+from graph.copilot import Copilot, NoPendingApproval, thread_id
 from server.locks import RunLocks, SessionBusy
 from server.metrics import Metrics
 
 log = logging.getLogger("copilot.server")
 
 Event = dict[str, Any]
+NOTHING_PENDING = "nothing in this session is waiting for your approval"
 
 
 def check_message(message: str, settings: Settings) -> None:
@@ -90,6 +91,8 @@ async def stream_response(
                     if event.get("event") == "final":
                         final = event.get("data")
                     yield sse_frame(event)
+            except NoPendingApproval:  # decided elsewhere between our check and the lock
+                yield sse_frame({"event": "error", "data": {"message": NOTHING_PENDING}})
             except Exception:
                 # The facade reports its own failures as "error" events; this is the last line of defence.
                 log.exception("stream failed for session %s", session_id)

@@ -13,14 +13,13 @@ from graph.schemas import ChatResult, CheckpointInfo, SessionState
 from server.api.deps import SESSION_ID_PATTERN, CopilotDep, CurrentUser, LocksDep, MetricsDep, SessionId
 from server.api.models import ClearRequest, DecisionRequest, SessionList, StatusResponse
 from server.api.routes.chat import STREAM_DOC
-from server.api.runs import record_order, run_once, session_lock, stream_response
+from server.api.runs import NOTHING_PENDING, record_order, run_once, session_lock, stream_response
 from server.locks import RunLocks
 from server.metrics import Metrics
 
 router = APIRouter(prefix="/api", tags=["sessions"])
 
 NOT_FOUND = "no such session for this user"
-NOTHING_PENDING = "nothing in this session is waiting for your approval"
 
 
 async def require_state(copilot: Copilot, user: str, session_id: str) -> SessionState:
@@ -95,6 +94,7 @@ async def decide(
             session_id,
             body.decision,
             lambda: copilot.decide(user, session_id, body.as_decision()),
+            _order_counter(copilot, metrics, user, session_id, body),
         )
     except NoPendingApproval:
         raise HTTPException(409, NOTHING_PENDING) from None

@@ -1,0 +1,164 @@
+"""Approvals over real HTTP: round trip, after a restart, on another app instance, and one run per session."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from config import Settings
+from server.redis_embedded import EmbeddedRedis
+from tests.api_support import Script, api_settings, buy_command, running_app, sse_events
+
+
+@pytest.fixture
+def settings_shared(redis_server: EmbeddedRedis, shared_data: Path, tmp_path: Path) -> Settings:
+    """One configuration (same Redis, same prefix) for every app instance of a test."""
+    return api_settings(redis_server.url, shared_data, tmp_path)
+
+
+def sid() -> str:
+    return f"s-{uuid.uuid4().hex[:8]}"
+
+
+def propose(client: httpx.Client, session: str) -> dict[str, Any]:
+    body = client.post("/api/chat", json={"message": buy_command(client), "session_id": session}).json()
+    proposal = body["pending_approval"]
+    assert proposal is not None, body
+    return dict(proposal)
+
+
+def decide(
+    client: httpx.Client, session: str, proposal_id: str, decision: str, **extra: Any
+) -> httpx.Response:
+    body = {"proposal_id": proposal_id, "decision": decision, **extra}
+    return client.post(f"/api/sessions/{session}/approval", json=body)
+
+
+def positions(client: httpx.Client) -> list[dict[str, Any]]:
+    return list(client.get("/api/portfolio").json()["positions"])
+
+
+def test_round_trip_places_exactly_one_order(settings_shared: Settings) -> None:
+    with running_app(settings_shared) as url, httpx.Client(base_url=url, timeout=60) as client:
+        session = sid()
+        proposal = propose(client, session)
+        assert proposal["side"] == "BUY" and proposal["verdict"]["passed"] is True
+        assert proposal["risk_pct"] <= settings_shared.risk.max_risk_per_trade_pct
+        state = client.get(f"/api/sessions/{session}").json()
+        assert state["pending_approval"]["proposal_id"] == proposal["proposal_id"]
+        assert positions(client) == []  # nothing reaches the broker before the decision
+
+        response = decide(client, session, proposal["proposal_id"], "approve")
+        assert response.status_code == 200, response.text
+        assert response.json()["pending_approval"] is None
+        opened = positions(client)
+        assert len(opened) == 1
+        assert opened[0]["stop_loss"] == proposal["stop_loss"]
+        assert opened[0]["take_profit"] == proposal["take_profit"]
+        assert opened[0]["size"] == proposal["size_lots"]
+
+        # The same approval again: nothing waits any more, and no second order appears.
+        assert decide(client, session, proposal["proposal_id"], "approve").status_code == 409
+        assert len(positions(client)) == 1
+        metrics = client.get("/metrics").text
+        assert 'copilot_approval_decisions_total{decision="approve"} 1.0' in metrics
+        assert 'copilot_orders_total{outcome="executed"} 1.0' in metrics
+
+
+def test_reject_and_wrong_proposal_id_execute_nothing(settings_shared: Settings) -> None:
+    with running_app(settings_shared) as url, httpx.Client(base_url=url, timeout=60) as client:
+        session = sid()
+        proposal = propose(client, session)
+        wrong = decide(client, session, "not-the-proposal", "approve")
+        assert wrong.status_code == 200
+        assert positions(client) == []
+        pending = client.get(f"/api/sessions/{session}").json()["pending_approval"]
+        if pending is not None:  # a wrong id either leaves the proposal pending or drops it; never executes
+            assert pending["proposal_id"] == proposal["proposal_id"]
+            rejected = decide(client, session, proposal["proposal_id"], "reject", reason="no me convence")
+            assert rejected.status_code == 200 and rejected.json()["pending_approval"] is None
+        assert positions(client) == []
+
+
+def test_edit_goes_back_through_the_gate(settings_shared: Settings) -> None:
+    with running_app(settings_shared) as url, httpx.Client(base_url=url, timeout=60) as client:
+        session = sid()
+        proposal = propose(client, session)
+        response = decide(client, session, proposal["proposal_id"], "edit", edits={"size_lots": 0.01})
+        assert response.status_code == 200, response.text
+        edited = response.json()["pending_approval"]
+        assert edited is not None and edited["size_lots"] == 0.01
+        assert edited["risk_usd"] < proposal["risk_usd"]
+        assert positions(client) == []
+
+
+def test_approval_survives_a_restart(settings_shared: Settings) -> None:
+    session = sid()
+    with running_app(settings_shared) as url, httpx.Client(base_url=url, timeout=60) as client:
+        proposal = propose(client, session)
+    # A brand-new app object (new process state), same Redis: the paused thread is still there.
+    with running_app(settings_shared) as url, httpx.Client(base_url=url, timeout=60) as client:
+        state = client.get(f"/api/sessions/{session}").json()
+        assert state["pending_approval"]["proposal_id"] == proposal["proposal_id"]
+        assert decide(client, session, proposal["proposal_id"], "approve").status_code == 200
+        assert len(positions(client)) == 1
+
+
+def test_approval_requested_on_one_instance_resumes_on_another(settings_shared: Settings) -> None:
+    with (
+        running_app(settings_shared) as url_a,
+        running_app(settings_shared) as url_b,
+        httpx.Client(base_url=url_a, timeout=60) as a,
+        httpx.Client(base_url=url_b, timeout=60) as b,
+    ):
+        session = sid()
+        proposal = propose(a, session)
+        response = b.post(
+            f"/api/sessions/{session}/approval/stream",
+            json={"proposal_id": proposal["proposal_id"], "decision": "approve"},
+        )
+        events = sse_events(response)
+        assert events[-1][0] == "final" and events[-1][1]["pending_approval"] is None
+        assert len(positions(a)) == 1 and positions(a) == positions(b)
+
+
+def test_concurrent_messages_on_one_session_get_one_409(settings_shared: Settings) -> None:
+    script = Script()
+    script.release.clear()
+    with (
+        running_app(settings_shared, script) as url_a,
+        running_app(settings_shared, Script()) as url_b,
+        httpx.Client(base_url=url_a, timeout=60) as a,
+        httpx.Client(base_url=url_b, timeout=60) as b,
+    ):
+        session = sid()
+        results: dict[str, httpx.Response] = {}
+        first = threading.Thread(
+            target=lambda: results.update(
+                first=a.post("/api/chat", json={"message": "slow one", "session_id": session})
+            )
+        )
+        first.start()
+        assert script.entered.wait(30), "the first run never reached the model"
+        # While the first run is inside the model: same instance and the other instance are both refused.
+        same = a.post("/api/chat", json={"message": "second", "session_id": session})
+        other = b.post("/api/chat/stream", json={"message": "third", "session_id": session})
+        other_user_session = a.post("/api/chat", json={"message": "elsewhere", "session_id": sid()})
+        script.release.set()
+        first.join(30)
+        assert same.status_code == 409 and other.status_code == 409
+        assert same.json() == {"detail": "a run is already in progress for this session"}
+        assert other_user_session.status_code == 200  # other sessions are not blocked
+        assert results["first"].status_code == 200
+        assert "slow answer done" in results["first"].json()["response"]
+        # The lock is released: the session takes messages again.
+        assert a.post("/api/chat", json={"message": "after", "session_id": session}).status_code == 200
+        said = [
+            m["content"] for m in a.get(f"/api/sessions/{session}").json()["messages"] if m["role"] == "user"
+        ]
+        assert said == ["slow one", "after"]

@@ -120,7 +120,7 @@ class EmbeddedRedis:
 
     def modules(self) -> list[str]:
         client = redis.Redis(host=self.bind, port=self.port, socket_timeout=2)
-        return sorted(m[b"name"].decode() for m in client.module_list())  # type: ignore[union-attr]
+        return sorted(m[b"name"].decode() for m in client.module_list())
 
     def start(self, timeout: float = 20.0) -> bool:
         """Start the server unless one already answers on the port; True if this call started it."""

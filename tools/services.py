@@ -43,7 +43,7 @@ async def build_services(settings: Settings, redis: aioredis.Redis, clock: Clock
     market, clock = await build_market(settings, redis, clock)
     signals = build_signals(settings, market, clock, specs)
     broker, alerts = build_broker(settings, redis, market, clock, specs)
-    closers = [s for s in (market, signals, broker, alerts) if hasattr(s, "aclose")]
+    closers: list[object] = [s for s in (market, signals, broker, alerts) if hasattr(s, "aclose")]
     return Services(settings, redis, specs, clock, market, signals, broker, alerts, closers)
 
 

@@ -38,7 +38,7 @@ def reply(messages: list[BaseMessage]) -> object:
 
 
 async def run(turns: int, durability: str) -> None:
-    copilot_module.DURABILITY = durability  # type: ignore[assignment]
+    copilot_module.DURABILITY_CHAT = durability  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedRedis(port=6391, data_dir=Path(tmp))
         server.start()
@@ -48,7 +48,9 @@ async def run(turns: int, durability: str) -> None:
                 fallback_data_dir=str(ROOT.parent / "shared" / "data"), logging={"file": None},
             )  # fmt: skip
             redis = aioredis.from_url(server.url, decode_responses=True)
-            services = await build_services(settings, redis, ManualClock(datetime(2026, 3, 2, 10, tzinfo=UTC)))
+            services = await build_services(
+                settings, redis, ManualClock(datetime(2026, 3, 2, 10, tzinfo=UTC))
+            )
             model = ScriptedChatModel(replies=[reply])
             latencies: list[float] = []
             async with Copilot.open(settings, services=services, chat_model=model) as copilot:
@@ -75,7 +77,7 @@ async def run(turns: int, durability: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=200)
-    parser.add_argument("--durability", choices=["sync", "async", "exit"], default="sync")
+    parser.add_argument("--durability", choices=["sync", "async", "exit"], default="exit")
     args = parser.parse_args()
     asyncio.run(run(args.turns, args.durability))
 

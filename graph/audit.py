@@ -32,10 +32,10 @@ class AuditTrail:
 
     async def entries(self, count: int = 100, thread_id: str | None = None) -> list[dict[str, Any]]:
         """The latest `count` entries, oldest first (optionally only one thread's)."""
-        raw = await self.redis.xrevrange(self.key, count=count)
+        raw: list[Any] = list(await self.redis.xrevrange(self.key, count=count) or [])
         out: list[dict[str, Any]] = []
         for entry_id, fields in reversed(raw):
-            item = {_s(k): _s(v) for k, v in fields.items()}
+            item = {_s(k): _s(v) for k, v in (fields or {}).items()}
             if thread_id is not None and item.get("thread_id") != thread_id:
                 continue
             item["id"] = _s(entry_id)

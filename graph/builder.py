@@ -32,12 +32,17 @@ def build_graph(
     """The uncompiled graph: the server compiles it with the Redis saver, tests with whatever they need."""
     deps = Deps(services, settings, chat_model, AuditTrail(services.redis, settings.redis.prefix), now)
     graph = StateGraph(State, context_schema=Context)
-    graph.add_node("load_context", make_load_context(deps))
-    graph.add_node("reason", make_reason(deps))
-    graph.add_node("tools", make_tools_node(deps))
-    graph.add_node("risk_gate", make_risk_gate(deps))
-    graph.add_node("human_approval", make_human_approval(deps))
-    graph.add_node("execute", make_execute(deps))
+    nodes = {
+        "load_context": make_load_context(deps),
+        "reason": make_reason(deps),
+        "tools": make_tools_node(deps),
+        "risk_gate": make_risk_gate(deps),
+        "human_approval": make_human_approval(deps),
+        "execute": make_execute(deps),
+    }
+    for name, node in nodes.items():
+        # (state, runtime) coroutines; langgraph's overloads only type its own node protocols.
+        graph.add_node(name, node)  # type: ignore[call-overload]
     graph.add_edge(START, "load_context")
     graph.add_edge("load_context", "reason")
     graph.add_conditional_edges("reason", after_reason)

@@ -10,11 +10,15 @@ from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 
 from config import Settings
 
-# "sync": every step's checkpoint is written before the next step starts, so an interrupt (a pending
-# approval) is on Redis before the API answers, and an executed order is recorded before the model
-# narrates it. Measured in bench/bench_checkpoint.py: the extra writes cost ~ms per step, negligible
-# next to a model call.
-DURABILITY: Literal["sync", "async", "exit"] = "sync"
+# Chat turns use "exit": one checkpoint per run, written before ainvoke/astream return (so a pending
+# approval is on Redis before the API answers). bench/bench_checkpoint.py, 100 turns of
+# model -> tool -> model: exit ~24 ms/turn and ~1 Redis key per turn; sync/async ~44 ms and ~30 keys per
+# turn. A crash mid-turn only loses that turn's message, which the trader sends again.
+# Decisions (resume -> execute -> reason) use "sync": every step is durable before the next starts, so
+# once the order is sent its outcome is checkpointed before the model narrates it. Even if a crash hit
+# in between, re-approving replays the same idempotency key and the broker places nothing new.
+DURABILITY_CHAT: Literal["sync", "async", "exit"] = "exit"
+DURABILITY_DECISION: Literal["sync", "async", "exit"] = "sync"
 
 
 def ttl_config(settings: Settings) -> dict[str, Any] | None:

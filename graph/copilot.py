@@ -15,11 +15,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
+from langgraph.types import Command, StreamMode
 
 from config import Settings
 from graph.builder import build_graph
-from graph.checkpointer import DURABILITY, open_checkpointer
+from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer
 from graph.context import Context
 from graph.deps import wall_clock
 from graph.results import chat_result, checkpoint_info, pending_proposal, session_state
@@ -66,7 +66,8 @@ class Copilot:
         self.graph = graph
         self.services = services
         self.settings = settings
-        self.checkpointer = checkpointer or graph.checkpointer
+        saver = checkpointer or graph.checkpointer
+        self.checkpointer = saver if isinstance(saver, BaseCheckpointSaver) else None
         self.chat_model = chat_model
 
     @classmethod
@@ -106,13 +107,14 @@ class Copilot:
         key = f"{self.settings.redis.prefix}session:{thread_id(user_id, session_id)}"
         redis = self.services.redis
         if symbol:
-            await redis.hset(key, "symbol", symbol.upper())  # type: ignore[misc]
+            await redis.hset(key, "symbol", symbol.upper())
         else:
-            symbol = await redis.hget(key, "symbol") or None  # type: ignore[misc]
+            stored = await redis.hget(key, "symbol")
+            symbol = str(stored) if stored else None
         if self.settings.redis.ttl > 0:
             await redis.expire(key, self.settings.redis.ttl)
         index = f"{self.settings.redis.prefix}sessions:{user_id}"
-        await redis.sadd(index, session_id)  # type: ignore[misc]
+        await redis.sadd(index, session_id)
         return Context(
             user_id=user_id, account_id=account_for(user_id), session_symbol=str(symbol or "XAUUSD")
         )
@@ -153,7 +155,8 @@ class Copilot:
         config = self._config(user_id, session_id)
         context = await self._context(user_id, session_id, symbol)
         before = await self._ids(config)
-        await self.graph.ainvoke(payload, config, context=context, durability=DURABILITY)
+        durability = DURABILITY_DECISION if isinstance(payload, Command) else DURABILITY_CHAT
+        await self.graph.ainvoke(payload, config, context=context, durability=durability)
         return chat_result(await self.graph.aget_state(config), before)
 
     async def stream(
@@ -181,9 +184,10 @@ class Copilot:
         try:
             context = await self._context(user_id, session_id, symbol)
             before = await self._ids(config)
-            modes = ["tasks", "messages", "custom", "updates"]
+            modes: list[StreamMode] = ["tasks", "messages", "custom", "updates"]
+            durability = DURABILITY_DECISION if isinstance(payload, Command) else DURABILITY_CHAT
             async for mode, chunk in self.graph.astream(
-                payload, config, context=context, stream_mode=modes, durability=DURABILITY
+                payload, config, context=context, stream_mode=modes, durability=durability
             ):
                 for event in to_events(mode, chunk):
                     yield event
@@ -239,15 +243,15 @@ class Copilot:
         if self.checkpointer is not None:
             await self.checkpointer.adelete_thread(tid)
         prefix = self.settings.redis.prefix
-        await self.services.redis.srem(f"{prefix}sessions:{user_id}", session_id)  # type: ignore[misc]
+        await self.services.redis.srem(f"{prefix}sessions:{user_id}", session_id)
         await self.services.redis.delete(f"{prefix}session:{tid}")
         return existed
 
     async def sessions(self, user_id: str) -> list[str]:
         thread_id(user_id, "x")  # validates the user id
-        members = await self.services.redis.smembers(f"{self.settings.redis.prefix}sessions:{user_id}")  # type: ignore[misc]
+        members = await self.services.redis.smembers(f"{self.settings.redis.prefix}sessions:{user_id}")
         alive = []
-        for session_id in sorted(members):
+        for session_id in sorted(str(m) for m in members):
             if (await self.graph.aget_state(self._config(user_id, session_id))).created_at is not None:
                 alive.append(session_id)
         return alive

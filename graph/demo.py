@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -43,7 +42,7 @@ async def run_demo(settings: Settings, redis_url: str) -> int:
     try:
         async with Copilot.open(demo_settings, services=services) as copilot:
             print(
-                f"Trading Copilot demo at {DEMO_TIME.isoformat()} (replayed XAUUSD history, Redis prefix {prefix})"
+                f"Trading Copilot demo at {DEMO_TIME.isoformat()} (XAUUSD history replayed, Redis prefix {prefix})"
             )
             signal = await copilot.chat("local", "demo", "/signal XAUUSD 15m", symbol="XAUUSD")
             show("/signal XAUUSD 15m", signal)

@@ -42,7 +42,7 @@ class ScriptedChatModel(BaseChatModel):
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
         self.bound.append([t.name if isinstance(t, BaseTool) else str(t) for t in tools])
-        return self  # type: ignore[return-value]
+        return self
 
     def _next(self, messages: list[BaseMessage]) -> AIMessage:
         self.calls.append(list(messages))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from langgraph.graph import END
-
 from graph.messages import open_tool_calls
 from graph.state import State
 from tools.trading_tools import PROPOSAL_TOOLS
@@ -14,7 +12,7 @@ from tools.trading_tools import PROPOSAL_TOOLS
 def after_reason(state: State) -> Literal["tools", "risk_gate", "__end__"]:
     calls = open_tool_calls(state.get("messages", []))
     if not calls:
-        return END
+        return "__end__"  # END
     # Read-only calls run first; the tools node hands proposal calls on to the gate.
     if any(c["name"] not in PROPOSAL_TOOLS for c in calls):
         return "tools"

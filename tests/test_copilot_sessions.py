@@ -25,15 +25,18 @@ def test_thread_id_validates_its_parts() -> None:
 
 
 async def test_history_checkpoint_clear_delete_and_sessions(make_copilot: CopilotFactory) -> None:
-    async with make_copilot(["first answer", "second answer"]) as copilot:
+    async with make_copilot(["first answer", "second answer", "third answer"]) as copilot:
         assert await copilot.state(USER, SESSION) is None
         await copilot.chat(USER, SESSION, "hello")
         await copilot.chat(USER, SESSION, "again")
         await copilot.chat(USER, "other", "/help")
         assert await copilot.sessions(USER) == ["other", SESSION]
         assert await copilot.sessions("bob") == []
-        history = await copilot.history(USER, SESSION, limit=3)
-        assert len(history) == 3 and history[0].step is not None
+        await copilot.chat(USER, SESSION, "third")
+        assert len(await copilot.history(USER, SESSION, limit=2)) == 2
+        history = await copilot.history(USER, SESSION, limit=20)
+        # Chat turns are checkpointed once, on exit (graph.checkpointer.DURABILITY_CHAT): one per turn.
+        assert len(history) == 3 and history[0].step is not None and history[-1].step is not None
         assert history[0].step > history[-1].step  # newest first
         older = await copilot.checkpoint(USER, SESSION, history[-1].checkpoint_id)
         assert older is not None and len(older.messages) < len((await copilot.state(USER, SESSION)).messages)  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from langchain_core.messages import AnyMessage, HumanMessage, RemoveMessage, ToolMessage
+from langchain_core.messages import HumanMessage, RemoveMessage, ToolMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
@@ -81,7 +81,7 @@ def make_load_context(deps: Deps) -> Node:
         except Exception as exc:  # the chat must work even when a service is down
             log.warning("live context unavailable: %s", exc)
         update.update(market=market, portfolio=portfolio)
-        reorder: list[AnyMessage] = []
+        reorder: list[Any] = []
         abandoned = _abandon_stale(state)
         if abandoned is not None and messages and isinstance(messages[-1], HumanMessage):
             await deps.audit.append("abandoned", ctx.user_id, thread_id(), state.get("proposal") or {})
@@ -91,7 +91,7 @@ def make_load_context(deps: Deps) -> Node:
             again = HumanMessage(content=human.content, id=str(uuid.uuid4()))
             reorder = [RemoveMessage(id=str(human.id)), abandoned, again]
             messages += [abandoned, again]
-        update["messages"] = removals(messages, stored_message_cap(deps)) + reorder
+        update["messages"] = [*removals(messages, stored_message_cap(deps)), *reorder]
         return update
 
     return load_context

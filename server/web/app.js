@@ -127,8 +127,12 @@ function approvalCard(p) {
       row("At risk", `${money(p.risk_usd)} (${pct(p.risk_pct)} of equity)`),
       row("Reward", money(p.reward_usd)), row("R:R", rr(p.risk_reward)),
       row("Expires in", countdown)),
-    el("ul", { class: verdict.passed ? "" : "reasons-failed" }, (verdict.reasons || []).map((r) => el("li", {}, r))),
-    (p.signal_reasoning || []).length ? el("ol", {}, p.signal_reasoning.map((r) => el("li", {}, r))) : null);
+    el("details", {},
+      el("summary", {}, `Risk checks: ${verdict.passed ? "all passed" : "BLOCKED"} (${(verdict.reasons || []).length})`),
+      el("ul", { class: verdict.passed ? "" : "reasons-failed" }, (verdict.reasons || []).map((r) => el("li", {}, r)))),
+    (p.signal_reasoning || []).length
+      ? el("details", {}, el("summary", {}, "Signal reasoning"), el("ol", {}, p.signal_reasoning.map((r) => el("li", {}, r))))
+      : null);
 
   const size = el("input", { type: "number", step: "0.01", value: p.size_lots ?? "", "aria-label": "size lots", name: "size_lots" });
   const sl = el("input", { type: "number", step: "any", value: p.stop_loss ?? "", "aria-label": "stop loss", name: "stop_loss" });
@@ -147,6 +151,7 @@ function approvalCard(p) {
 
   const expires = p.expires_at ? Date.parse(p.expires_at) : null;
   const tick = () => {
+    if (card.classList.contains("done")) { countdown.textContent = "decided"; return; }
     if (!expires) { countdown.textContent = "—"; return; }
     const left = Math.max(0, Math.round((expires - Date.now()) / 1000));
     countdown.textContent = left > 0 ? `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` : "expired";

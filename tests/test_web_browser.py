@@ -1,0 +1,116 @@
+"""The web chat page in headless Chromium: streamed answer, signal card, approval card, approve, position."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from server.redis_embedded import EmbeddedRedis
+from tests.api_support import Script, api_settings, buy_command, running_app
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(os.environ.get("COPILOT_SCREENSHOTS", "/tmp"))
+
+
+@pytest.fixture(scope="module")
+def base_url(
+    redis_server: EmbeddedRedis, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    settings = api_settings(redis_server.url, shared_data, tmp_path_factory.mktemp("web"))
+    with running_app(settings, Script()) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base_url)
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#message", text)
+    page.click("#send")
+
+
+def test_chat_streams_an_answer_and_shows_a_signal_card(page: Page) -> None:
+    expect(page.locator("#health")).to_contain_text("healthy")
+    send(page, "hola desde el navegador")
+    expect(page.locator(".msg.user").last).to_have_text("hola desde el navegador")
+    expect(page.locator(".msg.assistant").last).to_have_text("Echo: hola desde el navegador")
+    send(page, "/signal XAUUSD 15m")
+    card = page.get_by_test_id("signal-card")
+    expect(card).to_be_visible()
+    expect(card).to_contain_text("XAUUSD")
+    expect(card).to_contain_text("Confidence")
+    expect(card).to_contain_text("AMD phase")
+    expect(card).to_contain_text("Killzone")
+    page.screenshot(path=str(SHOTS / "copilot_signal.png"), full_page=True)
+
+
+def test_buy_shows_the_approval_card_and_approve_opens_the_position(page: Page, base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        command = buy_command(client)
+        assert client.get("/api/portfolio").json()["positions"] == []
+    page.click("#new-session")
+    send(page, command)
+    card = page.get_by_test_id("approval-card")
+    expect(card).to_be_visible()
+    expect(card).to_contain_text("BUY")
+    expect(card).to_contain_text("At risk")
+    expect(card).to_contain_text("% of equity")
+    expect(card).to_contain_text("R:R")
+    expect(card.locator(".countdown")).to_have_text(re.compile(r"^\d+:\d\d$"))
+    page.screenshot(path=str(SHOTS / "copilot_approval.png"), full_page=True)
+
+    card.get_by_role("button", name="Approve").click()
+    position = page.get_by_test_id("position")
+    expect(position).to_have_count(1)
+    expect(position).to_contain_text("BUY")
+    expect(position).to_contain_text("XAUUSD")
+    expect(page.locator(".msg.assistant").last).to_contain_text("EXECUTED")
+    page.screenshot(path=str(SHOTS / "copilot_executed.png"), full_page=True)
+    # The page only shows what the broker holds.
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        assert len(client.get("/api/portfolio").json()["positions"]) == 1
+
+
+def test_reload_restores_the_session_with_its_pending_approval(page: Page) -> None:
+    page.click("#new-session")
+    send(page, "/buy XAUUSD sl 1 tp 99999")  # SL far below: passes side checks, the gate decides the rest
+    expect(page.locator(".msg.assistant, .card").last).to_be_visible()
+    session = page.locator("#session-title").inner_text()
+    page.reload()
+    expect(page.locator("#session-title")).to_have_text(session)
+    expect(page.locator(".msg.user").first).to_have_text("/buy XAUUSD sl 1 tp 99999")

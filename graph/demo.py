@@ -41,9 +41,7 @@ async def run_demo(settings: Settings, redis_url: str) -> int:
     services = await build_services(demo_settings, redis, ManualClock(DEMO_TIME))
     try:
         async with Copilot.open(demo_settings, services=services) as copilot:
-            print(
-                f"Trading Copilot demo at {DEMO_TIME.isoformat()} (XAUUSD history replayed, Redis prefix {prefix})"
-            )
+            print(f"Copilot demo at {DEMO_TIME.isoformat()} (XAUUSD replay, Redis prefix {prefix})")
             signal = await copilot.chat("local", "demo", "/signal XAUUSD 15m", symbol="XAUUSD")
             show("/signal XAUUSD 15m", signal)
             quote = await services.market.get_quote("XAUUSD")

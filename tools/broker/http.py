@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from tools.http import ServiceClient
 from tools.protocols import ServiceError
 from tools.schemas import Alert, AlertRequest, OrderRequest, OrderResult, Portfolio
@@ -67,7 +69,8 @@ class HttpAlerts:
 
     async def set_alert(self, alert: AlertRequest, account_id: str | None = None) -> Alert:
         account = account_id or self.account_id
-        path = "/api/alerts" + (f"?account_id={account}" if account else "")
+        # The seed's body has no account field; the account travels as a query parameter, as on GET.
+        path = "/api/alerts" + (f"?{urlencode({'account_id': account})}" if account else "")
         return Alert.model_validate(await self._client.post(path, alert.model_dump(mode="json")))
 
     async def list_alerts(self, account_id: str | None = None) -> list[Alert]:

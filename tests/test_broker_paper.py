@@ -32,7 +32,7 @@ def broker(redis_client: aioredis.Redis, market_world: World, settings: Settings
 
 
 def buy(lots: float = 0.1, sl_below: float = 5.0, bid: float = 0.0, **kw: object) -> OrderRequest:
-    return OrderRequest(symbol="XAUUSD", action="BUY", size=lots, stop_loss=round(bid - sl_below, 2), **kw)  # type: ignore[arg-type]
+    return OrderRequest(symbol="XAUUSD", action="BUY", size=lots, stop_loss=round(bid - sl_below, 2), **kw)
 
 
 async def test_buy_fills_at_ask_and_sell_at_bid_with_the_spread(

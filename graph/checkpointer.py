@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+import redis.asyncio as aioredis
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 
 from config import Settings
@@ -32,11 +33,16 @@ def ttl_config(settings: Settings) -> dict[str, Any] | None:
 async def open_checkpointer(settings: Settings) -> AsyncIterator[AsyncRedisSaver]:
     """An AsyncRedisSaver with its own connection, indexes created, closed on exit."""
     prefix = settings.redis.prefix
+    # Our own client (bytes, as the saver expects): the saver's URL factory is deprecated.
+    client = aioredis.from_url(settings.effective_redis_url)
     saver = AsyncRedisSaver(
-        redis_url=settings.effective_redis_url,
+        redis_client=client,
         ttl=ttl_config(settings),
         checkpoint_prefix=f"{prefix}checkpoint",
         checkpoint_write_prefix=f"{prefix}checkpoint_write",
     )
-    async with saver:
-        yield saver
+    try:
+        async with saver:
+            yield saver
+    finally:
+        await client.aclose()

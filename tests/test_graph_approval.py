@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 import redis.asyncio as aioredis
@@ -218,4 +219,40 @@ async def test_injection_in_a_tool_result_still_needs_approval(
         )
         # The most the injected text can get is a proposal within the limits that waits for the trader.
         assert result.pending_approval is not None and result.pending_approval["size_lots"] <= 0.2
+    assert await positions(services) == []
+
+
+async def test_price_drift_sends_the_proposal_back_through_the_gate(
+    make_copilot: CopilotFactory, services: Services, clock: ManualClock
+) -> None:
+    async with make_copilot() as copilot:
+        proposal = await propose(copilot, services)
+        before = (await services.market.get_quote("XAUUSD")).ask
+        clock.advance(timedelta(hours=1))  # the replayed market moves on while the trader hesitates
+        after = (await services.market.get_quote("XAUUSD")).ask
+        drift_pct = abs(after - before) / before * 100
+        assert drift_pct > copilot.settings.risk.max_price_drift_pct  # the data really moved enough
+        result = await copilot.decide(
+            USER, SESSION, {"proposal_id": proposal["proposal_id"], "decision": "approve"}
+        )
+        assert await positions(services) == []
+        kinds = [e["kind"] for e in await audit_of(services).entries()]
+        assert "drift" in kinds and "execution" not in kinds
+        # Re-gated at the new price (an hour later the engine still allows it): a new proposal to approve.
+        assert result.pending_approval is not None
+        assert result.pending_approval["proposal_id"] != proposal["proposal_id"]
+        assert result.pending_approval["entry_price"] == after
+
+
+async def test_close_proposal_needs_approval_then_closes(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    async with make_copilot() as copilot:
+        await propose(copilot, services)
+        await copilot.chat(USER, SESSION, "/approve")
+        [position] = await positions(services)
+        close = await copilot.chat(USER, SESSION, f"/close {position.ticket}")
+        assert close.pending_approval is not None and close.pending_approval["kind"] == "close"
+        assert len(await positions(services)) == 1  # still open until approved
+        await copilot.chat(USER, SESSION, "/approve")
     assert await positions(services) == []

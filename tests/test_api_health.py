@@ -1,4 +1,4 @@
-"""Health over real HTTP with the real ChatOllama client: degraded (never 500) when Ollama or Redis is down."""
+"""Health over real HTTP with real ChatOllama: degraded (never 500) when Ollama or Redis is down."""
 
 from __future__ import annotations
 

@@ -116,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
     p = sub.add_parser("demo", help="run signal -> proposal -> approval -> execution in-process on XAUUSD")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser(
+        "serve", help="run the HTTP API and web chat (starts the embedded Redis unless REDIS_URL)"
+    )
+    p.add_argument("--host", help="bind address (default: server.host)")
+    p.add_argument("--port", type=int, help="port (default: server.port, 3602)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes (state is in Redis, any count works)"
+    )
+    p.add_argument("--keep-redis", action="store_true", help="leave the embedded Redis running on exit")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("chat", help="chat with a running server from the terminal")
+    p.add_argument("--url", help="server URL (default: http://server.host:server.port)")
+    p.add_argument("--session", help="session id to continue (default: a new one)")
+    p.add_argument("--symbol", default="XAUUSD")
+    p.add_argument("--api-key", help="API key (or env COPILOT_API_KEY)")
+    p.set_defaults(func=cmd_chat)
     return parser
 
 

@@ -51,12 +51,12 @@ class RunLocks:
         return token if ok else None
 
     async def release(self, user_id: str, session_id: str, token: str) -> bool:
-        released = await self.redis.eval(_RELEASE, 1, self.key(user_id, session_id), token)  # type: ignore[misc]
+        released = await self.redis.eval(_RELEASE, 1, self.key(user_id, session_id), token)
         return bool(released)
 
     async def extend(self, user_id: str, session_id: str, token: str) -> bool:
         ms = str(self.expiry_seconds * 1000)
-        extended = await self.redis.eval(_EXTEND, 1, self.key(user_id, session_id), token, ms)  # type: ignore[misc]
+        extended = await self.redis.eval(_EXTEND, 1, self.key(user_id, session_id), token, ms)
         return bool(extended)
 
     async def _take(self, user_id: str, session_id: str) -> str:

@@ -18,22 +18,22 @@ SESSION_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def get_copilot(request: Request) -> Copilot:
     copilot = getattr(request.app.state, "copilot", None)
     if copilot is None:
         raise HTTPException(503, "the copilot is starting or stopped; retry in a moment")
-    return copilot  # type: ignore[no-any-return]
+    return copilot
 
 
 def get_locks(request: Request) -> RunLocks:
-    return request.app.state.locks  # type: ignore[no-any-return]
+    return request.app.state.locks
 
 
 def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics  # type: ignore[no-any-return]
+    return request.app.state.metrics
 
 
 def presented_key(request: Request) -> str | None:

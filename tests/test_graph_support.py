@@ -17,8 +17,13 @@ from config import Settings, load_settings
 from graph.audit import AuditTrail
 from graph.copilot import Copilot
 from graph.fake_model import ScriptedChatModel
+from tools.broker.factory import build_broker
 from tools.market.clock import ManualClock
-from tools.services import Services, build_services
+from tools.market.csv_store import CsvMarketData
+from tools.market.factory import data_source_dir
+from tools.market.specs import load_specs
+from tools.services import Services
+from tools.signals.factory import build_signals
 
 # Times on the real XAUUSD history where the technical engine (5m) says, as checked when writing the tests:
 GOOD = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # LONG, confidence 0.75, AMD markup
@@ -53,11 +58,32 @@ def wall() -> WallClock:
     return WallClock()
 
 
+_MARKETS: dict[str, CsvMarketData] = {}
+
+
+def shared_market(settings: Settings, clock: ManualClock) -> CsvMarketData:
+    """The CSV history loads once per test session (2-3 s); each test gets it on its own clock."""
+    source = data_source_dir(settings)
+    if str(source) not in _MARKETS:
+        market = CsvMarketData(load_specs(settings), clock)
+        market.load_dir(source)
+        _MARKETS[str(source)] = market
+    market = _MARKETS[str(source)]
+    market.clock = clock
+    return market
+
+
 @pytest.fixture
 async def services(
     settings: Settings, redis_client: aioredis.Redis, clock: ManualClock
 ) -> AsyncIterator[Services]:
-    built = await build_services(settings, redis_client, clock)
+    """build_services' wiring (CSV market, technical engine, paper broker) over the shared loaded history."""
+    specs = load_specs(settings)
+    market = shared_market(settings, clock)
+    signals = build_signals(settings, market, clock, specs)
+    broker, alerts = build_broker(settings, redis_client, market, clock, specs)
+    closers: list[object] = [s for s in (signals, broker, alerts) if hasattr(s, "aclose")]
+    built = Services(settings, redis_client, specs, clock, market, signals, broker, alerts, closers)
     yield built
     await built.aclose()
 

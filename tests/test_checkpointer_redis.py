@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import redis.asyncio as aioredis
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 
@@ -44,7 +45,9 @@ def test_ttl_is_converted_from_seconds_to_minutes() -> None:
     assert ttl_config(load_settings(redis={"ttl": 0}, logging={"file": None})) is None
 
 
-async def test_checkpoint_keys_carry_the_prefix_and_expire(redis_url: str, redis_client) -> None:  # type: ignore[no-untyped-def]
+async def test_checkpoint_keys_carry_the_prefix_and_expire(
+    redis_url: str, redis_client: aioredis.Redis
+) -> None:
     prefix = f"ttl{uuid.uuid4().hex[:8]}:"
     settings = load_settings(
         redis_url=redis_url, redis={"prefix": prefix, "ttl": 120}, logging={"file": None}

@@ -1,0 +1,123 @@
+"""Server latency with a scripted model: time to the first SSE event and first token, /api/chat.
+
+Usage: .venv/bin/python -m bench.bench_api [--runs 30] [--token-delay 0.02]
+Starts a private embedded Redis Stack and the real app under uvicorn. The scripted model sleeps
+`token-delay` seconds per word (a stand-in for generation speed), so the gap between the first event and
+the final one shows that the stream starts before the answer is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
+
+from config import load_settings
+from graph.fake_model import ScriptedChatModel
+from server.app import create_app
+from server.redis_embedded import EmbeddedRedis
+from tests.conftest import free_port, serve_app
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSWER = " ".join(["palabra"] * 40)
+
+
+class SlowModel(ScriptedChatModel):
+    """Streams ANSWER word by word with a fixed delay per word."""
+
+    delay: float = 0.02
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for i, word in enumerate(ANSWER.split(" ")):
+            time.sleep(self.delay)
+            token = word if i == 0 else " " + word
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+            if run_manager:
+                run_manager.on_llm_new_token(token, chunk=chunk)
+            yield chunk
+
+
+def timed_stream(client: httpx.Client, session: str) -> tuple[float, float, float]:
+    start = time.perf_counter()
+    first_event = first_token = 0.0
+    with client.stream("POST", "/api/chat/stream", json={"message": "hola", "session_id": session}) as r:
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                now = time.perf_counter() - start
+                first_event = first_event or now
+                if line == "event: token":
+                    first_token = first_token or now
+    return first_event, first_token, time.perf_counter() - start
+
+
+def report(name: str, values: list[float]) -> None:
+    ms = sorted(v * 1000 for v in values)
+    p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
+    print(f"{name:<22} median {statistics.median(ms):7.1f} ms   p95 {p95:7.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--token-delay", type=float, default=0.02)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = EmbeddedRedis(port=free_port(), data_dir=Path(tmp) / "redis")
+        redis.start()
+        try:
+            settings = load_settings(
+                redis_url=redis.url,
+                redis={"prefix": f"bench{uuid.uuid4().hex[:6]}:"},
+                data_dir=str(Path(tmp) / "data"),
+                fallback_data_dir=str(ROOT.parent / "shared" / "data"),
+                logging={"file": None},
+            )
+            model = SlowModel(replies=["unused"], delay=args.token_delay)
+            with (
+                serve_app(create_app(settings, chat_model=model)) as url,
+                httpx.Client(base_url=url, timeout=60) as client,
+            ):
+                run(client, args.runs)
+        finally:
+            redis.stop()
+
+
+def run(client: httpx.Client, runs: int) -> None:
+    firsts, tokens, totals, chats, slash = [], [], [], [], []
+    for i in range(runs):
+        first, token, total = timed_stream(client, f"bench-{i}")
+        firsts.append(first)
+        tokens.append(token)
+        totals.append(total)
+        start = time.perf_counter()
+        # ainvoke takes the model's non-streaming path, which has no per-word delay.
+        client.post("/api/chat", json={"message": "hola", "session_id": f"bench-chat-{i}"})
+        chats.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        client.post("/api/chat", json={"message": "/portfolio", "session_id": f"bench-slash-{i}"})
+        slash.append(time.perf_counter() - start)
+    report("SSE first event", firsts)
+    report("SSE first token", tokens)
+    report("SSE final event", totals)
+    report("/api/chat (no delay)", chats)
+    report("/api/chat /portfolio", slash)
+
+
+if __name__ == "__main__":
+    main()

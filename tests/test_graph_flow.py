@@ -108,6 +108,8 @@ async def test_stream_emits_nodes_tokens_tools_approval_then_final(
         assert names[0] == "node" and events[0]["data"] == {"node": "load_context"}
         assert names[-1] == "final"
         assert names.index("tool") < names.index("tool_result") < names.index("approval_required")
+        gated = [e["data"] for e in events if e["event"] == "tool_result"]
+        assert gated == [{"name": "get_ml_signal", "ok": True}, {"name": "execute_trade", "ok": True}]
         nodes = [e["data"]["node"] for e in events if e["event"] == "node"]
         assert nodes == ["load_context", "reason", "tools", "reason", "risk_gate", "human_approval"]
         proposal = next(e for e in events if e["event"] == "approval_required")["data"]["proposal"]

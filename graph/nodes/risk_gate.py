@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from langchain_core.messages import ToolMessage
+from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
 from graph.context import Context
@@ -193,6 +194,8 @@ def make_risk_gate(deps: Deps) -> Node:
         if call is None:  # routing only sends proposal calls here; nothing to gate
             return {"pending_call": None, "proposal": None}
         kind = KINDS.get(call["name"], "open")
+        write = get_stream_writer()
+        write({"event": "tool", "data": {"name": call["name"], "args": call["args"]}})
         try:
             if kind == "open":
                 verdict, fields = await gate_open(deps, ctx, call, state)
@@ -204,6 +207,7 @@ def make_risk_gate(deps: Deps) -> Node:
         except Exception as exc:  # a service failure blocks: no price, no trade
             reasons, passed, fields = [f"could not price the proposal: {exc}"], False, {}
         verdict_dict = {"passed": passed, "reasons": reasons}
+        write({"event": "tool_result", "data": {"name": call["name"], "ok": passed}})
         audit = {"call": dict(call), "verdict": verdict_dict, **fields}
         await deps.audit.append("verdict", ctx.user_id, thread_id(), audit)
         tools_used = [*state.get("tools_used", []), call["name"]]

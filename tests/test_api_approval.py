@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,25 @@ import pytest
 from config import Settings
 from server.redis_embedded import EmbeddedRedis
 from tests.api_support import Script, api_settings, buy_command, running_app, sse_events
+
+
+USERS = {f"key-{name}-0123456789": name for name in ("ana", "beto", "carla")}
+
+
+@pytest.fixture(scope="module")
+def shared_url(
+    redis_server: EmbeddedRedis, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One app for the tests that need no restart; each test trades as its own user (own paper account)."""
+    settings = api_settings(
+        redis_server.url, shared_data, tmp_path_factory.mktemp("approval"), server={"api_keys": USERS}
+    )
+    with running_app(settings) as url:
+        yield url
+
+
+def as_user(url: str, name: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": f"key-{name}-0123456789"})
 
 
 @pytest.fixture
@@ -43,15 +63,30 @@ def positions(client: httpx.Client) -> list[dict[str, Any]]:
     return list(client.get("/api/portfolio").json()["positions"])
 
 
-def test_round_trip_places_exactly_one_order(settings_shared: Settings) -> None:
-    with running_app(settings_shared) as url, httpx.Client(base_url=url, timeout=60) as client:
+def counters(client: httpx.Client) -> dict[str, float]:
+    """Approval decisions and executed orders so far, read from /metrics (other tests share the app)."""
+    wanted = {
+        "approvals": 'copilot_approval_decisions_total{decision="approve"}',
+        "orders": 'copilot_orders_total{outcome="executed"}',
+    }
+    found = dict.fromkeys(wanted, 0.0)
+    for line in client.get("/metrics").text.splitlines():
+        for key, series in wanted.items():
+            if line.startswith(series + " "):
+                found[key] = float(line.split()[-1])
+    return found
+
+
+def test_round_trip_places_exactly_one_order(shared_url: str) -> None:
+    with as_user(shared_url, "ana") as client:
         session = sid()
         proposal = propose(client, session)
         assert proposal["side"] == "BUY" and proposal["verdict"]["passed"] is True
-        assert proposal["risk_pct"] <= settings_shared.risk.max_risk_per_trade_pct
+        assert 0 < proposal["risk_pct"] <= 1.0  # the default max_risk_per_trade_pct
         state = client.get(f"/api/sessions/{session}").json()
         assert state["pending_approval"]["proposal_id"] == proposal["proposal_id"]
         assert positions(client) == []  # nothing reaches the broker before the decision
+        before = counters(client)
 
         response = decide(client, session, proposal["proposal_id"], "approve")
         assert response.status_code == 200, response.text
@@ -65,13 +100,13 @@ def test_round_trip_places_exactly_one_order(settings_shared: Settings) -> None:
         # The same approval again: nothing waits any more, and no second order appears.
         assert decide(client, session, proposal["proposal_id"], "approve").status_code == 409
         assert len(positions(client)) == 1
-        metrics = client.get("/metrics").text
-        assert 'copilot_approval_decisions_total{decision="approve"} 1.0' in metrics
-        assert 'copilot_orders_total{outcome="executed"} 1.0' in metrics
+        after = counters(client)
+        assert after["approvals"] - before["approvals"] == 1  # the 409 one was not a decision
+        assert after["orders"] - before["orders"] == 1
 
 
-def test_reject_and_wrong_proposal_id_execute_nothing(settings_shared: Settings) -> None:
-    with running_app(settings_shared) as url, httpx.Client(base_url=url, timeout=60) as client:
+def test_reject_and_wrong_proposal_id_execute_nothing(shared_url: str) -> None:
+    with as_user(shared_url, "beto") as client:
         session = sid()
         proposal = propose(client, session)
         wrong = decide(client, session, "not-the-proposal", "approve")
@@ -85,8 +120,8 @@ def test_reject_and_wrong_proposal_id_execute_nothing(settings_shared: Settings)
         assert positions(client) == []
 
 
-def test_edit_goes_back_through_the_gate(settings_shared: Settings) -> None:
-    with running_app(settings_shared) as url, httpx.Client(base_url=url, timeout=60) as client:
+def test_edit_goes_back_through_the_gate(shared_url: str) -> None:
+    with as_user(shared_url, "carla") as client:
         session = sid()
         proposal = propose(client, session)
         response = decide(client, session, proposal["proposal_id"], "edit", edits={"size_lots": 0.01})

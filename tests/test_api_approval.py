@@ -15,7 +15,6 @@ from config import Settings
 from server.redis_embedded import EmbeddedRedis
 from tests.api_support import Script, api_settings, buy_command, running_app, sse_events
 
-
 USERS = {f"key-{name}-0123456789": name for name in ("ana", "beto", "carla")}
 
 

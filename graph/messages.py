@@ -80,7 +80,8 @@ def render_result(name: str, content: str) -> str:
     """A plain-text rendering of a tool result for turns answered without the model (slash commands)."""
     data = parse_json(content)
     if not isinstance(data, dict):
-        return content
+        # Execution results: a line for the trader, then the JSON details meant for the model.
+        return content.split("\n", 1)[0] if content.startswith(("EXECUTED", "ORDER FAILED")) else content
     if name == "get_ml_signal":
         return _render_signal(data)
     if name == "get_portfolio":

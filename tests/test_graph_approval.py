@@ -256,3 +256,32 @@ async def test_close_proposal_needs_approval_then_closes(
         assert len(await positions(services)) == 1  # still open until approved
         await copilot.chat(USER, SESSION, "/approve")
     assert await positions(services) == []
+
+
+async def test_execute_refuses_without_a_recorded_approval(services: Services, settings: Settings) -> None:
+    """The execute node itself checks the approval: reaching it any other way places nothing."""
+    from langchain_core.runnables.config import var_child_runnable_config
+    from langgraph.runtime import Runtime
+
+    from graph.context import Context
+    from graph.deps import Deps
+    from graph.nodes.execute import make_execute
+
+    deps = Deps(services, settings, ScriptedChatModel(replies=["ok"]), audit_of(services), lambda: None)  # type: ignore[arg-type]
+    execute = make_execute(deps)
+    proposal = {"proposal_id": "p1", "kind": "open", "symbol": "XAUUSD", "side": "BUY", "size_lots": 0.1,
+                "entry_price": 1.0, "stop_loss": 0.5, "take_profit": 2.0}  # fmt: skip
+    runtime = Runtime(context=Context(user_id=USER, account_id="paper-alice"))
+    var_child_runnable_config.set({"configurable": {"thread_id": f"{USER}:{SESSION}"}})
+    for decision in (None, {"decision": "reject"}, {"decision": "edit"}):
+        out = await execute({"proposal": proposal, "decision": decision, "messages": []}, runtime)  # type: ignore[typeddict-item]
+        assert out["outcome"]["status"] == "refused"
+    assert await positions(services) == []
+
+
+async def test_executed_message_reads_as_a_sentence(make_copilot: CopilotFactory, services: Services) -> None:
+    async with make_copilot() as copilot:
+        await propose(copilot, services)
+        approved = await copilot.chat(USER, SESSION, "/approve")
+    assert approved.response.startswith("EXECUTED: BUY 0.2 XAUUSD filled at ")
+    assert "{" not in approved.response  # the JSON details are for the model, not the trader

@@ -48,6 +48,18 @@ def make_execute(deps: Deps) -> Node:
         ctx = runtime.context or Context()
         proposal = state.get("proposal") or {}
         call = state.get("pending_call") or {"id": "none", "name": "execute_trade"}
+        decision = state.get("decision") or {}
+        if decision.get("decision") != "approve" or not proposal.get("proposal_id"):
+            # Routing only sends approvals here; this guard keeps the broker unreachable if that ever changes.
+            refused = {"status": "refused", "proposal_id": proposal.get("proposal_id")}
+            await deps.audit.append("execution_refused", ctx.user_id, thread_id(), refused)
+            message = ToolMessage(
+                "NOT EXECUTED: no approval of this proposal was recorded.",
+                tool_call_id=call["id"],
+                name=call["name"],
+                status="error",
+            )
+            return {"messages": [message], "outcome": refused, "proposal": None, "pending_call": None}
         if proposal.get("kind") == "open":
             quote = await deps.services.market.get_quote(proposal["symbol"])
             price = quote.ask if proposal["side"] == "BUY" else quote.bid
@@ -65,7 +77,11 @@ def make_execute(deps: Deps) -> Node:
         try:
             result = await send(deps, ctx, proposal)
         except Exception as exc:  # the same key may be retried safely: the broker places it at most once
-            result = OrderResult(success=False, message=str(exc), idempotency_key=proposal.get("proposal_id"))
+            message = (
+                f"the broker did not confirm the order ({exc}); its outcome is unknown. Check /portfolio: "
+                "the order carries idempotency key = proposal id, so it can never be placed twice."
+            )
+            result = OrderResult(success=False, message=message, idempotency_key=proposal.get("proposal_id"))
         await invalidate_portfolio(deps, ctx.account_id)
         outcome = {
             "status": "executed" if result.success else "failed",
@@ -76,7 +92,8 @@ def make_execute(deps: Deps) -> Node:
         await deps.audit.append("execution", ctx.user_id, thread_id(), outcome)
         head = "EXECUTED" if result.success else "ORDER FAILED"
         message = ToolMessage(
-            f"{head}: {json.dumps(outcome, default=str)}",
+            # First line for the trader (slash turns show it as is), the details for the model.
+            f"{head}: {result.message}\n{json.dumps(outcome, default=str)}",
             tool_call_id=call["id"],
             name=call["name"],
             status="success" if result.success else "error",

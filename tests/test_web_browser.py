@@ -106,11 +106,37 @@ def test_buy_shows_the_approval_card_and_approve_opens_the_position(page: Page, 
         assert len(client.get("/api/portfolio").json()["positions"]) == 1
 
 
-def test_reload_restores_the_session_with_its_pending_approval(page: Page) -> None:
+def test_reload_restores_the_session_with_its_pending_approval(page: Page, base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        command = buy_command(client)
     page.click("#new-session")
-    send(page, "/buy XAUUSD sl 1 tp 99999")  # SL far below: passes side checks, the gate decides the rest
-    expect(page.locator(".msg.assistant, .card").last).to_be_visible()
+    send(page, command)
+    expect(page.get_by_test_id("approval-card")).to_be_visible()
     session = page.locator("#session-title").inner_text()
     page.reload()
     expect(page.locator("#session-title")).to_have_text(session)
-    expect(page.locator(".msg.user").first).to_have_text("/buy XAUUSD sl 1 tp 99999")
+    expect(page.locator(".msg.user").first).to_have_text(command)
+    restored = page.get_by_test_id("approval-card")
+    expect(restored).to_be_visible()  # the pending proposal comes back from the checkpoint
+    expect(restored.get_by_role("button", name="Approve")).to_be_enabled()
+
+
+def test_api_key_is_asked_for_and_remembered(
+    browser: Browser, redis_server: EmbeddedRedis, shared_data: Path, tmp_path: Path
+) -> None:
+    keys = {"web-key-0123456789": "webuser"}
+    settings = api_settings(redis_server.url, shared_data, tmp_path, server={"api_keys": keys})
+    with running_app(settings, Script()) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url)
+        expect(page.locator("#key-form")).to_be_visible()  # the server said 401
+        page.fill("#api-key", "web-key-0123456789")
+        page.click("#key-form button")
+        expect(page.locator("#key-form")).to_be_hidden()
+        send(page, "hola con clave")
+        expect(page.locator(".msg.assistant").last).to_have_text("Echo: hola con clave")
+        page.reload()  # the key survives a reload (localStorage)
+        expect(page.locator(".msg.user").first).to_have_text("hola con clave")
+        expect(page.locator("#key-form")).to_be_hidden()
+        context.close()

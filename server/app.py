@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from graph.copilot import Copilot, InvalidId
 from server.api.routes import chat, health, portfolio, sessions
 from server.locks import RunLocks
 from server.metrics import Metrics
-from server.middleware import BodyLimit, RequestMetrics
+from server.middleware import BodyLimit, CatchAll, RequestMetrics
 from tools.protocols import ServiceError
 
 log = logging.getLogger("copilot.server")
@@ -75,12 +74,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def service_failed(request: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=502)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        ref = uuid.uuid4().hex[:8]
-        log.error("unhandled error ref=%s on %s %s", ref, request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": f"internal error (ref {ref}); the server log has details"}, 500)
-
 
 def create_app(
     settings: Settings, copilot: Copilot | None = None, *, chat_model: BaseChatModel | None = None
@@ -107,7 +100,8 @@ def create_app(
     async def index() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html")
 
-    # Outermost first: metrics see the 413s too.
+    # Each add wraps the previous ones: metrics outermost, so they count BodyLimit's 413s and CatchAll's 500s.
+    app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.metrics import Metrics
+
+log = logging.getLogger("copilot.server")
 
 
 async def _send_json(send: Send, status: int, detail: str) -> None:
@@ -86,3 +90,34 @@ class RequestMetrics:
             await send(message)
 
         await self.app(scope, receive, timed_send)
+
+
+class CatchAll:
+    """An unexpected error becomes a 500 with a reference the operator finds in the log, and nothing else.
+
+    Starlette's own handler re-raises after answering, which makes uvicorn drop the keep-alive connection;
+    answering here keeps the connection usable and the traceback out of the response.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            ref = uuid.uuid4().hex[:8]
+            log.error("unhandled error ref=%s on %s %s", ref, scope["method"], scope["path"], exc_info=exc)
+            if started:
+                raise
+            await _send_json(send, 500, f"internal error (ref {ref}); the server log has details")

@@ -110,5 +110,8 @@ def create_app(
 def app_from_settings() -> FastAPI:
     """Factory for `uvicorn --factory` / `copilot serve --workers N`: settings from env and YAML."""
     from config import load_settings
+    from server.logs import setup_logging
 
-    return create_app(load_settings())
+    settings = load_settings()
+    setup_logging(settings)
+    return create_app(settings)

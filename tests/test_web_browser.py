@@ -140,3 +140,24 @@ def test_api_key_is_asked_for_and_remembered(
         expect(page.locator(".msg.user").first).to_have_text("hola con clave")
         expect(page.locator("#key-form")).to_be_hidden()
         context.close()
+
+
+def test_edit_size_then_approve_by_typing_the_command(page: Page, base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        command = buy_command(client)
+        before = len(client.get("/api/portfolio").json()["positions"])
+    page.click("#new-session")
+    send(page, command)
+    first = page.get_by_test_id("approval-card")
+    expect(first).to_be_visible()
+    first.get_by_role("button", name="Edit…").click()
+    first.locator("input[name=size_lots]").fill("0.01")
+    first.get_by_role("button", name="Send edit").click()
+    cards = page.get_by_test_id("approval-card")
+    expect(cards).to_have_count(2)  # the edit went back through the gate: a new proposal
+    expect(cards.last).to_contain_text("0.01 lots")
+    expect(cards.first.get_by_role("button", name="Approve")).to_be_disabled()
+    send(page, "/approve")
+    expect(cards.last.get_by_role("button", name="Approve")).to_be_disabled()
+    expect(page.get_by_test_id("position")).to_have_count(before + 1)
+    expect(page.get_by_test_id("position").last).to_contain_text("0.01 XAUUSD")

@@ -139,8 +139,10 @@ function approvalCard(p) {
   const tp = el("input", { type: "number", step: "any", value: p.take_profit ?? "", "aria-label": "take profit", name: "take_profit" });
   const reason = el("input", { placeholder: "reason (optional)", "aria-label": "reject reason", name: "reason" });
   const editRow = el("div", { class: "edit-row", hidden: "" }, "Size", size, "SL", sl, "TP", tp,
-    el("button", { class: "edit", type: "button", onclick: () => decide(card, p, "edit", {
-      size_lots: Number(size.value), stop_loss: Number(sl.value), take_profit: Number(tp.value) }) }, "Send edit"));
+    el("button", { class: "edit", type: "button", onclick: () => {
+      const edits = changedEdits(p, { size_lots: size, stop_loss: sl, take_profit: tp });
+      decide(card, p, "edit", edits);
+    } }, "Send edit"));
   const rejectRow = el("div", { class: "reject-row", hidden: "" }, reason,
     el("button", { class: "reject", type: "button", onclick: () => decide(card, p, "reject", {}, reason.value) }, "Confirm reject"));
   card.append(el("div", { class: "buttons" },
@@ -162,8 +164,29 @@ function approvalCard(p) {
   card.scrollIntoView({ block: "end" });
 }
 
+// Only the fields the trader changed, as positive numbers; the server re-runs the risk gate on them.
+function changedEdits(proposal, inputs) {
+  const edits = {};
+  for (const [key, input] of Object.entries(inputs)) {
+    const value = Number(input.value);
+    if (input.value !== "" && value > 0 && value !== proposal[key]) edits[key] = value;
+  }
+  return edits;
+}
+
+function closeApprovalCards() {
+  document.querySelectorAll(".approval:not(.done)").forEach((card) => {
+    card.classList.add("done");
+    card.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  });
+}
+
 async function decide(card, proposal, decision, edits = {}, reason = "") {
   if (state.busy) return;
+  if (decision === "edit" && Object.keys(edits).length === 0) {
+    addMessage("note", "Change the size, SL or TP before sending the edit.");
+    return;
+  }
   card.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   card.classList.add("done");
   addMessage("note", `You chose: ${decision}${reason ? ` (${reason})` : ""}`);
@@ -188,6 +211,7 @@ async function run(path, body) {
       else if (name === "tool_result") status(`… ${data.name} ${data.ok ? "done" : "failed"}`);
       else if (name === "approval_required") { approvalCard(data.proposal); }
       else if (name === "final") {
+        if (!data.pending_approval) closeApprovalCards(); // decided (e.g. by /approve typed in the chat)
         if (!bubble && data.response) bubble = addMessage("assistant", data.response);
         else if (bubble && data.response) bubble.textContent = data.response;
         if (data.signal && !signalShown) { signalCard(data.signal); signalShown = true; }

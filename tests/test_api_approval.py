@@ -196,3 +196,38 @@ def test_concurrent_messages_on_one_session_get_one_409(settings_shared: Setting
             m["content"] for m in a.get(f"/api/sessions/{session}").json()["messages"] if m["role"] == "user"
         ]
         assert said == ["slow one", "after"]
+
+
+def test_wait_policy_queues_the_second_message(
+    redis_server: EmbeddedRedis, shared_data: Path, tmp_path: Path
+) -> None:
+    settings = api_settings(redis_server.url, shared_data, tmp_path, server={"busy_policy": "wait"})
+    script = Script()
+    script.release.clear()
+    with running_app(settings, script) as url, httpx.Client(base_url=url, timeout=60) as client:
+        session = sid()
+        results: dict[str, httpx.Response] = {}
+
+        def post(name: str, message: str) -> threading.Thread:
+            body = {"message": message, "session_id": session}
+            thread = threading.Thread(
+                target=lambda: results.update({name: client.post("/api/chat", json=body)})
+            )
+            thread.start()
+            return thread
+
+        first = post("first", "slow one")
+        assert script.entered.wait(30)
+        second = post("second", "queued")
+        second.join(0.3)
+        assert second.is_alive()  # still waiting for the lock, not refused
+        script.release.set()
+        first.join(30)
+        second.join(30)
+        assert results["first"].status_code == 200 and results["second"].status_code == 200
+        said = [
+            m["content"]
+            for m in client.get(f"/api/sessions/{session}").json()["messages"]
+            if m["role"] == "user"
+        ]
+        assert said == ["slow one", "queued"]

@@ -123,6 +123,8 @@ class BrokerSettings(_Section):
     initial_balance: float = Field(10_000.0, gt=0)
     leverage: float = Field(100.0, gt=0)
     slippage_pips: float = Field(0.0, ge=0)
+    # How often the server checks SL/TP and price alerts against the bars the clock has revealed.
+    tick_seconds: float = Field(5.0, gt=0)
 
 
 class ServerSettings(_Section):

@@ -201,7 +201,7 @@ class CopilotChatOllama(ChatOllama):
             await run_manager.on_llm_new_token(message.text)
         chunks = [{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i,
                    "type": "tool_call_chunk"} for i, c in enumerate(message.tool_calls)]  # fmt: skip
-        yield ChatGenerationChunk(message=AIMessageChunk(content=message.text, tool_call_chunks=chunks))  # type: ignore[arg-type]
+        yield ChatGenerationChunk(message=AIMessageChunk(content=message.text, tool_call_chunks=chunks))
 
     async def _agenerate(
         self,

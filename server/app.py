@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -20,6 +21,7 @@ from server.api.routes import chat, health, portfolio, sessions
 from server.locks import RunLocks
 from server.metrics import Metrics
 from server.middleware import BodyLimit, CatchAll, RequestMetrics
+from server.ticker import run_ticker
 from tools.protocols import ServiceError
 
 log = logging.getLogger("copilot.server")
@@ -45,9 +47,11 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
                 wait=settings.server.busy_policy == "wait",
             )
             app.state.copilot = copilot
+            ticker = asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds))
             try:
                 yield
             finally:
+                ticker.cancel()
                 app.state.copilot = None
 
     return lifespan

@@ -77,11 +77,11 @@ def make_execute(deps: Deps) -> Node:
         try:
             result = await send(deps, ctx, proposal)
         except Exception as exc:  # the same key may be retried safely: the broker places it at most once
-            message = (
+            unknown = (
                 f"the broker did not confirm the order ({exc}); its outcome is unknown. Check /portfolio: "
                 "the order carries idempotency key = proposal id, so it can never be placed twice."
             )
-            result = OrderResult(success=False, message=message, idempotency_key=proposal.get("proposal_id"))
+            result = OrderResult(success=False, message=unknown, idempotency_key=proposal.get("proposal_id"))
         await invalidate_portfolio(deps, ctx.account_id)
         outcome = {
             "status": "executed" if result.success else "failed",

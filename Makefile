@@ -25,7 +25,7 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 run: setup
-	$(VENV)/bin/copilot run
+	$(VENV)/bin/copilot serve
 
 test: setup browser
 	$(VENV)/bin/pytest -q

@@ -102,6 +102,19 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             server.stop()
 
 
+def cmd_service(settings: Settings, args: argparse.Namespace) -> int:
+    from server.cli_services import ServiceError, run_service_command
+
+    if settings.embedded_redis:
+        embedded_redis(settings).start()  # left running: the paper ledger lives there
+    try:
+        print(run_service_command(settings, args))
+    except ServiceError as exc:
+        print(f"copilot {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copilot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbol", help="symbol of the file, e.g. XAUUSD")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data)
+    p = sub.add_parser("signal", help="the current signal for a symbol (technical engine or ML engine)")
+    p.add_argument("symbol")
+    p.add_argument("--timeframe", default="5m", choices=["1m", "5m", "15m", "1h", "4h", "1d"])
+    p.set_defaults(func=cmd_service)
+    p = sub.add_parser("analyze", help="market analysis: trend, volatility, key levels, AMD phase, killzone")
+    p.add_argument("symbol")
+    p.set_defaults(func=cmd_service)
+    p = sub.add_parser("portfolio", help="the paper (or platform) portfolio")
+    p.add_argument("--account", default="paper", help="account id (default: the local user's 'paper')")
+    p.set_defaults(func=cmd_service)
     p = sub.add_parser("demo", help="run signal -> proposal -> approval -> execution in-process on XAUUSD")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser(

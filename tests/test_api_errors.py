@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -17,6 +18,8 @@ SECRET = "internal detail /srv/secret/path.py line 42"
 
 class ExplodingCopilot:
     """Stands in for the facade only to make it fail; the server code under test is all real."""
+
+    services = SimpleNamespace(broker=None, alerts=None)  # nothing for the server's ticker to check
 
     async def chat(self, *args: Any) -> Any:
         raise RuntimeError(SECRET)

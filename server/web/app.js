@@ -75,7 +75,12 @@ function pipsBetween(symbol, a, b) {
   if (!spec || a == null || b == null) return null;
   return Math.abs(a - b) / spec.pip_size;
 }
-const money = (v) => (v === null || v === undefined ? "—" : `$${Number(v).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`);
+const money = (v) => {
+  if (v === null || v === undefined) return "—";
+  const n = Number(v);
+  const abs = Math.abs(n).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return `${n < 0 ? "-" : ""}$${abs}`;
+};
 const pct = (v) => (v === null || v === undefined ? "—" : `${Number(v).toFixed(2)}%`);
 const rr = (v) => (v === null || v === undefined ? "—" : `${Number(v).toFixed(2)}:1`);
 

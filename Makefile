@@ -36,7 +36,10 @@ lint: setup
 	$(VENV)/bin/mypy
 
 bench: setup
-	$(PY) -m bench.run_all
+	$(PY) -m bench.bench_import
+	$(PY) -m bench.bench_checkpoint --turns 200 --durability exit
+	$(PY) -m bench.bench_checkpoint --turns 200 --durability sync
+	$(PY) -m bench.bench_api --runs 20
 
 clean:
 	rm -rf $(VENV) var logs .pytest_cache .mypy_cache .ruff_cache

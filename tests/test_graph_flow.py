@@ -119,3 +119,26 @@ async def test_stream_emits_nodes_tokens_tools_approval_then_final(
         tokens = "".join(e["data"]["text"] for e in after if e["event"] == "token")
         assert tokens == "Proposal sent to the trader."
         assert after[-1]["event"] == "final" and after[-1]["data"]["pending_approval"] is None
+
+
+async def test_prompt_fits_num_ctx_with_the_tool_schemas(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    """A long chat is trimmed so prompt + tool schemas + the answer's num_predict fit the context window."""
+    from graph.nodes.reason import schema_tokens
+    from prompts.system import approx_tokens
+    from tools.trading_tools import make_tools
+
+    num_ctx, num_predict = 4096, 512
+    async with make_copilot(
+        ["ok"], llm={"num_ctx": num_ctx}, inference={"max_tokens": num_predict}
+    ) as copilot:
+        for turn in range(8):
+            await copilot.chat(USER, SESSION, f"turn {turn}: " + "long question about gold " * 90)
+        sent = model_of(copilot).calls[-1]
+    schemas = schema_tokens(make_tools(services, "paper"))
+    assert schemas > 300  # the schemas are a real share of the window, not a rounding error
+    total = sum(approx_tokens(m) for m in sent) + schemas
+    assert total <= num_ctx - num_predict
+    # Trimmed, not emptied: the newest question is there and older ones were dropped.
+    assert "turn 7:" in str(sent[-2].content) and not any("turn 0:" in str(m.content) for m in sent)

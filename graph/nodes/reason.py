@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
@@ -14,6 +15,8 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.runtime import Runtime
 
 from graph.context import Context
@@ -23,7 +26,7 @@ from graph.messages import keep_recent, render_result, text, tool_results_since_
 from graph.nodes.load_context import Node
 from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
 from graph.state import State
-from prompts.system import SYSTEM_PROMPT, live_context, trim_history
+from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context, trim_history
 from tools.trading_tools import make_tools
 
 log = logging.getLogger(__name__)
@@ -59,21 +62,31 @@ def rendered_results(messages: list[AnyMessage]) -> str:
     return "\n\n".join(parts) or "Done."
 
 
-def prompt(deps: Deps, state: State) -> list[BaseMessage]:
-    """Static system prompt, bounded history, then the live context (so the prefix is stable turn to turn)."""
+def schema_tokens(tools: list[BaseTool]) -> int:
+    """Approximate tokens the tool schemas take in the model's context (≈4 characters per token)."""
+    return sum(len(json.dumps(convert_to_openai_tool(t))) for t in tools) // 4
+
+
+def prompt(deps: Deps, state: State, tools: list[BaseTool]) -> list[BaseMessage]:
+    """Static system prompt, bounded history, then the live context (so the prefix is stable turn to turn).
+
+    The history gets what is left of num_ctx after the answer (num_predict), the system prompt, the live
+    context and the tool schemas, so Ollama never silently truncates the start of the prompt.
+    """
     settings = deps.settings
     history = keep_recent(state.get("messages", []), settings.context.max_history)
-    budget = max(settings.llm.num_ctx - settings.inference.max_tokens - 1500, 512)
     live = live_context(state.get("market"), state.get("portfolio"), settings.risk, deps.services.clock.now())
-    return [SystemMessage(SYSTEM_PROMPT), *trim_history(history, budget), SystemMessage(live)]
+    system, context = SystemMessage(SYSTEM_PROMPT), SystemMessage(live)
+    fixed = approx_tokens(system) + approx_tokens(context) + schema_tokens(tools)
+    budget = max(settings.llm.num_ctx - settings.inference.max_tokens - fixed, 256)
+    return [system, *trim_history(history, budget), context]
 
 
 async def ask_model(deps: Deps, ctx: Context, state: State) -> AIMessage:
     over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
-    runnable: Any = (
-        deps.model if over_limit else deps.model.bind_tools(make_tools(deps.services, ctx.account_id))
-    )
-    reply = await runnable.ainvoke(prompt(deps, state))
+    tools = [] if over_limit else make_tools(deps.services, ctx.account_id)
+    runnable: Any = deps.model.bind_tools(tools) if tools else deps.model
+    reply = await runnable.ainvoke(prompt(deps, state, tools))
     message = reply if isinstance(reply, AIMessage) else AIMessage(content=str(reply))
     if over_limit and message.tool_calls:
         # Past the bound the model may not call tools any more; keep its words, drop the calls.

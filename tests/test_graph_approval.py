@@ -285,3 +285,23 @@ async def test_executed_message_reads_as_a_sentence(make_copilot: CopilotFactory
         approved = await copilot.chat(USER, SESSION, "/approve")
     assert approved.response.startswith("EXECUTED: BUY 0.2 XAUUSD filled at ")
     assert "{" not in approved.response  # the JSON details are for the model, not the trader
+
+
+async def test_modify_is_gated_and_approved_like_a_trade(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    async with make_copilot() as copilot:
+        proposal = await propose(copilot, services)
+        await copilot.decide(USER, SESSION, {"proposal_id": proposal["proposal_id"], "decision": "approve"})
+        (held,) = await positions(services)
+        wide = round(held.stop_loss - 20, 2)  # 25 USD of stop on 0.2 lots = ~500 USD > 1% of equity
+        blocked = await copilot.chat(USER, SESSION, f"/modify {held.ticket} sl {wide}")
+        assert blocked.pending_approval is None and "above the 1.0% limit" in blocked.response
+        tighter = round(held.stop_loss + 1, 2)
+        asked = await copilot.chat(USER, SESSION, f"/modify {held.ticket} sl {tighter}")
+        assert asked.pending_approval is not None and asked.pending_approval["kind"] == "modify"
+        assert (await positions(services))[0].stop_loss == held.stop_loss  # nothing before approval
+        done = await copilot.chat(USER, SESSION, "/approve")
+        assert done.response.startswith("EXECUTED")
+    (after,) = await positions(services)
+    assert after.stop_loss == tighter and after.take_profit == held.take_profit

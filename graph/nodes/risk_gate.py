@@ -14,7 +14,8 @@ from graph.context import Context
 from graph.deps import Deps
 from graph.messages import open_tool_calls
 from graph.nodes.load_context import Node, thread_id
-from graph.risk import RiskInputs, TradeIdea, Verdict, evaluate
+from graph.position_rules import Modify, check_modify, risk_at_stop
+from graph.risk import RiskInputs, RuleResult, TradeIdea, Verdict, evaluate
 from graph.schemas import Proposal
 from graph.state import PendingCall, State
 from tools.schemas import Portfolio, Position, Signal, SymbolSpec
@@ -129,37 +130,30 @@ def _find(portfolio: Portfolio, ticket: Any) -> Position:
 async def gate_position(
     deps: Deps, ctx: Context, call: PendingCall, kind: str
 ) -> tuple[Verdict, dict[str, Any]]:
-    """Close and modify proposals: the ticket must be open; new SL/TP must sit on the right side of price."""
+    """Close and modify proposals: the ticket must be open; a modify passes graph.position_rules."""
     portfolio = await deps.services.broker.get_portfolio(ctx.account_id)
     position = _find(portfolio, call["args"].get("ticket"))
     spec = _spec(deps, position.symbol)
     quote = await deps.services.market.get_quote(position.symbol)
     # A long position exits at the bid, a short one at the ask.
     price = spec.round_price(quote.bid if position.type == "BUY" else quote.ask)
-    sl = _num(call["args"], "stop_loss") if kind == "modify" else position.stop_loss
-    tp = _num(call["args"], "take_profit") if kind == "modify" else position.take_profit
-    reasons: list[str] = []
+    change = Modify(position, price, None, None)
     if kind == "modify":
-        if sl is None and tp is None:
-            reasons.append("give a new stop loss and/or take profit")
-        below, above = (sl, tp) if position.type == "BUY" else (tp, sl)
-        if below is not None and below >= price:
-            reasons.append(
-                f"{'stop loss' if position.type == 'BUY' else 'take profit'} {below} must be below {price}"
-            )
-        if above is not None and above <= price:
-            reasons.append(
-                f"{'take profit' if position.type == 'BUY' else 'stop loss'} {above} must be above {price}"
-            )
-    passed = not reasons
-    risk_usd = abs(spec.money(abs(price - sl), position.size, price)) if sl else 0.0
+        change = Modify(position, price, _num(call["args"], "stop_loss"), _num(call["args"], "take_profit"))
+        checks = check_modify(change, spec, portfolio, deps.settings.risk)
+    else:
+        checks = [RuleResult(True, f"position #{position.ticket} is open ({position.type} {position.size} "
+                                   f"{position.symbol}); closing it reduces risk")]  # fmt: skip
+    failed = [c.reason for c in checks if not c.passed]
+    sl = change.effective_stop
+    tp = change.take_profit if change.take_profit is not None else position.take_profit
+    risk_usd = risk_at_stop(change, sl, spec) or 0.0
     verdict = Verdict(
-        passed=passed,
-        reasons=reasons
-        or [f"position #{position.ticket} is open ({position.type} {position.size} {position.symbol})"],
+        passed=not failed,
+        reasons=failed or [c.reason for c in checks],
         size_lots=position.size,
         entry_price=price,
-        risk_usd=risk_usd,
+        risk_usd=round(risk_usd, 2),
         risk_pct=round(risk_usd / portfolio.equity * 100, 2) if portfolio.equity > 0 else 0.0,
         reward_usd=0.0,
         risk_reward=None,
@@ -172,11 +166,12 @@ async def gate_position(
         "side": position.type,
         "size_lots": position.size,
         "entry_price": price,
-        "stop_loss": sl,
-        "take_profit": tp,
+        # What the broker is asked to set: None keeps the current level.
+        "stop_loss": change.stop_loss if kind == "modify" else position.stop_loss,
+        "take_profit": change.take_profit if kind == "modify" else position.take_profit,
         "stop_pips": verdict.stop_pips,
         "take_profit_pips": verdict.take_profit_pips,
-        "risk_usd": risk_usd,
+        "risk_usd": verdict.risk_usd,
         "risk_pct": verdict.risk_pct,
         "ticket": position.ticket,
     }

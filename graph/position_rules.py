@@ -1,0 +1,78 @@
+"""Risk rules for changing an open position (modify SL/TP); plain Python, one rule per function.
+
+Closing a position only ever reduces risk, so it has no rules beyond the ticket being open. A modify may
+move a stop further away: the money then at risk (current exit price to the new stop) must stay within
+the per-trade limit, unless the change reduces the risk the position already carries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config.settings import RiskSettings
+from graph.risk import RuleResult, max_risk_usd
+from tools.schemas import Portfolio, Position, SymbolSpec
+
+
+@dataclass(frozen=True)
+class Modify:
+    position: Position
+    exit_price: float  # where the position would close now: bid for a BUY, ask for a SELL
+    stop_loss: float | None  # None = unchanged
+    take_profit: float | None  # None = unchanged
+
+    @property
+    def effective_stop(self) -> float | None:
+        return self.stop_loss if self.stop_loss is not None else self.position.stop_loss
+
+
+def risk_at_stop(change: Modify, stop: float | None, spec: SymbolSpec) -> float | None:
+    """USD lost if price goes from the exit price to `stop`; None = unbounded (no stop)."""
+    if stop is None:
+        return None
+    return abs(spec.money(abs(change.exit_price - stop), change.position.size, change.exit_price))
+
+
+def rule_something_changes(change: Modify) -> RuleResult:
+    if change.stop_loss is None and change.take_profit is None:
+        return RuleResult(False, "give a new stop loss and/or take profit")
+    return RuleResult(True, "new levels given")
+
+
+def rule_levels_side(change: Modify) -> RuleResult:
+    buy, price = change.position.type == "BUY", change.exit_price
+    sl, tp = change.stop_loss, change.take_profit
+    if sl is not None and (sl >= price if buy else sl <= price):
+        return RuleResult(False, f"stop loss {sl} must be {'below' if buy else 'above'} the price {price}")
+    if tp is not None and (tp <= price if buy else tp >= price):
+        return RuleResult(False, f"take profit {tp} must be {'above' if buy else 'below'} the price {price}")
+    return RuleResult(True, "new levels are on the right side of the price")
+
+
+def rule_modify_risk(
+    change: Modify, spec: SymbolSpec, portfolio: Portfolio, limits: RiskSettings
+) -> RuleResult:
+    if change.stop_loss is None:
+        return RuleResult(True, "stop loss unchanged")
+    new_risk = risk_at_stop(change, change.stop_loss, spec) or 0.0
+    old_risk = risk_at_stop(change, change.position.stop_loss, spec)
+    cap = max_risk_usd(portfolio, limits)
+    if old_risk is not None and new_risk <= old_risk:
+        return RuleResult(True, f"the new stop reduces the risk to {new_risk:.2f} USD")
+    if new_risk > cap:
+        return RuleResult(
+            False,
+            f"the new stop puts {new_risk:.2f} USD at risk, above the {limits.max_risk_per_trade_pct}% "
+            f"limit ({cap:.2f} USD)",
+        )
+    return RuleResult(True, f"{new_risk:.2f} USD at risk, within the {cap:.2f} USD limit")
+
+
+def check_modify(
+    change: Modify, spec: SymbolSpec, portfolio: Portfolio, limits: RiskSettings
+) -> list[RuleResult]:
+    return [
+        rule_something_changes(change),
+        rule_levels_side(change),
+        rule_modify_risk(change, spec, portfolio, limits),
+    ]

@@ -14,8 +14,18 @@ PORTFOLIO = Portfolio(balance=10_000, equity=10_000, margin=0, free_margin=10_00
 
 
 def long(stop: float | None) -> Position:
-    return Position(ticket=7, symbol="XAUUSD", type="BUY", size=0.2, open_price=4000.0, current_price=4000.0,
-                    profit=0.0, stop_loss=stop, take_profit=4020.0, open_time=datetime(2026, 3, 2, tzinfo=UTC))  # fmt: skip
+    return Position(
+        ticket=7,
+        symbol="XAUUSD",
+        type="BUY",
+        size=0.2,
+        open_price=4000.0,
+        current_price=4000.0,
+        profit=0.0,
+        stop_loss=stop,
+        take_profit=4020.0,
+        open_time=datetime(2026, 3, 2, tzinfo=UTC),
+    )
 
 
 def verdict(change: Modify) -> tuple[bool, list[str]]:

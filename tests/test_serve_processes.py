@@ -1,0 +1,112 @@
+"""Several `copilot serve` processes on one Redis behave as one service (real processes, real HTTP).
+
+Server A runs two uvicorn workers, server B one: an approval requested on A is resumed on B, a doubled
+approval across processes places one order, and every process sees the same paper account.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api_support import buy_command
+from tests.conftest import ROOT, free_port
+
+
+def serve(port: int, env: dict[str, str], workers: int, log: Path) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"copilot serve exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"copilot serve did not answer at {url}:\n{log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def servers(
+    redis_server: object, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[str]]:
+    tmp = tmp_path_factory.mktemp("serve")
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,  # type: ignore[attr-defined]
+        "REDIS__PREFIX": f"t{uuid.uuid4().hex[:10]}:",
+        "DATA_DIR": str(tmp / "data"),
+        "FALLBACK_DATA_DIR": str(shared_data),
+        "LOGGING__FILE": "",
+        "LLM__BASE_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens: slash commands only
+        # A trader's explicit /buy passes whatever the replayed market's signal says at this moment.
+        "RISK__MIN_CONFIDENCE": "0",
+        "RISK__BLOCKED_AMD_PHASES": "[]",
+    }
+    procs, urls = [], []
+    for workers in (2, 1):
+        port, log = free_port(), tmp / f"serve-{workers}.log"
+        procs.append((serve(port, env, workers, log), log))
+        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        for url, (proc, log) in zip(urls, procs, strict=True):
+            wait_healthy(url, proc, log)
+        yield urls
+    finally:
+        for proc, _ in procs:
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+        for proc, log in procs:
+            assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+
+
+def test_approval_requested_on_one_process_is_resumed_on_another(servers: list[str]) -> None:
+    a, b = (httpx.Client(base_url=url, timeout=60) for url in servers)
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    asked = a.post("/api/chat", json={"message": buy_command(a), "session_id": session}).json()
+    proposal = asked["pending_approval"]
+    assert proposal is not None, asked
+    # Process B sees the pending approval A's worker checkpointed, and executes it.
+    assert (
+        b.get(f"/api/sessions/{session}").json()["pending_approval"]["proposal_id"] == proposal["proposal_id"]
+    )
+    decision = {"proposal_id": proposal["proposal_id"], "decision": "approve"}
+    done = b.post(f"/api/sessions/{session}/approval", json=decision)
+    assert done.status_code == 200 and done.json()["response"].startswith("EXECUTED"), done.text
+    assert a.post(f"/api/sessions/{session}/approval", json=decision).status_code == 409
+    positions = a.get("/api/portfolio").json()["positions"]
+    assert [p["size"] for p in positions] == [proposal["size_lots"]]
+
+
+def test_a_doubled_approval_across_processes_places_one_order(servers: list[str]) -> None:
+    clients = [httpx.Client(base_url=url, timeout=60) for url in servers]
+    before = len(clients[0].get("/api/portfolio").json()["positions"])
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    asked = clients[0].post("/api/chat", json={"message": buy_command(clients[0]), "session_id": session})
+    proposal_id = asked.json()["pending_approval"]["proposal_id"]
+    decision = {"proposal_id": proposal_id, "decision": "approve"}
+
+    def approve(i: int) -> int:
+        return clients[i % 2].post(f"/api/sessions/{session}/approval", json=decision).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = list(pool.map(approve, range(6)))
+    assert codes.count(200) == 1 and codes.count(409) == 5, codes
+    after = clients[1].get("/api/portfolio").json()["positions"]
+    assert len(after) == before + 1

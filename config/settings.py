@@ -85,6 +85,8 @@ class RiskSettings(_Section):
     allowed_symbols: list[str] = ["XAUUSD", "EURUSD", "GBPUSD", "USDJPY"]
     proposal_ttl_seconds: int = Field(300, ge=10)
     max_price_drift_pct: float = Field(0.05, ge=0)
+    # A quote older than this (market time) means the market is closed: no new trades.
+    max_quote_age_seconds: int = Field(900, ge=60)
 
 
 class ServiceURLs(_Section):

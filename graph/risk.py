@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from config.settings import RiskSettings
@@ -28,6 +29,7 @@ class RiskInputs:
     quote: Quote
     portfolio: Portfolio
     signal: Signal | None  # the CURRENT signal for the symbol, fetched by the gate — never model text
+    now: datetime  # market time (the replay clock), to tell a live price from the last one before a close
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,21 @@ def rule_open_positions(idea: TradeIdea, inputs: RiskInputs, limits: RiskSetting
     return RuleResult(True, f"{count} of {limits.max_open_positions} positions open")
 
 
+def rule_market_open(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+    """No fills at a stale price: weekends, daily breaks and data gaps leave the last price hours old."""
+    age = (inputs.now - inputs.quote.time).total_seconds()
+    if age > limits.max_quote_age_seconds:
+        return RuleResult(
+            False,
+            f"market closed: the last {idea.symbol} price is from {inputs.quote.time:%Y-%m-%d %H:%M} UTC, "
+            f"{age / 60:.0f} min ago (limit {limits.max_quote_age_seconds // 60} min)",
+        )
+    return RuleResult(True, f"live price ({age:.0f} s old)")
+
+
 PRE_RULES: list[Callable[[TradeIdea, RiskInputs, RiskSettings], RuleResult]] = [
     rule_symbol_allowed,
+    rule_market_open,
     rule_stop_loss,
     rule_take_profit,
     rule_confidence,

@@ -112,3 +112,15 @@ async def test_slash_proposals_go_through_the_same_gate(
         assert result.pending_approval is None
         assert result.response.startswith("BLOCKED") and fragment in result.response, result.response
     assert await positions(services) == []
+
+
+async def test_weekend_price_is_market_closed(
+    make_copilot: CopilotFactory, services: Services, clock: ManualClock
+) -> None:
+    from datetime import UTC, datetime
+
+    clock.set(datetime(2026, 2, 28, 12, 0, tzinfo=UTC))  # Saturday: the last gold price is Friday's close
+    levels = await buy_levels(services)
+    await assert_blocked(
+        make_copilot, services, levels, "market closed: the last XAUUSD price is from 2026-02-27"
+    )

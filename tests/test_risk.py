@@ -45,6 +45,7 @@ def gold(cfg: Settings, **kw: object) -> RiskInputs:
         "quote": Quote(symbol="XAUUSD", time=NOW, bid=4400.00, ask=4400.20),
         "portfolio": portfolio(),
         "signal": signal(),
+        "now": NOW,
     }
     base.update(kw)
     return RiskInputs(**base)  # type: ignore[arg-type]
@@ -162,14 +163,14 @@ def test_symbol_allow_list_comes_from_settings(cfg: Settings) -> None:
 def test_eurusd_and_usdjpy_money_conversions(cfg: Settings) -> None:
     eur = RiskInputs(
         spec(cfg, "EURUSD"), Quote(symbol="EURUSD", time=NOW, bid=1.08000, ask=1.08008), portfolio(),
-        signal("EURUSD"),
+        signal("EURUSD"), NOW,
     )  # fmt: skip
     v = evaluate(TradeIdea("EURUSD", "BUY", None, 1.07808, 1.08408), eur, cfg.risk)
     # 20 pips * 10 USD/pip/lot = 200 USD per lot -> 0.5 lots for the 100 USD cap
     assert v.passed and v.size_lots == 0.5 and v.risk_usd == 100.0 and v.stop_pips == 20.0
     jpy = RiskInputs(
         spec(cfg, "USDJPY"), Quote(symbol="USDJPY", time=NOW, bid=150.000, ask=150.010), portfolio(),
-        signal("USDJPY"),
+        signal("USDJPY"), NOW,
     )  # fmt: skip
     w = evaluate(TradeIdea("USDJPY", "SELL", None, 150.300, 149.400), jpy, cfg.risk)
     # 30 pips = 0.30 JPY on 100k = 30,000 JPY/lot = 200 USD/lot at 150 -> 0.5 lots for 100 USD
@@ -182,3 +183,14 @@ def test_size_for_risk_never_exceeds_cap(cfg: Settings) -> None:
         lots = size_for_risk(s, 4400.0, 4400.0 - distance, 100.0)
         assert s.money(distance, lots, 4400.0) <= 100.0
         assert s.money(distance, round(lots + s.lot_step, 2), 4400.0) > 100.0 or lots == s.max_lot
+
+
+def test_a_stale_price_means_the_market_is_closed(cfg: Settings) -> None:
+    from datetime import timedelta
+
+    friday_close = Quote(symbol="XAUUSD", time=NOW - timedelta(hours=30), bid=4400.00, ask=4400.20)
+    v = evaluate(buy(), gold(cfg, quote=friday_close), cfg.risk)
+    assert blocked_with(v, "market closed: the last XAUUSD price is from") and "1800 min ago" in v.reasons[0]
+    just_in = Quote(symbol="XAUUSD", time=NOW - timedelta(seconds=cfg.risk.max_quote_age_seconds), bid=4400.0,
+                    ask=4400.20)  # fmt: skip
+    assert evaluate(buy(), gold(cfg, quote=just_in), cfg.risk).passed

@@ -99,7 +99,8 @@ async def gate_open(
     quote = await deps.services.market.get_quote(idea.symbol)
     portfolio = await deps.services.broker.get_portfolio(ctx.account_id)
     signal = await _signal(deps, idea.symbol, state)
-    verdict = evaluate(idea, RiskInputs(spec, quote, portfolio, signal), deps.settings.risk)
+    inputs = RiskInputs(spec, quote, portfolio, signal, deps.services.clock.now())
+    verdict = evaluate(idea, inputs, deps.settings.risk)
     fields = {
         "kind": "open",
         "symbol": idea.symbol,

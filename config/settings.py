@@ -87,6 +87,10 @@ class RiskSettings(_Section):
     max_price_drift_pct: float = Field(0.05, ge=0)
     # A quote older than this (market time) means the market is closed: no new trades.
     max_quote_age_seconds: int = Field(900, ge=60)
+    # The gate always checks the signal on this timeframe, never the one the model last asked about.
+    signal_timeframe: Timeframe = "5m"
+    # Block a BUY when the current signal says SHORT, a SELL when it says LONG (HOLD does not block).
+    block_against_signal: bool = True
 
 
 class ServiceURLs(_Section):

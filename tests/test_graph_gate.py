@@ -124,3 +124,25 @@ async def test_weekend_price_is_market_closed(
     await assert_blocked(
         make_copilot, services, levels, "market closed: the last XAUUSD price is from 2026-02-27"
     )
+
+
+async def test_a_chosen_signal_timeframe_does_not_change_the_verdict(
+    make_copilot: CopilotFactory, services: Services, clock: ManualClock
+) -> None:
+    """At LOW_CONFIDENCE the engine says 5m HOLD 50% but 15m HOLD 65% (checked on the real data when
+    writing this): asking for the 15m signal first must not lend its confidence to the gate."""
+    clock.set(LOW_CONFIDENCE)
+    fifteen = await services.signals.get_signal("XAUUSD", "15m")
+    five = await services.signals.get_signal("XAUUSD", "5m")
+    assert fifteen.confidence >= 0.60 > five.confidence  # the premise: 15m would pass, 5m does not
+    levels = await buy_levels(services)
+    async with make_copilot(["never used"]) as copilot:
+        shown = await copilot.chat(USER, SESSION, "/signal XAUUSD 15m")
+        assert "65" in shown.response, shown.response
+        result = await copilot.chat(
+            USER, SESSION, f"/buy XAUUSD sl {levels['stop_loss']} tp {levels['take_profit']}"
+        )
+        assert result.pending_approval is None
+        assert result.response.startswith("BLOCKED"), result.response
+        assert "wait: signal confidence 50% is below the minimum 60%" in result.response
+    assert await positions(services) == []

@@ -33,9 +33,13 @@ def _num(args: dict[str, Any], key: str) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise Blocked(f"{key} must be a number (got {value!r})") from None
+    # NaN fails every comparison, so no rule would ever block it; inf makes the money arithmetic NaN.
+    if not float("-inf") < number < float("inf"):
+        raise Blocked(f"{key} must be a finite number (got {value!r})")
+    return number
 
 
 def trade_idea(args: dict[str, Any]) -> TradeIdea:
@@ -74,8 +78,9 @@ def first_call(state: State) -> tuple[PendingCall | None, list[ToolMessage]]:
 
 
 async def _signal(deps: Deps, symbol: str, state: State) -> Signal | None:
-    last = state.get("last_signal") or {}
-    timeframe = last.get("timeframe", "5m") if last.get("symbol") == symbol else "5m"
+    # Always the configured timeframe: the model picks get_ml_signal's timeframe, and letting that
+    # choice reach the gate would let a prompt injection shop for the timeframe with the best confidence.
+    timeframe = deps.settings.risk.signal_timeframe
     try:
         return await deps.services.signals.get_signal(symbol, timeframe)
     except Exception:  # no signal -> the confidence rule blocks with "wait"
@@ -221,9 +226,11 @@ def make_risk_gate(deps: Deps) -> Node:
                 "tool_rounds": state.get("tool_rounds", 0) + 1,
             }
         now = deps.now()
+        previous = state.get("outcome") or {}
         proposal = Proposal(
             proposal_id=uuid.uuid4().hex,
             verdict=verdict_dict,
+            requote_of=previous.get("proposal_id") if previous.get("status") == "requote" else None,
             created_at=now.isoformat(),
             expires_at=(now + timedelta(seconds=deps.settings.risk.proposal_ttl_seconds)).isoformat(),
             **fields,

@@ -36,6 +36,17 @@ class NoPendingApproval(Exception):
     """A decision arrived but the session is not waiting for one (HTTP 409)."""
 
 
+class DecisionRefused(Exception):
+    """A typed decision that is not applied; the thread is untouched and the proposal still waits."""
+
+    def __init__(self, message: str, pending: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.pending = pending
+
+    def result(self) -> ChatResult:
+        return ChatResult(response=str(self), pending_approval=self.pending)
+
+
 class InvalidId(ValueError):
     """A user or session id the copilot does not accept (empty, too long, or with ':')."""
 
@@ -124,7 +135,11 @@ class Copilot:
         return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
 
     async def _decision_for(self, user_id: str, session_id: str, message: str) -> dict[str, Any] | None:
-        """`/approve` and `/reject` become a decision on the pending proposal (None: not a decision)."""
+        """`/approve [id]` and `/reject reason` become a decision on the pending proposal (None: not one).
+
+        Raises DecisionRefused when a typed /approve cannot be tied to the proposal the trader saw: an id
+        that is not the pending one, or a re-quoted proposal (new price/size) approved without its id.
+        """
         command = parse_slash(message)
         if not isinstance(command, DecisionCommand):
             return None
@@ -132,12 +147,29 @@ class Copilot:
         pending = pending_proposal(snapshot)
         if pending is None:
             return None
-        return {"proposal_id": pending["proposal_id"], "decision": command.decision, "reason": command.reason}
+        proposal_id = str(pending["proposal_id"])
+        if command.decision == "approve":
+            given = command.reason.strip().lower()
+            short = proposal_id[:8]
+            if given and not proposal_id.startswith(given):
+                raise DecisionRefused(
+                    f"{given} is not the pending proposal ({short}); nothing was done.", pending
+                )
+            if not given and pending.get("requote_of"):
+                raise DecisionRefused(
+                    "The price or your account changed since you approved, so the trade was priced again "
+                    f"(above). Review it, then type /approve {short} to approve this new proposal.",
+                    pending,
+                )
+        return {"proposal_id": proposal_id, "decision": command.decision, "reason": command.reason}
 
     async def chat(
         self, user_id: str, session_id: str, message: str, symbol: str | None = None
     ) -> ChatResult:
-        decision = await self._decision_for(user_id, session_id, message)
+        try:
+            decision = await self._decision_for(user_id, session_id, message)
+        except DecisionRefused as refused:
+            return refused.result()
         if decision is not None:
             return await self.decide(user_id, session_id, decision)
         return await self._run(user_id, session_id, {"messages": [HumanMessage(message)]}, symbol)
@@ -162,7 +194,11 @@ class Copilot:
     async def stream(
         self, user_id: str, session_id: str, message: str, symbol: str | None = None
     ) -> AsyncIterator[Event]:
-        decision = await self._decision_for(user_id, session_id, message)
+        try:
+            decision = await self._decision_for(user_id, session_id, message)
+        except DecisionRefused as refused:
+            yield {"event": "final", "data": refused.result().model_dump()}
+            return
         if decision is not None:
             async for event in self.stream_decision(user_id, session_id, decision):
                 yield event

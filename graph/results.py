@@ -34,6 +34,10 @@ def proposal_text(p: dict[str, Any]) -> str:
         f"Risk {p.get('risk_usd')} USD ({p.get('risk_pct')}% of equity), reward {p.get('reward_usd')} USD",
         f"Expires {p.get('expires_at')}. Proposal {p['proposal_id']}. Reply /approve or /reject <reason>.",
     ]
+    if p.get("requote_of"):
+        lines.insert(1, "Re-quoted: the price or your account changed since the previous approval.")
+    if p.get("notice"):
+        lines.insert(1, str(p["notice"]))
     return "\n".join(lines)
 
 

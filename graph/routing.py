@@ -37,6 +37,10 @@ def after_approval(state: State) -> Literal["execute", "risk_gate", "reason"]:
     return "reason"
 
 
-def after_execute(state: State) -> Literal["risk_gate", "reason"]:
-    outcome = state.get("outcome") or {}
-    return "risk_gate" if outcome.get("status") == "drift" else "reason"
+def after_execute(state: State) -> Literal["risk_gate", "human_approval", "reason"]:
+    status = (state.get("outcome") or {}).get("status")
+    if status == "requote":  # price or limits changed since the proposal: the gate prices it again
+        return "risk_gate"
+    if status == "unknown":  # the broker did not confirm: the trader may retry with the same key
+        return "human_approval"
+    return "reason"

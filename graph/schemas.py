@@ -29,6 +29,11 @@ class Proposal(BaseModel):
     created_at: str
     expires_at: str
     ticket: int | None = None
+    # Set when the gate priced this again after an approval (price drift or changed limits).
+    requote_of: str | None = None
+    # Set when a send attempt's outcome is unknown: approving again retries with the same key.
+    attempts: int = 0
+    notice: str | None = None
 
 
 class ChatResult(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -237,11 +238,21 @@ async def test_price_drift_sends_the_proposal_back_through_the_gate(
         )
         assert await positions(services) == []
         kinds = [e["kind"] for e in await audit_of(services).entries()]
-        assert "drift" in kinds and "execution" not in kinds
+        assert "requote" in kinds and "execution" not in kinds
         # Re-gated at the new price (an hour later the engine still allows it): a new proposal to approve.
         assert result.pending_approval is not None
         assert result.pending_approval["proposal_id"] != proposal["proposal_id"]
         assert result.pending_approval["entry_price"] == after
+        assert result.pending_approval["requote_of"] == proposal["proposal_id"]
+        # A typed /approve (a double Enter, a second tab) cannot approve the re-quote the trader has not seen.
+        blind = await copilot.chat(USER, SESSION, "/approve")
+        assert "priced again" in blind.response and blind.pending_approval is not None
+        new_id = result.pending_approval["proposal_id"]
+        wrong = await copilot.chat(USER, SESSION, "/approve 0000000")
+        assert "is not the pending proposal" in wrong.response and await positions(services) == []
+        seen = await copilot.chat(USER, SESSION, f"/approve {new_id[:8]}")
+        assert seen.response.startswith("EXECUTED")
+        assert len(await positions(services)) == 1
 
 
 async def test_close_proposal_needs_approval_then_closes(
@@ -305,3 +316,58 @@ async def test_modify_is_gated_and_approved_like_a_trade(
         assert done.response.startswith("EXECUTED")
     (after,) = await positions(services)
     assert after.stop_loss == tighter and after.take_profit == held.take_profit
+
+
+async def test_limits_hold_at_execution_across_sessions(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    """Proposals priced on an empty account in two sessions: the second approval is re-checked, not sent."""
+    async with make_copilot(risk={"max_open_positions": 1}) as copilot:
+        levels = await buy_levels(services)
+        command = f"/buy XAUUSD sl {levels['stop_loss']} tp {levels['take_profit']}"
+        first = await copilot.chat(USER, "desk-a", command)
+        second = await copilot.chat(USER, "desk-b", command)
+        assert first.pending_approval is not None and second.pending_approval is not None
+        done = await copilot.chat(USER, "desk-a", "/approve")
+        assert done.response.startswith("EXECUTED")
+        late = await copilot.chat(USER, "desk-b", "/approve")
+        assert late.pending_approval is None
+        assert "BLOCKED" in late.response and "max open positions is 1" in late.response
+    assert len(await positions(services)) == 1
+    kinds = [e["kind"] for e in await audit_of(services).entries()]
+    assert kinds.count("execution") == 1 and "requote" in kinds
+
+
+class LostReply:
+    """The real paper broker, but the first order's reply is lost after the order was placed (a timeout)."""
+
+    def __init__(self, broker: Any) -> None:
+        self.broker, self.lost = broker, 0
+
+    async def place_order(self, order: Any, idempotency_key: str) -> Any:
+        result = await self.broker.place_order(order, idempotency_key)
+        if not self.lost:
+            self.lost += 1
+            raise TimeoutError("trading service did not answer within 30s")
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.broker, name)
+
+
+async def test_unknown_outcome_keeps_the_key_for_a_safe_retry(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    services.broker = LostReply(services.broker)  # type: ignore[assignment]
+    async with make_copilot() as copilot:
+        proposal = await propose(copilot, services)
+        first = await copilot.chat(USER, SESSION, "/approve")
+        again = first.pending_approval
+        assert again is not None and again["proposal_id"] == proposal["proposal_id"]
+        assert again["attempts"] == 1 and "may or may not have been placed" in first.response
+        assert len(await positions(services)) == 1  # it was placed; the reply was lost
+        retry = await copilot.chat(USER, SESSION, "/approve")
+        assert retry.response.startswith("EXECUTED") and retry.pending_approval is None
+    assert len(await positions(services)) == 1  # same key: the retry placed nothing new
+    executions = [e for e in await audit_of(services).entries() if e["kind"] == "execution"]
+    assert len(executions) == 1 and executions[0]["data"]["duplicate"] is True

@@ -1,4 +1,10 @@
-"""execute: the only code that reaches the broker; idempotency key = proposal id; re-checks price drift."""
+"""execute: the only code that reaches the broker; idempotency key = proposal id.
+
+Before sending a new trade it takes the account's lock and checks the proposal again against the
+account as it is now: another session of the same trader may have traded since the proposal was
+priced, or the price may have moved. Either way the proposal goes back through the gate (the trader
+approves the re-quote), so limits hold at the moment the order is sent, not only when it was proposed.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,13 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.deps import Deps
 from graph.nodes.load_context import Node, invalidate_portfolio, thread_id
-from graph.state import State
+from graph.nodes.risk_gate import gate_open
+from graph.state import PendingCall, State
+from server.locks import RunLocks
 from tools.schemas import OrderRequest, OrderResult
+
+# Orders of one account are sent one at a time (across sessions and server processes).
+ACCOUNT_LOCK_SECONDS = 30
 
 
 def drift_pct(proposal: dict[str, Any], price: float) -> float:
@@ -43,45 +54,53 @@ async def send(deps: Deps, ctx: Context, proposal: dict[str, Any]) -> OrderResul
     return await broker.place_order(order, idempotency_key=key)
 
 
+async def still_valid(
+    deps: Deps, ctx: Context, state: State, proposal: dict[str, Any]
+) -> dict[str, Any] | None:
+    """None when the approved trade may go now; else why it must be re-quoted (price drift or limits)."""
+    quote = await deps.services.market.get_quote(proposal["symbol"])
+    price = quote.ask if proposal["side"] == "BUY" else quote.bid
+    drift = drift_pct(proposal, price)
+    requote = {"status": "requote", "proposal_id": proposal["proposal_id"], "price": price}
+    if drift > deps.settings.risk.max_price_drift_pct:
+        return {**requote, "drift_pct": round(drift, 4), "reasons": [f"price moved {drift:.3f}% to {price}"]}
+    call = state.get("pending_call") or PendingCall(id="none", name="execute_trade", args={})
+    # The approved size, not a re-derived one: the trader approved exactly this order.
+    fixed = PendingCall(
+        id=call["id"], name=call["name"], args={**call["args"], "size": proposal["size_lots"]}
+    )
+    verdict, _ = await gate_open(deps, ctx, fixed, state)
+    return None if verdict.passed else {**requote, "reasons": verdict.reasons}
+
+
+def tool_message(call: dict[str, Any], text: str, ok: bool) -> ToolMessage:
+    return ToolMessage(text, tool_call_id=call["id"], name=call["name"], status="success" if ok else "error")
+
+
 def make_execute(deps: Deps) -> Node:
+    locks = RunLocks(deps.services.redis, f"{deps.prefix}account:", ACCOUNT_LOCK_SECONDS, wait=True)
+
     async def execute(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         ctx = runtime.context or Context()
         proposal = state.get("proposal") or {}
-        call = state.get("pending_call") or {"id": "none", "name": "execute_trade"}
+        call: dict[str, Any] = dict(state.get("pending_call") or {"id": "none", "name": "execute_trade"})
         decision = state.get("decision") or {}
         if decision.get("decision") != "approve" or not proposal.get("proposal_id"):
             # Routing only sends approvals here; this guard keeps the broker unreachable if that ever changes.
             refused = {"status": "refused", "proposal_id": proposal.get("proposal_id")}
             await deps.audit.append("execution_refused", ctx.user_id, thread_id(), refused)
-            message = ToolMessage(
-                "NOT EXECUTED: no approval of this proposal was recorded.",
-                tool_call_id=call["id"],
-                name=call["name"],
-                status="error",
-            )
+            message = tool_message(call, "NOT EXECUTED: no approval of this proposal was recorded.", False)
             return {"messages": [message], "outcome": refused, "proposal": None, "pending_call": None}
-        if proposal.get("kind") == "open":
-            quote = await deps.services.market.get_quote(proposal["symbol"])
-            price = quote.ask if proposal["side"] == "BUY" else quote.bid
-            drift = drift_pct(proposal, price)
-            if drift > deps.settings.risk.max_price_drift_pct:
-                outcome = {
-                    "status": "drift",
-                    "proposal_id": proposal["proposal_id"],
-                    "price": price,
-                    "drift_pct": round(drift, 4),
-                }
-                await deps.audit.append("drift", ctx.user_id, thread_id(), outcome)
-                # Back through the gate with the new price; the trader approves the new proposal again.
-                return {"outcome": outcome, "proposal": None}
-        try:
-            result = await send(deps, ctx, proposal)
-        except Exception as exc:  # the same key may be retried safely: the broker places it at most once
-            unknown = (
-                f"the broker did not confirm the order ({exc}); its outcome is unknown. Check /portfolio: "
-                "the order carries idempotency key = proposal id, so it can never be placed twice."
-            )
-            result = OrderResult(success=False, message=unknown, idempotency_key=proposal.get("proposal_id"))
+        async with locks.hold("broker", ctx.account_id):
+            if proposal.get("kind") == "open" and not proposal.get("attempts"):
+                requote = await still_valid(deps, ctx, state, proposal)
+                if requote is not None:
+                    await deps.audit.append("requote", ctx.user_id, thread_id(), requote)
+                    return {"outcome": requote, "proposal": None}
+            try:
+                result = await send(deps, ctx, proposal)
+            except Exception as exc:  # outcome unknown: keep the proposal, so a retry reuses its key
+                return await unknown_outcome(ctx, proposal, exc)
         await invalidate_portfolio(deps, ctx.account_id)
         outcome = {
             "status": "executed" if result.success else "failed",
@@ -91,13 +110,21 @@ def make_execute(deps: Deps) -> Node:
         }
         await deps.audit.append("execution", ctx.user_id, thread_id(), outcome)
         head = "EXECUTED" if result.success else "ORDER FAILED"
-        message = ToolMessage(
-            # First line for the trader (slash turns show it as is), the details for the model.
-            f"{head}: {result.message}\n{json.dumps(outcome, default=str)}",
-            tool_call_id=call["id"],
-            name=call["name"],
-            status="success" if result.success else "error",
-        )
+        # First line for the trader (slash turns show it as is), the details for the model.
+        text = f"{head}: {result.message}\n{json.dumps(outcome, default=str)}"
+        message = tool_message(call, text, result.success)
         return {"messages": [message], "outcome": outcome, "proposal": None, "pending_call": None}
+
+    async def unknown_outcome(ctx: Context, proposal: dict[str, Any], exc: Exception) -> dict[str, Any]:
+        notice = (
+            f"The broker did not confirm the order ({exc}). It may or may not have been placed: check "
+            "/portfolio. Approving this same proposal again retries with the same idempotency key, so it "
+            "cannot be placed twice; reject it to stop."
+        )
+        attempts = int(proposal.get("attempts") or 0) + 1
+        retry = {**proposal, "attempts": attempts, "notice": notice}
+        outcome = {"status": "unknown", "proposal_id": proposal["proposal_id"], "error": str(exc)}
+        await deps.audit.append("execution_unknown", ctx.user_id, thread_id(), outcome)
+        return {"outcome": outcome, "proposal": retry}
 
     return execute

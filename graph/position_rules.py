@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.settings import RiskSettings
-from graph.risk import RuleResult, max_risk_usd
+from graph.risk import RuleResult, max_risk_usd, move_usd
 from tools.schemas import Portfolio, Position, SymbolSpec
 
 
@@ -27,10 +27,11 @@ class Modify:
 
 
 def risk_at_stop(change: Modify, stop: float | None, spec: SymbolSpec) -> float | None:
-    """USD lost if price goes from the exit price to `stop`; None = unbounded (no stop)."""
+    """USD lost if price goes from the exit price to `stop` (converted at the stop, where the loss is
+    realised); None = unbounded (no stop)."""
     if stop is None:
         return None
-    return abs(spec.money(abs(change.exit_price - stop), change.position.size, change.exit_price))
+    return move_usd(spec, change.exit_price, stop, change.position.size)
 
 
 def rule_something_changes(change: Modify) -> RuleResult:

@@ -74,14 +74,24 @@ def max_risk_usd(portfolio: Portfolio, limits: RiskSettings) -> float:
     return round(max(portfolio.equity, 0.0) * limits.max_risk_per_trade_pct / 100, 2)
 
 
+def move_usd(spec: SymbolSpec, entry: float, exit_price: float, lots: float) -> float:
+    """USD value of the move from `entry` to `exit_price` on `lots`, converted at `exit_price`.
+
+    The paper broker (tools.broker.pricing.pnl_usd) converts a P&L at the close price, so a loss at the
+    stop is worth its JPY amount at the stop price, not at the entry: for a USDJPY BUY the stop is lower
+    and the same JPY loss is more USD.
+    """
+    return abs(spec.money(abs(entry - exit_price), lots, exit_price))
+
+
 def size_for_risk(spec: SymbolSpec, entry: float, stop_loss: float, risk_usd: float) -> float:
     """Largest lot size (a multiple of the step) whose loss at the stop stays within `risk_usd`; 0 if none."""
-    per_lot_usd = abs(spec.money(abs(entry - stop_loss), 1.0, entry))
+    per_lot_usd = move_usd(spec, entry, stop_loss, 1.0)
     if per_lot_usd <= 0:
         return 0.0
     lots = spec.round_lots_down(min(risk_usd / per_lot_usd, spec.max_lot))
     # money() rounds to cents, so step down once if rounding pushed the risk over the cap.
-    while lots > 0 and spec.money(abs(entry - stop_loss), lots, entry) > risk_usd + CENT / 2:
+    while lots > 0 and move_usd(spec, entry, stop_loss, lots) > risk_usd + CENT / 2:
         lots = spec.round_lots_down(lots - spec.lot_step)
     return lots
 
@@ -128,6 +138,18 @@ def rule_confidence(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -
     return RuleResult(True, f"signal confidence {pct}% ≥ {min_pct}%")
 
 
+def rule_signal_direction(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+    """A BUY against a SHORT signal or a SELL against a LONG one is blocked; HOLD is left to confidence."""
+    signal = inputs.signal
+    if signal is None or signal.action == "HOLD" or not limits.block_against_signal:
+        return RuleResult(True, f"no signal direction against a {idea.side}")
+    against = {"LONG": "SELL", "SHORT": "BUY"}[signal.action]
+    if idea.side == against:
+        pct = round(signal.confidence * 100)
+        return RuleResult(False, f"the signal says {signal.action} ({pct}%): a {idea.side} goes against it")
+    return RuleResult(True, f"the signal says {signal.action}, in the direction of the {idea.side}")
+
+
 def rule_amd_phase(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
     phase = (inputs.signal.amd_phase if inputs.signal else "unknown").lower()
     if phase in {p.lower() for p in limits.blocked_amd_phases}:
@@ -171,6 +193,7 @@ PRE_RULES: list[Callable[[TradeIdea, RiskInputs, RiskSettings], RuleResult]] = [
     rule_stop_loss,
     rule_take_profit,
     rule_confidence,
+    rule_signal_direction,
     rule_amd_phase,
     rule_daily_loss,
     rule_open_positions,
@@ -228,8 +251,26 @@ def rule_lots_per_symbol(
     return RuleResult(True, f"{idea.symbol} exposure {total} ≤ {limits.max_lots_per_symbol} lots")
 
 
+def rule_daily_loss_headroom(
+    idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings, sized: _Sized
+) -> RuleResult:
+    """A trade whose stop would push today's P&L past the daily limit is blocked before it is placed."""
+    p = inputs.portfolio
+    limit_usd = round(p.balance * limits.daily_loss_limit_pct / 100, 2)
+    after_usd = round(p.daily_pnl - sized.risk_usd, 2)
+    if after_usd < -limit_usd - CENT / 2:
+        return RuleResult(
+            False, f"this trade risks {sized.risk_usd:.2f} USD; a loss would take today's P&L to "
+            f"{after_usd:.2f} USD, past the -{limit_usd:.2f} USD daily limit"
+        )  # fmt: skip
+    return RuleResult(
+        True, f"a loss at the stop leaves today's P&L at {after_usd:.2f} USD ≥ -{limit_usd:.2f}"
+    )
+
+
 SIZED_RULES: list[Callable[[TradeIdea, RiskInputs, RiskSettings, _Sized], RuleResult]] = [
     rule_risk_per_trade,
+    rule_daily_loss_headroom,
     rule_lot_bounds,
     rule_risk_reward,
     rule_lots_per_symbol,
@@ -250,9 +291,9 @@ def _size(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> _Sized:
     lots = (
         idea.size_lots if idea.size_lots is not None else size_for_risk(spec, entry, idea.stop_loss, cap_usd)
     )
-    risk_usd = abs(spec.money(abs(entry - idea.stop_loss), lots, entry))
+    risk_usd = move_usd(spec, entry, idea.stop_loss, lots)  # realised at the stop price
     tp = idea.take_profit
-    reward_usd = abs(spec.money(abs(tp - entry), lots, entry)) if tp is not None else 0.0
+    reward_usd = move_usd(spec, entry, tp, lots) if tp is not None else 0.0  # realised at the TP price
     return _Sized(entry, round(lots, 8), risk_usd, cap_usd, reward_usd)
 
 

@@ -35,8 +35,10 @@ def portfolio(
     )
 
 
-def signal(symbol: str = "XAUUSD", confidence: float = 0.75, phase: str = "accumulation") -> Signal:
-    return Signal(symbol=symbol, action="LONG", confidence=confidence, amd_phase=phase)
+def signal(
+    symbol: str = "XAUUSD", confidence: float = 0.75, phase: str = "accumulation", action: str = "LONG"
+) -> Signal:
+    return Signal(symbol=symbol, action=action, confidence=confidence, amd_phase=phase)  # type: ignore[arg-type]
 
 
 def gold(cfg: Settings, **kw: object) -> RiskInputs:
@@ -70,9 +72,10 @@ def test_a_sound_buy_passes_with_risk_and_rr_stated(cfg: Settings) -> None:
 
 
 def test_sell_enters_at_bid_and_checks_sides(cfg: Settings) -> None:
-    ok = evaluate(TradeIdea("XAUUSD", "SELL", 0.05, 4410.0, 4380.0), gold(cfg), cfg.risk)
+    short = gold(cfg, signal=signal(action="SHORT"))
+    ok = evaluate(TradeIdea("XAUUSD", "SELL", 0.05, 4410.0, 4380.0), short, cfg.risk)
     assert ok.passed and ok.entry_price == 4400.00
-    wrong = evaluate(TradeIdea("XAUUSD", "SELL", 0.05, 4390.0, 4380.0), gold(cfg), cfg.risk)
+    wrong = evaluate(TradeIdea("XAUUSD", "SELL", 0.05, 4390.0, 4380.0), short, cfg.risk)
     assert blocked_with(wrong, "SELL stop loss 4390.0 must be above")
 
 
@@ -131,7 +134,19 @@ def test_manipulation_phase_blocks(cfg: Settings) -> None:
 def test_daily_loss_limit(cfg: Settings) -> None:
     at_limit = gold(cfg, portfolio=portfolio(daily_pnl=-300.0))  # 3% of 10k
     assert blocked_with(evaluate(buy(), at_limit, cfg.risk), "daily loss limit reached")
-    assert evaluate(buy(), gold(cfg, portfolio=portfolio(daily_pnl=-299.99)), cfg.risk).passed
+    # -200 USD today and 100 USD at risk: a loss at the stop lands exactly on the limit, still allowed.
+    assert evaluate(buy(), gold(cfg, portfolio=portfolio(daily_pnl=-200.0)), cfg.risk).passed
+
+
+def test_daily_loss_headroom_counts_this_trades_risk(cfg: Settings) -> None:
+    # -250 USD today, the limit is -300 USD (3% of 10k): this trade's 100 USD at risk would overshoot it.
+    v = evaluate(buy(), gold(cfg, portfolio=portfolio(daily_pnl=-250.0)), cfg.risk)
+    assert blocked_with(
+        v, "this trade risks 100.00 USD; a loss would take today's P&L to -350.00 USD, past the -300.00 USD"
+    )
+    assert v.reasons == [r for r in v.reasons if "daily limit" in r]  # the only failing rule
+    small = evaluate(buy(size=0.05), gold(cfg, portfolio=portfolio(daily_pnl=-250.0)), cfg.risk)
+    assert small.passed, small.reasons  # 50 USD at risk -> -300.00, on the limit
 
 
 def _pos(ticket: int, symbol: str, size: float) -> Position:
@@ -173,8 +188,63 @@ def test_eurusd_and_usdjpy_money_conversions(cfg: Settings) -> None:
         signal("USDJPY"), NOW,
     )  # fmt: skip
     w = evaluate(TradeIdea("USDJPY", "SELL", None, 150.300, 149.400), jpy, cfg.risk)
-    # 30 pips = 0.30 JPY on 100k = 30,000 JPY/lot = 200 USD/lot at 150 -> 0.5 lots for 100 USD
-    assert w.passed and w.size_lots == 0.5 and w.risk_usd == 100.0
+    # 30 pips = 0.30 JPY on 100k = 30,000 JPY/lot; the loss is realised at the stop 150.300, so
+    # 199.60 USD/lot -> 0.5 lots = 99.80 USD (converting at the entry 150.000 would say 100.00)
+    assert blocked_with(w, "the signal says LONG (75%): a SELL goes against it")
+    short = RiskInputs(jpy.spec, jpy.quote, jpy.portfolio, signal("USDJPY", action="SHORT"), NOW)
+    w = evaluate(TradeIdea("USDJPY", "SELL", None, 150.300, 149.400), short, cfg.risk)
+    assert w.passed and w.size_lots == 0.5 and w.risk_usd == 99.8
+    b = evaluate(TradeIdea("USDJPY", "BUY", None, 149.710, 150.610), jpy, cfg.risk)
+    # BUY at the ask 150.010, stop 30 pips lower at 149.710: 30,000 JPY/lot / 149.71 = 200.39 USD/lot
+    # -> 0.49 lots (0.5 would lose 100.19 USD at the stop) = 98.19 USD
+    assert b.passed and b.size_lots == 0.49 and b.risk_usd == 98.19
+
+
+@pytest.mark.parametrize(
+    ("symbol", "bid", "ask", "stop_distance", "tp_distance"),
+    [
+        ("USDJPY", 150.000, 150.010, 3.000, 6.000),  # 300 pips: the stop price is 2% from the entry
+        ("USDJPY", 150.000, 150.010, 12.500, 25.000),
+        ("XAUUSD", 4400.00, 4400.20, 95.37, 200.00),
+        ("EURUSD", 1.08000, 1.08008, 0.01234, 0.03000),
+    ],
+)
+@pytest.mark.parametrize("side", ["BUY", "SELL"])
+def test_risk_usd_is_what_the_broker_realises_at_the_stop(
+    cfg: Settings, symbol: str, bid: float, ask: float, stop_distance: float, tp_distance: float, side: str
+) -> None:
+    from tools.broker.pricing import pnl_usd
+
+    s = spec(cfg, symbol)
+    entry = ask if side == "BUY" else bid
+    sign = 1 if side == "BUY" else -1
+    sl, tp = s.round_price(entry - sign * stop_distance), s.round_price(entry + sign * tp_distance)
+    inputs = RiskInputs(
+        s, Quote(symbol=symbol, time=NOW, bid=bid, ask=ask), portfolio(),
+        signal(symbol, action="LONG" if side == "BUY" else "SHORT"), NOW,
+    )  # fmt: skip
+    v = evaluate(TradeIdea(symbol, side, None, sl, tp), inputs, cfg.risk)  # type: ignore[arg-type]
+    assert v.passed, v.reasons
+    realised_loss = -pnl_usd(s, side, v.size_lots, entry, sl)  # type: ignore[arg-type]
+    assert v.risk_usd == realised_loss and 0 < realised_loss <= 100.0
+    assert v.reward_usd == pnl_usd(s, side, v.size_lots, entry, tp)  # type: ignore[arg-type]
+    # the size is the largest step within the cap: one more step would realise more than 1% at the stop
+    assert -pnl_usd(s, side, round(v.size_lots + s.lot_step, 2), entry, sl) > 100.0  # type: ignore[arg-type]
+
+
+def test_a_trade_against_the_signal_is_blocked(cfg: Settings) -> None:
+    sell = TradeIdea("XAUUSD", "SELL", 0.05, 4410.0, 4380.0)
+    v = evaluate(sell, gold(cfg, signal=signal(confidence=0.65)), cfg.risk)
+    assert blocked_with(v, "the signal says LONG (65%): a SELL goes against it")
+    assert not v.wait  # not a "wait": the setup points the other way
+    w = evaluate(buy(), gold(cfg, signal=signal(action="SHORT")), cfg.risk)
+    assert blocked_with(w, "the signal says SHORT (75%): a BUY goes against it")
+    # HOLD does not block a direction; the confidence rule still applies to it
+    assert evaluate(sell, gold(cfg, signal=signal(action="HOLD")), cfg.risk).passed
+    held_low = evaluate(sell, gold(cfg, signal=signal(action="HOLD", confidence=0.5)), cfg.risk)
+    assert blocked_with(held_low, "wait: signal confidence 50%") and held_low.wait
+    off = cfg.risk.model_copy(update={"block_against_signal": False})
+    assert evaluate(sell, gold(cfg, signal=signal(confidence=0.65)), off).passed
 
 
 def test_size_for_risk_never_exceeds_cap(cfg: Settings) -> None:

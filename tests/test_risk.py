@@ -8,7 +8,7 @@ import pytest
 
 from config import Settings, load_settings
 from graph.risk import RiskInputs, TradeIdea, Verdict, evaluate, size_for_risk
-from tools.schemas import Portfolio, Position, Quote, Signal, SymbolSpec
+from tools.schemas import Portfolio, Position, Quote, Signal, SignalAction, SymbolSpec
 
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 
@@ -36,9 +36,12 @@ def portfolio(
 
 
 def signal(
-    symbol: str = "XAUUSD", confidence: float = 0.75, phase: str = "accumulation", action: str = "LONG"
+    symbol: str = "XAUUSD",
+    confidence: float = 0.75,
+    phase: str = "accumulation",
+    action: SignalAction = "LONG",
 ) -> Signal:
-    return Signal(symbol=symbol, action=action, confidence=confidence, amd_phase=phase)  # type: ignore[arg-type]
+    return Signal(symbol=symbol, action=action, confidence=confidence, amd_phase=phase)
 
 
 def gold(cfg: Settings, **kw: object) -> RiskInputs:

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 import redis.asyncio as aioredis
 
 from server.locks import RunLocks, SessionBusy
+
+
+@dataclass
+class WatchedLocks(RunLocks):
+    """RunLocks that reports each refused acquire with the count so far: a waiter polling a held lock."""
+
+    refusals: int = 0
+    on_refused: Callable[[int], object] = lambda refusals: None
+
+    async def acquire(self, user_id: str, session_id: str) -> str | None:
+        token = await super().acquire(user_id, session_id)
+        if token is None:
+            self.refusals += 1
+            self.on_refused(self.refusals)
+        return token
 
 
 def locks(client: aioredis.Redis, prefix: str, wait: bool = False) -> RunLocks:
@@ -71,26 +88,33 @@ async def test_extend_only_for_owner(redis_client: aioredis.Redis, key_prefix: s
 
 
 async def test_wait_policy_queues_behind_running_turn(redis_client: aioredis.Redis, key_prefix: str) -> None:
-    lk = locks(redis_client, key_prefix, wait=True)
+    polled = asyncio.Event()
+    lk = WatchedLocks(redis_client, key_prefix, 30, wait=True, poll_seconds=0.01)
+    lk.on_refused = lambda refusals: polled.set() if refusals >= 2 else None
     order: list[str] = []
     first_holding = asyncio.Event()
     release_first = asyncio.Event()
+    first_token: list[str] = []
 
     async def first() -> None:
-        async with lk.hold("alice", "s1"):
+        async with lk.hold("alice", "s1") as token:
+            first_token.append(token)
             first_holding.set()
             await release_first.wait()
             order.append("first done")
 
     async def second() -> None:
-        await first_holding.wait()
         async with lk.hold("alice", "s1"):
             order.append("second ran")
 
-    tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+    first_task = asyncio.create_task(first())
     await first_holding.wait()
-    await asyncio.sleep(0.05)  # let the second poll a few times while the first holds the lock
+    second_task = asyncio.create_task(second())
+    # Whichever comes first: the second polling a refused lock (right), or the second running (wrong).
+    await asyncio.wait([asyncio.create_task(polled.wait()), second_task], return_when=asyncio.FIRST_COMPLETED)
+    assert polled.is_set() and not second_task.done(), "the second turn did not wait for the lock"
     assert order == []
+    assert await redis_client.get(lk.key("alice", "s1")) == first_token[0]  # still the first's lock
     release_first.set()
-    await asyncio.gather(*tasks)
+    await asyncio.gather(first_task, second_task)
     assert order == ["first done", "second ran"]

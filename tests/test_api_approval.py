@@ -10,10 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from config import Settings
+from server.app import create_app
+from server.locks import RunLocks
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, buy_command, running_app, sse_events
+from tests.api_support import Script, api_settings, buy_command, running_app, scripted_model, sse_events
+from tests.conftest import serve_app
+from tests.test_api_locks import WatchedLocks
 
 USERS = {f"key-{name}-0123456789": name for name in ("ana", "beto", "carla")}
 
@@ -204,23 +209,41 @@ def test_wait_policy_queues_the_second_message(
     settings = api_settings(redis_server.url, shared_data, tmp_path, server={"busy_policy": "wait"})
     script = Script()
     script.release.clear()
-    with running_app(settings, script) as url, httpx.Client(base_url=url, timeout=60) as client:
+    app = create_app(settings, chat_model=scripted_model(script))
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        polling, settled = threading.Event(), threading.Event()
+        running: RunLocks = app.state.locks
+        watched = WatchedLocks(running.redis, running.prefix, running.expiry_seconds, running.wait, 0.01)
+
+        def refused(count: int) -> None:
+            if count >= 2:  # polled twice: waiting for the lock, not refused
+                polling.set()
+                settled.set()
+
+        watched.on_refused = refused
+        app.state.locks = watched  # read per request; its Redis client stays the server loop's
         session = sid()
         results: dict[str, httpx.Response] = {}
 
         def post(name: str, message: str) -> threading.Thread:
-            body = {"message": message, "session_id": session}
-            thread = threading.Thread(
-                target=lambda: results.update({name: client.post("/api/chat", json=body)})
-            )
+            def send() -> None:
+                results[name] = client.post("/api/chat", json={"message": message, "session_id": session})
+                settled.set()
+
+            thread = threading.Thread(target=send)
             thread.start()
             return thread
 
         first = post("first", "slow one")
         assert script.entered.wait(30)
+        settled.clear()  # the first's answer cannot come while the script holds it
         second = post("second", "queued")
-        second.join(0.3)
-        assert second.is_alive()  # still waiting for the lock, not refused
+        # Whichever comes first: the second polling the held lock (right), or the second answered (wrong).
+        assert settled.wait(30)
+        assert polling.is_set() and "second" not in results, "the second message did not wait for the lock"
+        with redis.Redis.from_url(settings.effective_redis_url, decode_responses=True) as sync:
+            held = list(sync.scan_iter(match=f"{settings.redis.prefix}lock:*:{session}"))
+            assert len(held) == 1 and sync.get(held[0])  # the first run's lock, still held
         script.release.set()
         first.join(30)
         second.join(30)

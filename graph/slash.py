@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -65,6 +66,8 @@ def _number(token: str, what: str) -> float:
         value = float(token.replace(",", "."))  # "4380,5" is how many Spanish-speaking traders type it
     except ValueError:
         raise _Usage(f"{what} must be a number, got '{token}'") from None
+    if not math.isfinite(value):  # float() accepts "nan" and "inf"; NaN would slip past every rule
+        raise _Usage(f"{what} must be a finite number, got '{token}'")
     if value <= 0:
         raise _Usage(f"{what} must be positive, got '{token}'")
     return value

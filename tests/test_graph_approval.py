@@ -122,6 +122,14 @@ async def test_edit_then_approve_uses_the_edited_size(
         ({"decision": "approve", "proposal_id": "not-the-one"}, "not the pending one"),
         ({"decision": "maybe"}, "unknown decision"),
         ({"decision": "edit", "edits": {"size_lots": -1}}, "positive number"),
+        (
+            {"decision": "edit", "edits": {"take_profit": float("nan")}},
+            "edit take_profit must be a finite number",
+        ),
+        (
+            {"decision": "edit", "edits": {"size_lots": float("inf")}},
+            "edit size_lots must be a finite number",
+        ),
     ],
 )
 async def test_reject_wrong_id_and_malformed_execute_nothing(
@@ -198,6 +206,15 @@ async def test_injection_in_user_text_cannot_exceed_limits(
     async with make_copilot(obedient) as copilot:
         result = await copilot.chat(USER, SESSION, INJECTION)
         assert result.pending_approval is None
+        state = await copilot.state(USER, SESSION)
+        assert state is not None
+        blocked = next(m["content"] for m in state.messages if m["role"] == "tool")
+    # Blocked by the limits, not by some unrelated rule: 50 lots with a 5 USD stop risk 25,000 USD.
+    assert blocked.startswith("BLOCKED"), blocked
+    assert "exceeds the max risk per trade of 1.0% of equity (100.00 USD)" in blocked, blocked
+    assert "size 50.0 lots is outside 0.01-10.0 lots" in blocked, blocked
+    verdicts = [e["data"] for e in await audit_of(services).entries() if e["kind"] == "verdict"]
+    assert len(verdicts) == 1 and verdicts[0]["size_lots"] == 50.0 and verdicts[0]["risk_usd"] > 100.0
     assert await positions(services) == []
 
 

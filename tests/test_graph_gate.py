@@ -146,3 +146,25 @@ async def test_a_chosen_signal_timeframe_does_not_change_the_verdict(
         assert result.response.startswith("BLOCKED"), result.response
         assert "wait: signal confidence 50% is below the minimum 60%" in result.response
     assert await positions(services) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("stop_loss", "nan"), ("take_profit", float("inf")), ("size", "NaN")]
+)
+async def test_non_finite_numbers_from_the_model_are_blocked(
+    make_copilot: CopilotFactory, services: Services, key: str, value: Any
+) -> None:
+    args: dict[str, Any] = {**await buy_levels(services), key: value}
+    await assert_blocked(make_copilot, services, args, f"{key} must be a finite number")
+
+
+async def test_slash_nan_levels_are_refused_before_the_gate(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    async with make_copilot(["never used"]) as copilot:
+        for text in ("/buy XAUUSD sl nan tp 5000", "/modify 1 sl nan"):
+            result = await copilot.chat(USER, SESSION, text)
+            assert result.pending_approval is None
+            assert "SL must be a finite number, got 'nan'" in result.response, result.response
+    assert await positions(services) == []
+    assert not [e for e in await audit_of(services).entries() if e["kind"] in ("proposal", "execution")]

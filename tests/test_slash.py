@@ -79,6 +79,12 @@ def test_ordinary_chat_is_not_a_command(text: str) -> None:
         ("/alert XAUUSD near 4500 x", "above|below"),
         ("/signal $$$", "is not a symbol"),
         ("/launch rockets", "unknown command /launch"),
+        # float() reads these; NaN would then pass every later comparison
+        ("/modify 1 sl nan", "SL must be a finite number, got 'nan'"),
+        ("/buy XAUUSD sl nan tp 5000", "SL must be a finite number, got 'nan'"),
+        ("/buy XAUUSD inf sl 4380 tp 4420", "LOTS must be a finite number, got 'inf'"),
+        ("/sell XAUUSD sl 4420 tp -Infinity", "TP must be a finite number"),
+        ("/alert XAUUSD above NaN x", "PRICE must be a finite number"),
     ],
 )
 def test_usage_errors(text: str, fragment: str) -> None:

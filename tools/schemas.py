@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Timeframe = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
 TIMEFRAME_MINUTES: dict[str, int] = {"1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440}
@@ -112,6 +112,9 @@ class Analysis(BaseModel):
 class OrderRequest(BaseModel):
     """The seed's `/api/trade` body."""
 
+    # NaN/inf prices or sizes pass `gt=0`-style checks inconsistently and break the money arithmetic.
+    model_config = ConfigDict(allow_inf_nan=False)
+
     symbol: str
     action: Side
     size: float = Field(gt=0, description="lots")
@@ -160,6 +163,8 @@ class Portfolio(BaseModel):
 
 class AlertRequest(BaseModel):
     """The seed's `/api/alerts` body."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     symbol: str
     condition: Literal["above", "below"]

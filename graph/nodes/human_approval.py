@@ -5,6 +5,7 @@ Nothing before `interrupt()` may have side effects: the node re-runs from its st
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +45,8 @@ def check_decision(value: Any, proposal: dict[str, Any], now: datetime) -> dict[
         for key, number in edits.items():
             if not isinstance(number, int | float) or isinstance(number, bool) or number <= 0:
                 raise BadDecision(f"edit {key} must be a positive number (got {number!r})")
+            if not math.isfinite(number):  # NaN passes `<= 0` and every later rule comparison
+                raise BadDecision(f"edit {key} must be a finite number (got {number!r})")
     return {"decision": decision, "edits": edits, "reason": str(value.get("reason") or "")}
 
 

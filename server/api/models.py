@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from server.api.deps import SESSION_ID_PATTERN
 
@@ -19,6 +19,9 @@ class ChatRequest(BaseModel):
 
 class DecisionRequest(BaseModel):
     """The trader's answer to a pending proposal."""
+
+    # NaN/Infinity edits are refused at the door (graph check_decision refuses them too).
+    model_config = ConfigDict(allow_inf_nan=False)
 
     proposal_id: str = Field(min_length=1, max_length=100)
     decision: Literal["approve", "edit", "reject"]

@@ -184,6 +184,19 @@ class Settings(BaseSettings):
         yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=files, deep_merge=True)
         return (init_settings, env_settings, yaml_source)
 
+    @model_validator(mode="after")
+    def _symbols_convertible_to_usd(self) -> Settings:
+        # SymbolSpec.money turns a quote-currency amount into USD by dividing by the symbol's own price,
+        # which is right only for USD-quoted pairs and USD-based ones (USDJPY); a cross would be mispriced.
+        for name, spec in self.symbols.items():
+            if spec.quote_currency.upper() != "USD" and not name.upper().startswith("USD"):
+                raise ValueError(
+                    f"symbols.{name}: quote_currency {spec.quote_currency} is supported only for USD-based "
+                    f"pairs (USD{spec.quote_currency}); risk in USD for {name} would need a "
+                    f"{spec.quote_currency}->USD rate the copilot does not have"
+                )
+        return self
+
     @property
     def embedded_redis(self) -> bool:
         return not self.redis_url

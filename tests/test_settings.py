@@ -54,3 +54,13 @@ def test_unknown_key_in_yaml_is_rejected(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("COPILOT_CONFIG", str(user))
     with pytest.raises(ConfigError, match=r"risk\.max_risk_pct"):
         load_settings()
+
+
+def test_a_cross_pair_not_convertible_to_usd_is_rejected() -> None:
+    eurjpy = {"digits": 3, "pip_size": 0.01, "contract_size": 100_000, "min_lot": 0.01, "max_lot": 10,
+              "lot_step": 0.01, "quote_currency": "JPY"}  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        load_settings(symbols={"EURJPY": eurjpy})
+    assert "symbols.EURJPY" in str(err.value) and "JPY->USD rate" in str(err.value)
+    # USD-based pairs convert with their own price: USDJPY with the same spec is fine
+    assert load_settings(symbols={"USDJPY": eurjpy}).symbols["USDJPY"].quote_currency == "JPY"

@@ -63,3 +63,18 @@ def test_levels_must_be_on_the_right_side_and_something_must_change() -> None:
     assert not ok and "must be above the price 4000.0" in reasons[0]
     ok, reasons = verdict(Modify(long(3995.0), 4000.0, stop_loss=None, take_profit=None))
     assert not ok and reasons == ["give a new stop loss and/or take profit"]
+
+
+def test_usdjpy_risk_at_stop_is_what_the_broker_realises_there() -> None:
+    from tools.broker.pricing import pnl_usd
+
+    jpy = load_specs(SETTINGS)["USDJPY"]
+    for side, stop in (("BUY", 147.0), ("SELL", 153.0)):
+        position = long(stop).model_copy(update={"symbol": "USDJPY", "type": side, "size": 0.05})
+        # 3.00 JPY x 100,000 x 0.05 lots = 15,000 JPY, worth 15,000 / stop USD when the stop fills
+        realised = -pnl_usd(jpy, side, 0.05, 150.0, stop)  # type: ignore[arg-type]
+        assert risk_at_stop(Modify(position, 150.0, None, None), stop, jpy) == realised
+        assert realised == round(15_000 / stop, 2)
+    # the BUY stop is below the price: the same JPY loss is more USD than at the entry (102.04 > 100)
+    buy = long(147.0).model_copy(update={"symbol": "USDJPY", "size": 0.05})
+    assert risk_at_stop(Modify(buy, 150.0, None, None), 147.0, jpy) == 102.04

@@ -18,10 +18,10 @@ from langchain_core.language_models import BaseChatModel
 from config import Settings
 from graph.copilot import Copilot, InvalidId
 from server.api.routes import chat, health, portfolio, sessions
-from server.locks import RunLocks
 from server.metrics import Metrics
 from server.middleware import BodyLimit, CatchAll, RequestMetrics
 from server.ticker import run_ticker
+from tools.locks import RunLocks
 from tools.protocols import ServiceError
 
 log = logging.getLogger("copilot.server")

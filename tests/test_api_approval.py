@@ -14,11 +14,11 @@ import redis
 
 from config import Settings
 from server.app import create_app
-from server.locks import RunLocks
 from server.redis_embedded import EmbeddedRedis
 from tests.api_support import Script, api_settings, buy_command, running_app, scripted_model, sse_events
 from tests.conftest import serve_app
 from tests.test_api_locks import WatchedLocks
+from tools.locks import RunLocks
 
 USERS = {f"key-{name}-0123456789": name for name in ("ana", "beto", "carla")}
 

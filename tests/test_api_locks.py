@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 import redis.asyncio as aioredis
 
-from server.locks import RunLocks, SessionBusy
+from tools.locks import RunLocks, SessionBusy
 
 
 @dataclass

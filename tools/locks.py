@@ -1,4 +1,4 @@
-"""One graph run per session at a time, across every server process: a Redis lock with an owner token."""
+"""Redis locks with an owner token, across server processes: one run per session, one order per account."""
 
 from __future__ import annotations
 

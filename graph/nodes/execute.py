@@ -19,7 +19,7 @@ from graph.deps import Deps
 from graph.nodes.load_context import Node, invalidate_portfolio, thread_id
 from graph.nodes.risk_gate import gate_open
 from graph.state import PendingCall, State
-from server.locks import RunLocks
+from tools.locks import RunLocks
 from tools.schemas import OrderRequest, OrderResult
 
 # Orders of one account are sent one at a time (across sessions and server processes).

@@ -9,8 +9,8 @@ from fastapi import Depends, HTTPException, Path, Request
 
 from config import Settings
 from graph.copilot import Copilot
-from server.locks import RunLocks
 from server.metrics import Metrics
+from tools.locks import RunLocks
 
 LOCAL_USER = "local"
 # Session ids become part of Redis keys and thread ids, so they stay plain.

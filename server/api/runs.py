@@ -14,8 +14,8 @@ from langchain_core.runnables import RunnableConfig
 
 from config import Settings
 from graph.copilot import Copilot, NoPendingApproval, thread_id
-from server.locks import RunLocks, SessionBusy
 from server.metrics import Metrics
+from tools.locks import RunLocks, SessionBusy
 
 log = logging.getLogger("copilot.server")
 

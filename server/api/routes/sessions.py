@@ -14,8 +14,8 @@ from server.api.deps import SESSION_ID_PATTERN, CopilotDep, CurrentUser, LocksDe
 from server.api.models import ClearRequest, DecisionRequest, SessionList, StatusResponse
 from server.api.routes.chat import STREAM_DOC
 from server.api.runs import NOTHING_PENDING, record_order, run_once, session_lock, stream_response
-from server.locks import RunLocks
 from server.metrics import Metrics
+from tools.locks import RunLocks
 
 router = APIRouter(prefix="/api", tags=["sessions"])
 

@@ -301,7 +301,13 @@ async def test_execute_refuses_without_a_recorded_approval(services: Services, s
                 "entry_price": 1.0, "stop_loss": 0.5, "take_profit": 2.0}  # fmt: skip
     runtime = Runtime(context=Context(user_id=USER, account_id="paper-alice"))
     var_child_runnable_config.set({"configurable": {"thread_id": f"{USER}:{SESSION}"}})
-    for decision in (None, {"decision": "reject"}, {"decision": "edit"}):
+    for decision in (
+        None,
+        {"decision": "reject", "proposal_id": "p1"},
+        {"decision": "edit", "proposal_id": "p1"},
+        {"decision": "approve"},  # an approval that names no proposal
+        {"decision": "approve", "proposal_id": "p0"},  # an approval of another proposal
+    ):
         out = await execute({"proposal": proposal, "decision": decision, "messages": []}, runtime)  # type: ignore[typeddict-item]
         assert out["outcome"]["status"] == "refused"
     assert await positions(services) == []

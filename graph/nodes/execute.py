@@ -85,7 +85,8 @@ def make_execute(deps: Deps) -> Node:
         proposal = state.get("proposal") or {}
         call: dict[str, Any] = dict(state.get("pending_call") or {"id": "none", "name": "execute_trade"})
         decision = state.get("decision") or {}
-        if decision.get("decision") != "approve" or not proposal.get("proposal_id"):
+        approved = decision.get("decision") == "approve" and decision.get("proposal_id") is not None
+        if not approved or decision.get("proposal_id") != proposal.get("proposal_id"):
             # Routing only sends approvals here; this guard keeps the broker unreachable if that ever changes.
             refused = {"status": "refused", "proposal_id": proposal.get("proposal_id")}
             await deps.audit.append("execution_refused", ctx.user_id, thread_id(), refused)

@@ -47,7 +47,8 @@ def check_decision(value: Any, proposal: dict[str, Any], now: datetime) -> dict[
                 raise BadDecision(f"edit {key} must be a positive number (got {number!r})")
             if not math.isfinite(number):  # NaN passes `<= 0` and every later rule comparison
                 raise BadDecision(f"edit {key} must be a finite number (got {number!r})")
-    return {"decision": decision, "edits": edits, "reason": str(value.get("reason") or "")}
+    reason = str(value.get("reason") or "")
+    return {"decision": decision, "proposal_id": proposal["proposal_id"], "edits": edits, "reason": reason}
 
 
 def edited_call(call: PendingCall, edits: dict[str, Any]) -> PendingCall:

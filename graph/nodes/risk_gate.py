@@ -77,7 +77,7 @@ def first_call(state: State) -> tuple[PendingCall | None, list[ToolMessage]]:
     return PendingCall(id=first["id"], name=first["name"], args=dict(first.get("args") or {})), extra
 
 
-async def _signal(deps: Deps, symbol: str, state: State) -> Signal | None:
+async def _signal(deps: Deps, symbol: str) -> Signal | None:
     # Always the configured timeframe: the model picks get_ml_signal's timeframe, and letting that
     # choice reach the gate would let a prompt injection shop for the timeframe with the best confidence.
     timeframe = deps.settings.risk.signal_timeframe
@@ -103,7 +103,7 @@ async def gate_open(
     spec = _spec(deps, idea.symbol)
     quote = await deps.services.market.get_quote(idea.symbol)
     portfolio = await deps.services.broker.get_portfolio(ctx.account_id)
-    signal = await _signal(deps, idea.symbol, state)
+    signal = await _signal(deps, idea.symbol)
     inputs = RiskInputs(spec, quote, portfolio, signal, deps.services.clock.now())
     verdict = evaluate(idea, inputs, deps.settings.risk)
     fields = {

@@ -161,3 +161,23 @@ def test_edit_size_then_approve_by_typing_the_command(page: Page, base_url: str)
     expect(cards.last.get_by_role("button", name="Approve")).to_be_disabled()
     expect(page.get_by_test_id("position")).to_have_count(before + 1)
     expect(page.get_by_test_id("position").last).to_contain_text("0.01 XAUUSD")
+
+
+def test_close_card_shows_the_position_without_placeholders(page: Page, base_url: str) -> None:
+    """A close proposal has no signal reasoning or take-profit math: the card must not show 'null'."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        command = buy_command(client)
+    page.click("#new-session")
+    send(page, command)
+    page.get_by_test_id("approval-card").last.get_by_role("button", name="Approve").click()
+    expect(page.locator(".msg.assistant").last).to_contain_text("EXECUTED")
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        ticket = client.get("/api/portfolio").json()["positions"][-1]["ticket"]
+    send(page, f"/close {ticket}")
+    card = page.get_by_test_id("approval-card").last
+    expect(card).to_contain_text(f"Close #{ticket}")
+    assert "null" not in card.inner_text() and "undefined" not in card.inner_text()
+    card.get_by_role("button", name="Approve").click()
+    expect(page.locator(".msg.assistant").last).to_contain_text("EXECUTED")
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        assert ticket not in [p["ticket"] for p in client.get("/api/portfolio").json()["positions"]]

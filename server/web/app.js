@@ -123,8 +123,13 @@ function approvalCard(p) {
   const countdown = el("span", { class: "countdown" });
   const verdict = p.verdict || { passed: true, reasons: [] };
   const kindLabel = p.kind === "close" ? `Close #${p.ticket}` : p.kind === "modify" ? `Modify #${p.ticket}` : "Open";
-  card.append(
+  // append() would turn a null into the text "null": optional parts are dropped first.
+  card.append(...[
     el("h3", {}, "Approval needed: ", `${kindLabel} `, el("span", { class: p.side }, p.side || ""), ` ${p.size_lots ?? ""} lots ${sym}`),
+    p.notice ? el("p", { class: "notice", "data-testid": "approval-notice" }, p.notice) : null,
+    p.requote_of
+      ? el("p", { class: "notice", "data-testid": "approval-notice" }, "Re-quoted: the price or your account changed since your approval.")
+      : null,
     el("table", {},
       row("Entry (now)", fmtPrice(sym, p.entry_price)),
       row("Stop loss", `${fmtPrice(sym, p.stop_loss)} (${p.stop_pips ?? "—"} pips)`),
@@ -137,7 +142,8 @@ function approvalCard(p) {
       el("ul", { class: verdict.passed ? "" : "reasons-failed" }, (verdict.reasons || []).map((r) => el("li", {}, r)))),
     (p.signal_reasoning || []).length
       ? el("details", {}, el("summary", {}, "Signal reasoning"), el("ol", {}, p.signal_reasoning.map((r) => el("li", {}, r))))
-      : null);
+      : null,
+  ].filter(Boolean));
 
   const size = el("input", { type: "number", step: "0.01", value: p.size_lots ?? "", "aria-label": "size lots", name: "size_lots" });
   const sl = el("input", { type: "number", step: "any", value: p.stop_loss ?? "", "aria-label": "stop loss", name: "stop_loss" });

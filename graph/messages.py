@@ -93,8 +93,12 @@ def _render_signal(s: dict[str, Any]) -> str:
     lines = [
         f"Signal {s.get('symbol')} {s.get('timeframe')}: {s.get('action')} "
         f"(confidence {float(s.get('confidence') or 0):.0%}, source {s.get('source')})",
-        f"Entry {s.get('entry_price')}  SL {s.get('stop_loss')}  TP {s.get('take_profit')}  "
-        f"R:R {s.get('risk_reward')}",
+        (
+            f"Entry {s.get('entry_price')}  SL {s.get('stop_loss')}  TP {s.get('take_profit')}  "
+            f"R:R {s.get('risk_reward')}"
+            if s.get("entry_price") is not None
+            else "No trade levels: the signal is to wait."
+        ),
         f"AMD phase {s.get('amd_phase')}, killzone {s.get('killzone')}",
     ]
     lines += [f"- {r}" for r in s.get("reasoning") or []]

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 from config.settings import RiskSettings
+from tools.broker.pricing import margin_usd
 from tools.schemas import Portfolio, Quote, Signal, SymbolSpec
 
 # Money is compared after rounding to cents; this absorbs the half-cent of that rounding.
@@ -30,6 +31,7 @@ class RiskInputs:
     portfolio: Portfolio
     signal: Signal | None  # the CURRENT signal for the symbol, fetched by the gate — never model text
     now: datetime  # market time (the replay clock), to tell a live price from the last one before a close
+    leverage: float | None = None  # the account's; None = unknown, margin is left to the broker
 
 
 @dataclass(frozen=True)
@@ -268,12 +270,24 @@ def rule_daily_loss_headroom(
     )
 
 
+def rule_free_margin(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings, sized: _Sized) -> RuleResult:
+    """Blocked here rather than refused by the broker after the trader approved it."""
+    if inputs.leverage is None:
+        return RuleResult(True, "margin not checked here (leverage unknown); the broker checks it")
+    needed = margin_usd(inputs.spec, sized.size_lots, sized.entry, inputs.leverage)
+    free = inputs.portfolio.free_margin
+    if needed > free:
+        return RuleResult(False, f"needs {needed:.2f} USD of margin; free margin is {free:.2f} USD")
+    return RuleResult(True, f"margin {needed:.2f} USD ≤ free margin {free:.2f} USD")
+
+
 SIZED_RULES: list[Callable[[TradeIdea, RiskInputs, RiskSettings, _Sized], RuleResult]] = [
     rule_risk_per_trade,
     rule_daily_loss_headroom,
     rule_lot_bounds,
     rule_risk_reward,
     rule_lots_per_symbol,
+    rule_free_margin,
 ]
 
 

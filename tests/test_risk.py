@@ -267,3 +267,15 @@ def test_a_stale_price_means_the_market_is_closed(cfg: Settings) -> None:
     just_in = Quote(symbol="XAUUSD", time=NOW - timedelta(seconds=cfg.risk.max_quote_age_seconds), bid=4400.0,
                     ask=4400.20)  # fmt: skip
     assert evaluate(buy(), gold(cfg, quote=just_in), cfg.risk).passed
+
+
+def test_free_margin_is_checked_before_the_trader_approves(cfg: Settings) -> None:
+    # 0.1 lots of gold at the 4400.20 ask on 1:100 = 4400.20 * 100 * 0.1 / 100 = 440.02 USD of margin.
+    tight = Portfolio(balance=10_000, equity=10_000, margin=9_600, free_margin=400, positions=[])
+    inputs = gold(cfg, portfolio=tight)
+    v = evaluate(buy(size=0.1), RiskInputs(**{**inputs.__dict__, "leverage": 100.0}), cfg.risk)
+    assert blocked_with(v, "needs 440.02 USD of margin; free margin is 400.00 USD")
+    roomy = RiskInputs(**{**inputs.__dict__, "leverage": 100.0, "portfolio": portfolio()})
+    assert evaluate(buy(size=0.1), roomy, cfg.risk).passed
+    # Unknown leverage (a platform broker): the rule defers to the broker instead of guessing.
+    assert evaluate(buy(size=0.1), inputs, cfg.risk).passed

@@ -104,7 +104,8 @@ async def gate_open(
     quote = await deps.services.market.get_quote(idea.symbol)
     portfolio = await deps.services.broker.get_portfolio(ctx.account_id)
     signal = await _signal(deps, idea.symbol)
-    inputs = RiskInputs(spec, quote, portfolio, signal, deps.services.clock.now())
+    now, leverage = deps.services.clock.now(), deps.settings.broker.leverage
+    inputs = RiskInputs(spec, quote, portfolio, signal, now, leverage)
     verdict = evaluate(idea, inputs, deps.settings.risk)
     fields = {
         "kind": "open",

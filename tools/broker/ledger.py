@@ -14,7 +14,7 @@ from tools.broker.pricing import ExitReason
 from tools.schemas import Side
 
 
-class OpenPosition(BaseModel):
+class _Trade(BaseModel):
     ticket: int
     symbol: str
     side: Side
@@ -23,20 +23,15 @@ class OpenPosition(BaseModel):
     open_time: datetime
     stop_loss: float | None = None
     take_profit: float | None = None
+
+
+class OpenPosition(_Trade):
     margin_usd: float
     # Bars opening at or after this time are still to be checked for SL/TP (a quote's time at open).
     checked_until: datetime
 
 
-class ClosedTrade(BaseModel):
-    ticket: int
-    symbol: str
-    side: Side
-    lots: float
-    open_price: float
-    open_time: datetime
-    stop_loss: float | None = None
-    take_profit: float | None = None
+class ClosedTrade(_Trade):
     close_price: float
     close_time: datetime
     reason: ExitReason

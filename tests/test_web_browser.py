@@ -169,15 +169,22 @@ def test_close_card_shows_the_position_without_placeholders(page: Page, base_url
         command = buy_command(client)
     page.click("#new-session")
     send(page, command)
+    expect(page.locator(".msg.assistant").last).to_contain_text("Approval required", timeout=30_000)
+    # A click while the page is still busy with a run (the card shows before its run has finished) must
+    # wait for that run, not be dropped: hold the page busy, click, then let the run "finish".
+    page.evaluate("state.busy = true")
     page.get_by_test_id("approval-card").last.get_by_role("button", name="Approve").click()
-    expect(page.locator(".msg.assistant").last).to_contain_text("EXECUTED")
+    page.wait_for_timeout(300)
+    page.evaluate("state.busy = false")
+    expect(page.locator(".msg.assistant").last).to_contain_text("EXECUTED", timeout=30_000)
     with httpx.Client(base_url=base_url, timeout=30) as client:
         ticket = client.get("/api/portfolio").json()["positions"][-1]["ticket"]
     send(page, f"/close {ticket}")
+    expect(page.locator(".msg.assistant").last).to_contain_text(f"CLOSE position #{ticket}", timeout=30_000)
     card = page.get_by_test_id("approval-card").last
     expect(card).to_contain_text(f"Close #{ticket}")
     assert "null" not in card.inner_text() and "undefined" not in card.inner_text()
     card.get_by_role("button", name="Approve").click()
-    expect(page.locator(".msg.assistant").last).to_contain_text("EXECUTED")
+    expect(page.locator(".msg.assistant").last).to_contain_text("EXECUTED", timeout=30_000)
     with httpx.Client(base_url=base_url, timeout=30) as client:
         assert ticket not in [p["ticket"] for p in client.get("/api/portfolio").json()["positions"]]

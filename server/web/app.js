@@ -193,12 +193,14 @@ function closeApprovalCards() {
 }
 
 async function decide(card, proposal, decision, edits = {}, reason = "") {
-  if (state.busy) return;
   if (decision === "edit" && Object.keys(edits).length === 0) {
     addMessage("note", "Change the size, SL or TP before sending the edit.");
     return;
   }
   card.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  // The card shows up while its run is still finishing; a quick click waits for that run instead of
+  // being dropped (the server would answer 409 for a session that is busy).
+  while (state.busy) await new Promise((resolve) => setTimeout(resolve, 50));
   card.classList.add("done");
   addMessage("note", `You chose: ${decision}${reason ? ` (${reason})` : ""}`);
   const body = { proposal_id: proposal.proposal_id, decision, edits, reason };

@@ -72,6 +72,24 @@ async def model_status(settings: Settings) -> Literal["ok", "down", "model_missi
     return "ok"
 
 
+async def warm_up(settings: Settings) -> str:
+    """Load the model now (Ollama loads it on a chat with no messages), with the context size we use, so
+    the trader's first question does not pay for loading the weights; `keep_alive` keeps it loaded."""
+    llm = settings.llm
+    body = {"model": llm.model, "messages": [], "stream": False, "keep_alive": llm.keep_alive,
+            "options": {"num_ctx": llm.num_ctx}}  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=llm.base_url, timeout=llm.request_timeout) as client:
+            response = await client.post("/api/chat", json=body)
+    except httpx.HTTPError:
+        return "not loaded: " + _down(llm.base_url)
+    if response.status_code == 404:
+        return "not loaded: " + _missing(llm.model, llm.base_url)
+    if response.is_error:
+        return f"not loaded: the model server answered {response.status_code}: {response.text[:200]}"
+    return f"loaded {llm.model} (keep_alive {llm.keep_alive})"
+
+
 def _down(base_url: str) -> str:
     return (
         f"the model server at {base_url} is not reachable (is Ollama running? `ollama serve`). "

@@ -49,14 +49,23 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
                 wait=settings.server.busy_policy == "wait",
             )
             app.state.copilot = copilot
-            ticker = asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds))
+            tasks = [asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds))]
+            if given is None and chat_model is None:  # the real ChatOllama: load the model in the background
+                tasks.append(asyncio.create_task(_warm_up(settings)))
             try:
                 yield
             finally:
-                ticker.cancel()
+                for task in tasks:
+                    task.cancel()
                 app.state.copilot = None
 
     return lifespan
+
+
+async def _warm_up(settings: Settings) -> None:
+    from graph.llm import warm_up
+
+    log.info("model warm-up: %s", await warm_up(settings))
 
 
 def _describe_validation(exc: RequestValidationError) -> str:

@@ -40,6 +40,7 @@ class OllamaDouble:
     replies: deque[Reply] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)  # every /api/chat body, in order
     show_requests: list[dict[str, Any]] = field(default_factory=list)
+    load_requests: list[dict[str, Any]] = field(default_factory=list)  # chats with no messages
 
     def queue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
@@ -70,6 +71,12 @@ class OllamaDouble:
         model = body.get("model", "")
         if model not in self.models:
             return JSONResponse({"error": f"model '{model}' not found"}, status_code=404)
+        if not body.get("messages"):  # Ollama loads the model and answers done_reason "load"
+            self.requests.pop()
+            self.load_requests.append(body)
+            loaded = {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": ""},
+                      "done_reason": "load", "done": True}  # fmt: skip
+            return JSONResponse(loaded)
         if body.get("tools") and "tools" not in self.models[model]:
             error = f"registry.ollama.ai/library/{model} does not support tools"
             return JSONResponse({"error": error}, status_code=400)

@@ -99,3 +99,33 @@ def test_json_mode_for_a_model_without_tools(
     first = fake.requests[-2]
     assert not first.get("tools") and first["format"]["required"] == ["tool_calls", "content"]
     assert first["messages"][0] == {"role": "system", "content": SYSTEM_PROMPT}
+
+
+def test_the_server_loads_the_model_at_start(
+    double: tuple[OllamaDouble, str], redis_url: str, shared_data: Path, tmp_path: Path
+) -> None:
+    import time
+
+    fake, ollama_url = double
+    fake.load_requests.clear()
+    with copilot_client(redis_url, shared_data, tmp_path, ollama_url, NATIVE):
+        deadline = time.monotonic() + 30
+        while not fake.load_requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (load,) = fake.load_requests
+    assert load["model"] == NATIVE and load["messages"] == [] and load["keep_alive"] == "30m"
+    assert load["options"] == {"num_ctx": 8192}  # loaded with the context size every chat uses
+
+
+async def test_warm_up_reports_what_happened(double: tuple[OllamaDouble, str], tmp_path: Path) -> None:
+    from config import load_settings
+    from graph.llm import warm_up
+    from tests.conftest import free_port
+
+    _, ollama_url = double
+    ok = load_settings(llm={"base_url": ollama_url, "model": NATIVE}, logging={"file": None})
+    assert await warm_up(ok) == f"loaded {NATIVE} (keep_alive 30m)"
+    missing = load_settings(llm={"base_url": ollama_url, "model": "nope:1b"}, logging={"file": None})
+    assert "ollama pull nope:1b" in await warm_up(missing)
+    down = load_settings(llm={"base_url": f"http://127.0.0.1:{free_port()}"}, logging={"file": None})
+    assert "not reachable" in await warm_up(down)

@@ -82,10 +82,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     from server.chat_cli import ChatClient, new_session_id
 
-    url = (args.url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/")
     key = args.api_key or os.environ.get("COPILOT_API_KEY")
-    client = ChatClient(url=url, session_id=args.session or new_session_id(), symbol=args.symbol, api_key=key)
-    return client.loop()
+    session = args.session or new_session_id()
+    if not args.local:
+        url = (args.url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/")
+        return ChatClient(url=url, session_id=session, symbol=args.symbol, api_key=key).loop()
+    # No server running: the same app in this process, on a private loopback port, for this chat only.
+    from server.app import create_app
+    from server.in_thread import serve_in_thread
+
+    server = embedded_redis(settings) if settings.embedded_redis else None
+    started = server.start() if server is not None else False
+    try:
+        with serve_in_thread(create_app(settings)) as url:
+            return ChatClient(url=url, session_id=session, symbol=args.symbol, api_key=key).loop()
+    finally:
+        if server is not None and started:
+            server.stop()
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -154,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session", help="session id to continue (default: a new one)")
     p.add_argument("--symbol", default="XAUUSD")
     p.add_argument("--api-key", help="API key (or env COPILOT_API_KEY)")
+    p.add_argument("--local", action="store_true", help="no server needed: run the copilot in this process")
     p.set_defaults(func=cmd_chat)
     return parser
 

@@ -99,3 +99,23 @@ def test_unreachable_server_is_reported_not_raised(monkeypatch: pytest.MonkeyPat
     chat, out = client(f"http://127.0.0.1:{free_port()}", ["hola", "/quit"])
     assert chat.loop() == 0
     assert "cannot reach the server" in out.getvalue()
+
+
+def test_local_chat_needs_no_server(
+    redis_url: str, key_prefix: str, shared_data: Path, tmp_path: Path
+) -> None:
+    """`copilot chat --local` as a trader runs it: a real process, typed lines on stdin, answers on stdout."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, free_port
+
+    env = {**os.environ, "REDIS_URL": redis_url, "REDIS__PREFIX": key_prefix, "DATA_DIR": str(tmp_path / "d"),
+           "FALLBACK_DATA_DIR": str(shared_data), "LOGGING__FILE": "",
+           "LLM__BASE_URL": f"http://127.0.0.1:{free_port()}"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "server.cli", "chat", "--local", "--session", "local1"],
+                          input="/portfolio\n/quit\n", capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "session local1" in done.stdout and "Balance 10000.0" in done.stdout

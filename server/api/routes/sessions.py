@@ -72,6 +72,16 @@ async def get_checkpoint(
     return state
 
 
+async def require_pending(
+    copilot: Copilot, metrics: Metrics, user: str, session_id: str, body: DecisionRequest
+) -> None:
+    """404 for another user's (or no) session, 409 when nothing waits for a decision; counts the decision."""
+    state = await require_state(copilot, user, session_id)
+    if state.pending_approval is None:
+        raise HTTPException(409, NOTHING_PENDING)
+    metrics.approvals.labels(body.decision).inc()
+
+
 @router.post("/sessions/{session_id}/approval", response_model=ChatResult)
 async def decide(
     session_id: SessionId,
@@ -82,10 +92,7 @@ async def decide(
     metrics: MetricsDep,
 ) -> ChatResult:
     """Approve, edit (size_lots, stop_loss, take_profit) or reject the pending proposal."""
-    state = await require_state(copilot, user, session_id)
-    if state.pending_approval is None:
-        raise HTTPException(409, NOTHING_PENDING)
-    metrics.approvals.labels(body.decision).inc()
+    await require_pending(copilot, metrics, user, session_id, body)
     try:
         result: ChatResult = await run_once(
             locks,
@@ -113,10 +120,7 @@ async def decide_stream(
     metrics: MetricsDep,
 ) -> StreamingResponse:
     """The approval decision, followed live (the order's execution and the model's comment)."""
-    state = await require_state(copilot, user, session_id)
-    if state.pending_approval is None:
-        raise HTTPException(409, NOTHING_PENDING)
-    metrics.approvals.labels(body.decision).inc()
+    await require_pending(copilot, metrics, user, session_id, body)
     return await stream_response(
         locks,
         metrics,

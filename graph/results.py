@@ -10,6 +10,9 @@ from langgraph.types import StateSnapshot
 from graph.messages import text
 from graph.schemas import ChatResult, CheckpointInfo, SessionState
 
+# Outcomes of a send to the broker ("requote" and "refused" never reached it).
+ORDER_STATUSES = ("executed", "failed", "unknown")
+
 
 def pending_proposal(snapshot: StateSnapshot) -> dict[str, Any] | None:
     """The proposal the thread is paused on (the human_approval interrupt), if any."""
@@ -54,11 +57,13 @@ def chat_result(snapshot: StateSnapshot, before: set[str]) -> ChatResult:
     if pending is not None:
         replies.append(proposal_text(pending))
     used = list(dict.fromkeys(values.get("tools_used") or []))
+    outcome = values.get("outcome") or {}
     return ChatResult(
         response="\n\n".join(replies) or "(no answer)",
         tools_used=used,
         signal=values.get("turn_signal"),
         pending_approval=pending,
+        order=outcome if outcome.get("status") in ORDER_STATUSES else None,
     )
 
 

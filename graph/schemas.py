@@ -43,6 +43,8 @@ class ChatResult(BaseModel):
     tools_used: list[str] = []
     signal: dict[str, Any] | None = None
     pending_approval: dict[str, Any] | None = None
+    # What this run's order did at the broker (executed / failed / unknown), if it sent one.
+    order: dict[str, Any] | None = None
 
 
 class SessionState(BaseModel):

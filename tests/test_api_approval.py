@@ -20,7 +20,7 @@ from tests.conftest import serve_app
 from tests.test_api_locks import WatchedLocks
 from tools.locks import RunLocks
 
-USERS = {f"key-{name}-0123456789": name for name in ("ana", "beto", "carla")}
+USERS = {f"key-{name}-0123456789": name for name in ("ana", "beto", "carla", "dora")}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,23 @@ def test_round_trip_places_exactly_one_order(shared_url: str) -> None:
         after = counters(client)
         assert after["approvals"] - before["approvals"] == 1  # the 409 one was not a decision
         assert after["orders"] - before["orders"] == 1
+
+
+def test_an_order_approved_in_the_chat_is_reported_and_counted(shared_url: str) -> None:
+    with as_user(shared_url, "dora") as client:
+        session = sid()
+        proposal = propose(client, session)
+        before = counters(client)
+        body = client.post("/api/chat", json={"message": "/approve", "session_id": session}).json()
+        assert (
+            body["order"]["status"] == "executed" and body["order"]["proposal_id"] == proposal["proposal_id"]
+        )
+        assert counters(client)["orders"] - before["orders"] == 1
+        # A turn that sends nothing to the broker reports no order.
+        assert (
+            client.post("/api/chat", json={"message": "/portfolio", "session_id": session}).json()["order"]
+            is None
+        )
 
 
 def test_reject_and_wrong_proposal_id_execute_nothing(shared_url: str) -> None:

@@ -10,10 +10,9 @@ from typing import Any
 
 from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
-from langchain_core.runnables import RunnableConfig
 
 from config import Settings
-from graph.copilot import Copilot, NoPendingApproval, thread_id
+from graph.copilot import NoPendingApproval
 from server.metrics import Metrics
 from tools.locks import RunLocks, SessionBusy
 
@@ -35,21 +34,9 @@ def check_message(message: str, settings: Settings) -> None:
 
 def record_result(metrics: Metrics, kind: str, result: dict[str, Any] | None) -> None:
     metrics.graph_runs.labels(kind, "ok" if result is not None else "error").inc()
-
-
-async def record_order(
-    metrics: Metrics, copilot: Copilot, user_id: str, session_id: str, proposal_id: str
-) -> None:
-    """Count the order an approval led to, from the thread's recorded outcome for that very proposal."""
-    try:
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id(user_id, session_id)}}
-        snapshot = await copilot.graph.aget_state(config)
-    except Exception as exc:  # metrics must never fail a request
-        log.warning("could not read the outcome for metrics: %s", exc)
-        return
-    outcome = (snapshot.values or {}).get("outcome") or {}
-    if isinstance(outcome, dict) and outcome.get("proposal_id") == proposal_id:
-        metrics.orders.labels(str(outcome.get("status", "unknown"))).inc()
+    order = (result or {}).get("order")
+    if order:  # a chat "/approve" counts as much as the approval endpoint
+        metrics.orders.labels(str(order.get("status", "unknown"))).inc()
 
 
 @asynccontextmanager
@@ -77,7 +64,6 @@ async def stream_response(
     session_id: str,
     kind: str,
     events: Callable[[], AsyncIterator[Event]],
-    after: Callable[[], Awaitable[None]] | None = None,
 ) -> StreamingResponse:
     """Take the lock before answering (so busy is a real 409), stream the run's events, release at the end."""
     stack = AsyncExitStack()
@@ -99,8 +85,6 @@ async def stream_response(
                 yield sse_frame({"event": "error", "data": {"message": "the run failed; see the server log"}})
             finally:
                 record_result(metrics, kind, final)
-            if after is not None:
-                await after()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
@@ -113,7 +97,6 @@ async def run_once(
     session_id: str,
     kind: str,
     call: Callable[[], Awaitable[Any]],
-    after: Callable[[], Awaitable[None]] | None = None,
 ) -> Any:
     async with session_lock(locks, metrics, user_id, session_id):
         try:
@@ -121,7 +104,5 @@ async def run_once(
         except Exception:
             record_result(metrics, kind, None)
             raise
-        if after is not None:
-            await after()
     record_result(metrics, kind, result.model_dump() if hasattr(result, "model_dump") else result)
     return result

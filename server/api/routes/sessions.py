@@ -13,7 +13,7 @@ from graph.schemas import ChatResult, CheckpointInfo, SessionState
 from server.api.deps import SESSION_ID_PATTERN, CopilotDep, CurrentUser, LocksDep, MetricsDep, SessionId
 from server.api.models import ClearRequest, DecisionRequest, SessionList, StatusResponse
 from server.api.routes.chat import STREAM_DOC
-from server.api.runs import NOTHING_PENDING, record_order, run_once, session_lock, stream_response
+from server.api.runs import NOTHING_PENDING, run_once, session_lock, stream_response
 from server.metrics import Metrics
 from tools.locks import RunLocks
 
@@ -28,14 +28,6 @@ async def require_state(copilot: Copilot, user: str, session_id: str) -> Session
     if state is None:
         raise HTTPException(404, NOT_FOUND)
     return state
-
-
-def _order_counter(
-    copilot: Copilot, metrics: Metrics, user: str, session_id: str, body: DecisionRequest
-) -> Callable[[], Awaitable[None]] | None:
-    if body.decision == "reject":
-        return None
-    return lambda: record_order(metrics, copilot, user, session_id, body.proposal_id)
 
 
 @router.get("/sessions", response_model=SessionList)
@@ -101,7 +93,6 @@ async def decide(
             session_id,
             body.decision,
             lambda: copilot.decide(user, session_id, body.as_decision()),
-            _order_counter(copilot, metrics, user, session_id, body),
         )
     except NoPendingApproval:
         raise HTTPException(409, NOTHING_PENDING) from None
@@ -128,18 +119,23 @@ async def decide_stream(
         session_id,
         body.decision,
         lambda: copilot.stream_decision(user, session_id, body.as_decision()),
-        _order_counter(copilot, metrics, user, session_id, body),
     )
 
 
-async def _clear(
-    copilot: Copilot, locks: RunLocks, metrics: Metrics, user: str, session_id: str
+async def _locked(
+    copilot: Copilot,
+    locks: RunLocks,
+    metrics: Metrics,
+    user: str,
+    session_id: str,
+    action: Callable[[str, str], Awaitable[bool]],
+    status: str,
 ) -> StatusResponse:
     await require_state(copilot, user, session_id)
-    # Not while a run writes to the thread: clearing mid-run would interleave with its checkpoints.
+    # Not while a run writes to the thread: changing it mid-run would interleave with its checkpoints.
     async with session_lock(locks, metrics, user, session_id):
-        await copilot.clear(user, session_id)
-    return StatusResponse(status="cleared", session_id=session_id)
+        await action(user, session_id)
+    return StatusResponse(status=status, session_id=session_id)
 
 
 @router.post("/clear_history", response_model=StatusResponse)
@@ -155,7 +151,7 @@ async def clear_history(
     sid = session_id or (body.session_id if body else None)
     if sid is None:
         raise HTTPException(422, "session_id is required (query parameter or JSON body)")
-    return await _clear(copilot, locks, metrics, user, sid)
+    return await _locked(copilot, locks, metrics, user, sid, copilot.clear, "cleared")
 
 
 @router.post("/sessions/{session_id}/clear", response_model=StatusResponse)
@@ -163,7 +159,7 @@ async def clear_session(
     session_id: SessionId, user: CurrentUser, copilot: CopilotDep, locks: LocksDep, metrics: MetricsDep
 ) -> StatusResponse:
     """Forget the conversation's messages; the session id stays usable."""
-    return await _clear(copilot, locks, metrics, user, session_id)
+    return await _locked(copilot, locks, metrics, user, session_id, copilot.clear, "cleared")
 
 
 @router.delete("/sessions/{session_id}", response_model=StatusResponse)
@@ -171,7 +167,4 @@ async def delete_session(
     session_id: SessionId, user: CurrentUser, copilot: CopilotDep, locks: LocksDep, metrics: MetricsDep
 ) -> StatusResponse:
     """Remove the session and its checkpoints."""
-    await require_state(copilot, user, session_id)
-    async with session_lock(locks, metrics, user, session_id):
-        await copilot.delete(user, session_id)
-    return StatusResponse(status="deleted", session_id=session_id)
+    return await _locked(copilot, locks, metrics, user, session_id, copilot.delete, "deleted")

@@ -175,18 +175,22 @@ class Copilot:
         return await self._run(user_id, session_id, {"messages": [HumanMessage(message)]}, symbol)
 
     async def decide(self, user_id: str, session_id: str, decision: dict[str, Any]) -> ChatResult:
-        await self._require_pending(user_id, session_id)
-        return await self._run(user_id, session_id, Command(resume=decision), None)
+        before = await self._require_pending(user_id, session_id)
+        return await self._run(user_id, session_id, Command(resume=decision), None, before)
 
-    async def _require_pending(self, user_id: str, session_id: str) -> None:
+    async def _require_pending(self, user_id: str, session_id: str) -> set[str]:
+        """The thread's message ids (what `_run` needs), after checking a decision is awaited."""
         snapshot = await self.graph.aget_state(self._config(user_id, session_id))
         if pending_proposal(snapshot) is None:
             raise NoPendingApproval("nothing in this session is waiting for an approval decision")
+        return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
 
-    async def _run(self, user_id: str, session_id: str, payload: Any, symbol: str | None) -> ChatResult:
+    async def _run(
+        self, user_id: str, session_id: str, payload: Any, symbol: str | None, before: set[str] | None = None
+    ) -> ChatResult:
         config = self._config(user_id, session_id)
         context = await self._context(user_id, session_id, symbol)
-        before = await self._ids(config)
+        before = before if before is not None else await self._ids(config)
         durability = DURABILITY_DECISION if isinstance(payload, Command) else DURABILITY_CHAT
         await self.graph.ainvoke(payload, config, context=context, durability=durability)
         return chat_result(await self.graph.aget_state(config), before)
@@ -209,17 +213,17 @@ class Copilot:
     async def stream_decision(
         self, user_id: str, session_id: str, decision: dict[str, Any]
     ) -> AsyncIterator[Event]:
-        await self._require_pending(user_id, session_id)
-        async for event in self._stream(user_id, session_id, Command(resume=decision), None):
+        before = await self._require_pending(user_id, session_id)
+        async for event in self._stream(user_id, session_id, Command(resume=decision), None, before):
             yield event
 
     async def _stream(
-        self, user_id: str, session_id: str, payload: Any, symbol: str | None
+        self, user_id: str, session_id: str, payload: Any, symbol: str | None, before: set[str] | None = None
     ) -> AsyncIterator[Event]:
         config = self._config(user_id, session_id)
         try:
             context = await self._context(user_id, session_id, symbol)
-            before = await self._ids(config)
+            before = before if before is not None else await self._ids(config)
             modes: list[StreamMode] = ["tasks", "messages", "custom", "updates"]
             durability = DURABILITY_DECISION if isinstance(payload, Command) else DURABILITY_CHAT
             async for mode, chunk in self.graph.astream(

@@ -115,19 +115,19 @@ class Copilot:
         return {"configurable": {"thread_id": thread_id(user_id, session_id)}}
 
     async def _context(self, user_id: str, session_id: str, symbol: str | None) -> Context:
+        """The run's runtime context; remembers the session's symbol and indexes the session (one trip)."""
         key = f"{self.settings.redis.prefix}session:{thread_id(user_id, session_id)}"
-        redis = self.services.redis
-        if symbol:
-            await redis.hset(key, "symbol", symbol.upper())
-        else:
-            stored = await redis.hget(key, "symbol")
-            symbol = str(stored) if stored else None
-        if self.settings.redis.ttl > 0:
-            await redis.expire(key, self.settings.redis.ttl)
-        index = f"{self.settings.redis.prefix}sessions:{user_id}"
-        await redis.sadd(index, session_id)
+        async with self.services.redis.pipeline(transaction=False) as pipe:
+            if symbol:
+                pipe.hset(key, "symbol", symbol.upper())
+            pipe.hget(key, "symbol")
+            if self.settings.redis.ttl > 0:
+                pipe.expire(key, self.settings.redis.ttl)
+            pipe.sadd(f"{self.settings.redis.prefix}sessions:{user_id}", session_id)
+            replies = await pipe.execute()
+        stored = replies[1 if symbol else 0]
         return Context(
-            user_id=user_id, account_id=account_for(user_id), session_symbol=str(symbol or "XAUUSD")
+            user_id=user_id, account_id=account_for(user_id), session_symbol=str(stored or "XAUUSD")
         )
 
     async def _ids(self, config: RunnableConfig) -> set[str]:

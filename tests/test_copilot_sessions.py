@@ -66,3 +66,11 @@ async def test_clear_drops_a_pending_proposal(make_copilot: CopilotFactory) -> N
             await copilot.decide(
                 USER, SESSION, {"proposal_id": result.pending_approval["proposal_id"], "decision": "approve"}
             )
+
+
+async def test_the_session_remembers_its_symbol(make_copilot: CopilotFactory) -> None:
+    async with make_copilot() as copilot:
+        assert (await copilot._context(USER, "sym", None)).session_symbol == "XAUUSD"  # the default
+        assert (await copilot._context(USER, "sym", "eurusd")).session_symbol == "EURUSD"
+        later = await copilot._context(USER, "sym", None)  # a later turn that names no symbol
+        assert later.session_symbol == "EURUSD" and later.account_id == "paper-alice"

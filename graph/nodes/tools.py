@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
@@ -18,9 +19,8 @@ from graph.state import State
 from tools.trading_tools import PROPOSAL_TOOLS, make_tools
 
 
-async def run_call(deps: Deps, ctx: Context, call: dict[str, Any]) -> ToolMessage:
+async def run_call(tools: dict[str, BaseTool], call: dict[str, Any]) -> ToolMessage:
     """One tool call -> its ToolMessage; unknown tools and failures come back as readable errors."""
-    tools = {t.name: t for t in make_tools(deps.services, ctx.account_id)}
     tool = tools.get(call["name"])
     if tool is None:
         known = ", ".join(sorted(tools))
@@ -49,10 +49,11 @@ def make_tools_node(deps: Deps) -> Node:
         write = get_stream_writer()
         for call in calls:
             write({"event": "tool", "data": {"name": call["name"], "args": call.get("args", {})}})
+        tools = {t.name: t for t in make_tools(deps.services, ctx.account_id)}
         if deps.settings.tools.parallel_execution:
-            results = list(await asyncio.gather(*(run_call(deps, ctx, c) for c in calls)))
+            results = list(await asyncio.gather(*(run_call(tools, c) for c in calls)))
         else:
-            results = [await run_call(deps, ctx, c) for c in calls]
+            results = [await run_call(tools, c) for c in calls]
         update: dict[str, Any] = {
             "messages": results,
             "tool_rounds": state.get("tool_rounds", 0) + 1,

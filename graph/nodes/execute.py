@@ -69,7 +69,7 @@ async def still_valid(
     fixed = PendingCall(
         id=call["id"], name=call["name"], args={**call["args"], "size": proposal["size_lots"]}
     )
-    verdict, _ = await gate_open(deps, ctx, fixed, state)
+    verdict, _ = await gate_open(deps, ctx, fixed)
     return None if verdict.passed else {**requote, "reasons": verdict.reasons}
 
 

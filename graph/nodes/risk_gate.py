@@ -96,9 +96,7 @@ def _spec(deps: Deps, symbol: str) -> SymbolSpec:
     return spec
 
 
-async def gate_open(
-    deps: Deps, ctx: Context, call: PendingCall, state: State
-) -> tuple[Verdict, dict[str, Any]]:
+async def gate_open(deps: Deps, ctx: Context, call: PendingCall) -> tuple[Verdict, dict[str, Any]]:
     idea = trade_idea(call["args"])
     spec = _spec(deps, idea.symbol)
     quote = await deps.services.market.get_quote(idea.symbol)
@@ -200,7 +198,7 @@ def make_risk_gate(deps: Deps) -> Node:
         write({"event": "tool", "data": {"name": call["name"], "args": call["args"]}})
         try:
             if kind == "open":
-                verdict, fields = await gate_open(deps, ctx, call, state)
+                verdict, fields = await gate_open(deps, ctx, call)
             else:
                 verdict, fields = await gate_position(deps, ctx, call, kind)
             reasons, passed = verdict.reasons, verdict.passed

@@ -141,7 +141,9 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(64_000, ge=1024)
     max_message_chars: int = Field(4000, ge=1)
     busy_policy: Literal["reject", "wait"] = "reject"
-    run_lock_seconds: int = Field(120, ge=5)
+    # A run's session lease (renewed every third of it while the run lives), and how long `wait` queues.
+    run_lease_seconds: float = Field(6.0, ge=1, le=60)
+    busy_wait_seconds: float = Field(120.0, ge=1)
 
 
 class Settings(BaseSettings):

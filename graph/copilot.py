@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,17 +19,26 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StreamMode
 
 from config import Settings
+from graph.audit import AuditTrail
 from graph.builder import build_graph
 from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer
 from graph.context import Context
 from graph.deps import wall_clock
-from graph.results import chat_result, checkpoint_info, pending_proposal, session_state
+from graph.results import (
+    chat_result,
+    checkpoint_info,
+    interrupted,
+    merge_results,
+    pending_proposal,
+    session_state,
+)
 from graph.schemas import ChatResult, CheckpointInfo, SessionState
 from graph.slash import DecisionCommand, parse_slash
 from graph.streaming import to_events
 from tools.services import Services, build_services
 
 Event = dict[str, Any]
+log = logging.getLogger(__name__)
 _ID = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 
 
@@ -45,6 +55,10 @@ class DecisionRefused(Exception):
 
     def result(self) -> ChatResult:
         return ChatResult(response=str(self), pending_approval=self.pending)
+
+
+class RecoveryFailed(Exception):
+    """An interrupted run could not be completed (broker or Redis still away); the thread is untouched."""
 
 
 class InvalidId(ValueError):
@@ -167,16 +181,53 @@ class Copilot:
         self, user_id: str, session_id: str, message: str, symbol: str | None = None
     ) -> ChatResult:
         try:
+            recovered = await self.recover(user_id, session_id)
             decision = await self._decision_for(user_id, session_id, message)
+        except RecoveryFailed as failed:
+            return ChatResult(response=str(failed))
         except DecisionRefused as refused:
             return refused.result()
         if decision is not None:
-            return await self.decide(user_id, session_id, decision)
-        return await self._run(user_id, session_id, {"messages": [HumanMessage(message)]}, symbol)
+            # A decision about a run that was just completed no longer applies: show what happened instead.
+            return recovered or await self.decide(user_id, session_id, decision)
+        result = await self._run(user_id, session_id, {"messages": [HumanMessage(message)]}, symbol)
+        return merge_results(recovered, result)
 
     async def decide(self, user_id: str, session_id: str, decision: dict[str, Any]) -> ChatResult:
+        try:
+            recovered = await self.recover(user_id, session_id)
+        except RecoveryFailed as failed:
+            return ChatResult(response=str(failed))
+        if recovered is not None:  # the decision was about a run that has just been completed
+            return recovered
         before = await self._require_pending(user_id, session_id)
         return await self._run(user_id, session_id, Command(resume=decision), None, before)
+
+    async def recover(self, user_id: str, session_id: str) -> ChatResult | None:
+        """Finish a run that stopped between steps (a killed process, a Redis fault, a cancel): resume it
+        from its last checkpoint. A recorded approval is thus carried out (the execute node first asks the
+        broker whether the proposal's key already has an order), never abandoned; None when nothing was due.
+        Raises RecoveryFailed, leaving the thread as it was, when the run still cannot finish."""
+        config = self._config(user_id, session_id)
+        snapshot = await self.graph.aget_state(config)
+        if not interrupted(snapshot):
+            return None
+        before = {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
+        context = await self._context(user_id, session_id, None)
+        try:
+            await self.graph.ainvoke(None, config, context=context, durability=DURABILITY_DECISION)
+        except Exception as exc:
+            log.exception("could not complete the interrupted run of %s", config["configurable"]["thread_id"])
+            raise RecoveryFailed(
+                "A run of this session stopped before its end (an approved order may be involved) and "
+                f"could not be completed yet ({type(exc).__name__}: {exc}). Nothing else was done; "
+                "try again shortly."
+            ) from exc
+        result = chat_result(await self.graph.aget_state(config), before)
+        audit = AuditTrail(self.services.redis, self.settings.redis.prefix)
+        await audit.append("recovered", user_id, thread_id(user_id, session_id), {"order": result.order})
+        note = "(Completed a run that was interrupted before its end.)"
+        return result.model_copy(update={"response": f"{note}\n{result.response}"})
 
     async def _require_pending(self, user_id: str, session_id: str) -> set[str]:
         """The thread's message ids (what `_run` needs), after checking a decision is awaited."""
@@ -199,20 +250,38 @@ class Copilot:
         self, user_id: str, session_id: str, message: str, symbol: str | None = None
     ) -> AsyncIterator[Event]:
         try:
+            recovered = await self.recover(user_id, session_id)
             decision = await self._decision_for(user_id, session_id, message)
+        except RecoveryFailed as failed:
+            yield {"event": "final", "data": ChatResult(response=str(failed)).model_dump()}
+            return
         except DecisionRefused as refused:
             yield {"event": "final", "data": refused.result().model_dump()}
             return
+        if recovered is not None:
+            yield {"event": "recovered", "data": recovered.model_dump()}
         if decision is not None:
+            if recovered is not None:
+                yield {"event": "final", "data": recovered.model_dump()}
+                return
             async for event in self.stream_decision(user_id, session_id, decision):
                 yield event
             return
         async for event in self._stream(user_id, session_id, {"messages": [HumanMessage(message)]}, symbol):
+            if event["event"] == "final" and recovered is not None:
+                event = {**event, "data": merge_results(recovered, ChatResult(**event["data"])).model_dump()}
             yield event
 
     async def stream_decision(
         self, user_id: str, session_id: str, decision: dict[str, Any]
     ) -> AsyncIterator[Event]:
+        try:
+            recovered = await self.recover(user_id, session_id)
+        except RecoveryFailed as failed:
+            recovered = ChatResult(response=str(failed))
+        if recovered is not None:  # the decision was about a run that has just been completed
+            yield {"event": "final", "data": recovered.model_dump()}
+            return
         before = await self._require_pending(user_id, session_id)
         async for event in self._stream(user_id, session_id, Command(resume=decision), None, before):
             yield event
@@ -286,6 +355,18 @@ class Copilot:
         await self.services.redis.srem(f"{prefix}sessions:{user_id}", session_id)
         await self.services.redis.delete(f"{prefix}session:{tid}")
         return existed
+
+    async def interrupted_sessions(self) -> list[tuple[str, str]]:
+        """(user, session) of each indexed session whose last run stopped before its end (the start sweep)."""
+        prefix = self.settings.redis.prefix
+        found = []
+        async for key in self.services.redis.scan_iter(match=f"{prefix}sessions:*", count=500):
+            user_id = str(key)[len(f"{prefix}sessions:") :]
+            for session_id in await self.services.redis.smembers(key):
+                config = self._config(user_id, str(session_id))
+                if interrupted(await self.graph.aget_state(config)):
+                    found.append((user_id, str(session_id)))
+        return found
 
     async def sessions(self, user_id: str) -> list[str]:
         thread_id(user_id, "x")  # validates the user id

@@ -24,6 +24,25 @@ def pending_proposal(snapshot: StateSnapshot) -> dict[str, Any] | None:
     return None
 
 
+def interrupted(snapshot: StateSnapshot) -> bool:
+    """The thread's last run stopped between steps (killed, cancelled, Redis lost): steps are left and it
+    is not paused on the trader. Only decision runs checkpoint every step, so this is an approval's run."""
+    return bool(snapshot.next) and not snapshot.interrupts
+
+
+def merge_results(first: ChatResult | None, then: ChatResult) -> ChatResult:
+    """A recovered run's result followed by the new turn's (the order is the recovered one if any)."""
+    if first is None:
+        return then
+    return then.model_copy(
+        update={
+            "response": f"{first.response}\n\n{then.response}",
+            "tools_used": list(dict.fromkeys([*first.tools_used, *then.tools_used])),
+            "order": then.order or first.order,
+        }
+    )
+
+
 def proposal_text(p: dict[str, Any]) -> str:
     what = {
         "open": f"{p['side']} {p['size_lots']} lots {p['symbol']} at ~{p['entry_price']}",
@@ -87,6 +106,7 @@ def session_state(session_id: str, snapshot: StateSnapshot) -> SessionState:
         session_id=session_id,
         messages=[r for r in rows if r is not None],
         pending_approval=pending_proposal(snapshot),
+        interrupted_run=interrupted(snapshot),
         last_signal=values.get("last_signal"),
         checkpoint_id=snapshot.config.get("configurable", {}).get("checkpoint_id"),
     )

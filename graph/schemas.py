@@ -51,6 +51,8 @@ class SessionState(BaseModel):
     session_id: str
     messages: list[dict[str, Any]]
     pending_approval: dict[str, Any] | None = None
+    # The last run stopped before its end (a crash); it is completed at the next access or by the start sweep.
+    interrupted_run: bool = False
     last_signal: dict[str, Any] | None = None
     checkpoint_id: str | None = None
 

@@ -14,10 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from langchain_core.language_models import BaseChatModel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import Settings
 from graph.copilot import Copilot, InvalidId
 from server.api.routes import chat, health, portfolio, sessions
+from server.api.runs import RunRegistry, sweep
 from server.metrics import Metrics
 from server.middleware import BodyLimit, CatchAll, RequestMetrics
 from server.ticker import run_ticker
@@ -25,6 +28,12 @@ from tools.locks import RunLocks
 from tools.protocols import ServiceError
 
 log = logging.getLogger("copilot.server")
+DRAIN_SECONDS = 5.0
+REDIS_RETRY_AFTER_SECONDS = 5
+REDIS_DOWN = (
+    "Redis (where sessions, approvals and the paper ledger live) is unavailable; nothing was changed. "
+    "Retry in a few seconds."
+)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 
 
@@ -42,14 +51,19 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
             redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
             stack.push_async_callback(redis.aclose)
             app.state.redis = redis
-            app.state.locks = RunLocks(
+            locks = RunLocks(
                 redis,
                 settings.redis.prefix,
-                settings.server.run_lock_seconds,
+                settings.server.run_lease_seconds,
                 wait=settings.server.busy_policy == "wait",
+                wait_seconds=settings.server.busy_wait_seconds,
             )
-            app.state.copilot = copilot
-            tasks = [asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds))]
+            runs = RunRegistry(locks, app.state.metrics)
+            app.state.locks, app.state.runs, app.state.copilot = locks, runs, copilot
+            tasks = [
+                asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds)),
+                asyncio.create_task(_sweep(copilot, locks)),
+            ]
             if given is None and chat_model is None:  # the real ChatOllama: load the model in the background
                 tasks.append(asyncio.create_task(_warm_up(settings)))
             try:
@@ -57,9 +71,20 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
             finally:
                 for task in tasks:
                     task.cancel()
+                # Runs in flight get a moment to reach their checkpoint; what is cut is reconciled later.
+                await runs.drain(DRAIN_SECONDS)
                 app.state.copilot = None
 
     return lifespan
+
+
+async def _sweep(copilot: Copilot, locks: RunLocks) -> None:
+    try:
+        done = await sweep(copilot, locks)
+    except Exception:  # Redis away at start: the next access to each session reconciles it instead
+        log.exception("start sweep of interrupted runs failed")
+        return
+    log.info("start sweep: %d interrupted run(s) completed", done)
 
 
 async def _warm_up(settings: Settings) -> None:
@@ -84,6 +109,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidId)
     async def invalid_id(request: Request, exc: InvalidId) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def redis_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        headers = {"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)}
+        return JSONResponse({"detail": REDIS_DOWN}, status_code=503, headers=headers)
 
     @app.exception_handler(ServiceError)
     async def service_failed(request: Request, exc: ServiceError) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""The per-session run lock on the real Redis: exclusive, owner-only release, expiring, waitable."""
+"""The per-session run lease on the real Redis: exclusive, owner-only release, short and renewed, waitable,
+cancellable from another process."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class WatchedLocks(RunLocks):
 
 
 def locks(client: aioredis.Redis, prefix: str, wait: bool = False) -> RunLocks:
-    return RunLocks(client, prefix, expiry_seconds=30, wait=wait, poll_seconds=0.01)
+    return RunLocks(client, prefix, lease_seconds=30, wait=wait, poll_seconds=0.01)
 
 
 async def test_second_acquire_refused_until_released(redis_client: aioredis.Redis, key_prefix: str) -> None:
@@ -55,7 +56,7 @@ async def test_lock_key_has_prefix_and_expiry(redis_client: aioredis.Redis, key_
     await lk.acquire("alice", "s1")
     key = f"{key_prefix}lock:alice:s1"
     ttl_ms = await redis_client.pttl(key)
-    # A crashed worker's lock frees itself: it always carries an expiry of at most run_lock_seconds.
+    # A crashed worker's lock frees itself: it always carries an expiry of at most one lease.
     assert 0 < ttl_ms <= 30_000
 
 
@@ -76,15 +77,58 @@ async def test_hold_releases_when_the_run_fails(redis_client: aioredis.Redis, ke
     assert await redis_client.exists(lk.key("alice", "s1")) == 0
 
 
-async def test_extend_only_for_owner(redis_client: aioredis.Redis, key_prefix: str) -> None:
+async def test_renew_only_for_owner(redis_client: aioredis.Redis, key_prefix: str) -> None:
     lk = locks(redis_client, key_prefix)
     token = await lk.acquire("alice", "s1")
     assert token is not None
     await redis_client.pexpire(lk.key("alice", "s1"), 1000)
-    assert not await lk.extend("alice", "s1", "not-mine")
+    assert await lk.renew("alice", "s1", "not-mine") == 0
     assert await redis_client.pttl(lk.key("alice", "s1")) <= 1000
-    assert await lk.extend("alice", "s1", token)
+    assert await lk.renew("alice", "s1", token) == 1
     assert await redis_client.pttl(lk.key("alice", "s1")) > 1000
+
+
+async def test_lease_is_renewed_while_held_and_lapses_when_its_holder_stops(
+    redis_client: aioredis.Redis, key_prefix: str
+) -> None:
+    lk = RunLocks(redis_client, key_prefix, lease_seconds=0.6, poll_seconds=0.01)
+    async with lk.hold("alice", "s1") as token:
+        await asyncio.sleep(1.5)  # longer than the lease: only renewal keeps it
+        assert await redis_client.get(lk.key("alice", "s1")) == token
+    # A holder that dies cannot renew: taken without a holder, the lease is gone after one period.
+    assert await lk.acquire("alice", "s2") is not None
+    await asyncio.sleep(0.8)
+    assert await redis_client.exists(lk.key("alice", "s2")) == 0
+
+
+async def test_busy_says_when_to_retry(redis_client: aioredis.Redis, key_prefix: str) -> None:
+    lk = RunLocks(redis_client, key_prefix, lease_seconds=6)
+    assert await lk.acquire("alice", "s1") is not None
+    with pytest.raises(SessionBusy) as busy:
+        await lk.take("alice", "s1")
+    assert 1 <= busy.value.retry_after <= 6
+
+
+async def test_cancel_request_reaches_the_holder(redis_client: aioredis.Redis, key_prefix: str) -> None:
+    holder = RunLocks(redis_client, key_prefix, lease_seconds=0.3)
+    other = RunLocks(redis_client, key_prefix, lease_seconds=0.3)  # another process
+    assert not await other.request_cancel("alice", "s1")  # nothing runs: nothing to cancel
+    started = asyncio.Event()
+
+    async def run() -> None:
+        token = await holder.take("alice", "s1")
+        task = asyncio.current_task()
+        assert task is not None
+        async with holder.keep("alice", "s1", token, on_cancel=task):
+            started.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(run())
+    await started.wait()
+    assert await other.request_cancel("alice", "s1")
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert await redis_client.exists(holder.key("alice", "s1")) == 0  # released on the way out
 
 
 async def test_wait_policy_queues_behind_running_turn(redis_client: aioredis.Redis, key_prefix: str) -> None:

@@ -1,94 +1,149 @@
-"""Redis locks with an owner token, across server processes: one run per session, one order per account."""
+"""Redis leases with an owner token, across server processes: one run per session, one order per account.
+
+A lease is short (a few seconds) and renewed while its holder is alive, so a process killed mid-run frees
+the session (or the account) within one lease instead of leaving it locked for minutes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-# Delete / extend only when the lock still holds our token, so a run that outlived its expiry never frees
-# (or prolongs) the lock a newer run took over.
+log = logging.getLogger("copilot.locks")
+
+# Delete / renew only when the lease still holds our token, so a holder that outlived its lease never frees
+# (or prolongs) the lease a newer holder took over. Renewal also consumes a cancel request (answer 2).
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('DEL', KEYS[2]) == 1 then return 2 end
+return 1
+"""
+# A cancel request is recorded only while somebody holds the lease.
+_CANCEL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+return 1
 """
 
 
 class SessionBusy(Exception):
-    """Another run holds the session's lock."""
+    """Another run holds the session's lease; `retry_after` is when it ends at the latest unless renewed."""
 
-    def __init__(self) -> None:
+    def __init__(self, retry_after: int = 1) -> None:
         super().__init__("a run is already in progress for this session")
+        self.retry_after = retry_after
 
 
 @dataclass
 class RunLocks:
-    """`{prefix}lock:{user}:{session}` taken with SET NX PX; a crashed worker's lock expires by itself."""
+    """`{prefix}lock:{user}:{session}` taken with SET NX PX and renewed every third of the lease."""
 
     redis: aioredis.Redis
     prefix: str
-    expiry_seconds: int
+    lease_seconds: float
     wait: bool = False
+    wait_seconds: float = 120.0
     poll_seconds: float = 0.1
 
     def key(self, user_id: str, session_id: str) -> str:
         return f"{self.prefix}lock:{user_id}:{session_id}"
 
+    def cancel_key(self, user_id: str, session_id: str) -> str:
+        return f"{self.prefix}cancel:{user_id}:{session_id}"
+
+    @property
+    def _lease_ms(self) -> int:
+        return max(int(self.lease_seconds * 1000), 1)
+
     async def acquire(self, user_id: str, session_id: str) -> str | None:
         """The owner token, or None when the session is busy."""
         token = secrets.token_hex(16)
-        ok = await self.redis.set(
-            self.key(user_id, session_id), token, nx=True, px=self.expiry_seconds * 1000
-        )
+        ok = await self.redis.set(self.key(user_id, session_id), token, nx=True, px=self._lease_ms)
         return token if ok else None
 
     async def release(self, user_id: str, session_id: str, token: str) -> bool:
         released = await self.redis.eval(_RELEASE, 1, self.key(user_id, session_id), token)
         return bool(released)
 
-    async def extend(self, user_id: str, session_id: str, token: str) -> bool:
-        ms = str(self.expiry_seconds * 1000)
-        extended = await self.redis.eval(_EXTEND, 1, self.key(user_id, session_id), token, ms)
-        return bool(extended)
+    async def renew(self, user_id: str, session_id: str, token: str) -> int:
+        """0: the lease is lost; 1: renewed; 2: renewed, and somebody asked this run to stop."""
+        keys = (self.key(user_id, session_id), self.cancel_key(user_id, session_id))
+        return int(await self.redis.eval(_RENEW, 2, *keys, token, str(self._lease_ms)))
 
-    async def _take(self, user_id: str, session_id: str) -> str:
+    async def request_cancel(self, user_id: str, session_id: str) -> bool:
+        """Ask the holder (in whichever process) to stop its run; False when nothing holds the session."""
+        keys = (self.key(user_id, session_id), self.cancel_key(user_id, session_id))
+        return bool(await self.redis.eval(_CANCEL, 2, *keys, str(self._lease_ms * 2)))
+
+    async def busy_for(self, user_id: str, session_id: str) -> int:
+        """Seconds until the current lease ends unless renewed (at least 1): what a 409 says to wait."""
+        ms = int(await self.redis.pttl(self.key(user_id, session_id)))
+        return max(1, math.ceil(ms / 1000)) if ms > 0 else 1
+
+    async def take(self, user_id: str, session_id: str) -> str:
         token = await self.acquire(user_id, session_id)
         if token is not None:
             return token
-        if not self.wait:
-            raise SessionBusy()
-        # "wait" policy: queue behind the running turn, but never longer than a lock can live.
-        deadline = asyncio.get_running_loop().time() + self.expiry_seconds
-        while asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(self.poll_seconds)
-            token = await self.acquire(user_id, session_id)
-            if token is not None:
-                return token
-        raise SessionBusy()
+        if self.wait:  # "wait" policy: queue behind the running turn, for at most wait_seconds
+            deadline = asyncio.get_running_loop().time() + self.wait_seconds
+            while asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(self.poll_seconds)
+                token = await self.acquire(user_id, session_id)
+                if token is not None:
+                    return token
+        raise SessionBusy(await self.busy_for(user_id, session_id))
 
     @contextlib.asynccontextmanager
-    async def hold(self, user_id: str, session_id: str) -> AsyncIterator[str]:
-        """Hold the session's lock for a block; it is refreshed while held, so a slow model keeps it."""
-        token = await self._take(user_id, session_id)
-        refresher = asyncio.create_task(self._refresh(user_id, session_id, token))
+    async def keep(
+        self, user_id: str, session_id: str, token: str, on_cancel: asyncio.Task[object] | None = None
+    ) -> AsyncIterator[str]:
+        """Renew a taken lease while the block runs, release it at the end. A cancel request cancels
+        `on_cancel` (the run's task)."""
+        renewer = asyncio.create_task(self._renew_loop(user_id, session_id, token, on_cancel))
         try:
             yield token
         finally:
-            refresher.cancel()
+            renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await refresher
-            await self.release(user_id, session_id, token)
+                await renewer
+            try:
+                await self.release(user_id, session_id, token)
+            except Exception as exc:  # Redis away: the lease expires by itself within one period
+                log.warning("could not release %s: %s", self.key(user_id, session_id), exc)
 
-    async def _refresh(self, user_id: str, session_id: str, token: str) -> None:
+    @contextlib.asynccontextmanager
+    async def hold(self, user_id: str, session_id: str) -> AsyncIterator[str]:
+        """Take the lease (or raise SessionBusy) and keep it for the block."""
+        token = await self.take(user_id, session_id)
+        async with self.keep(user_id, session_id, token) as held:
+            yield held
+
+    async def _renew_loop(
+        self, user_id: str, session_id: str, token: str, on_cancel: asyncio.Task[object] | None
+    ) -> None:
         while True:
-            await asyncio.sleep(self.expiry_seconds / 3)
-            if not await self.extend(user_id, session_id, token):
-                return
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                answer = await self.renew(user_id, session_id, token)
+            except Exception as exc:  # Redis restarting: try again next period
+                log.warning("could not renew %s: %s", self.key(user_id, session_id), exc)
+                continue
+            if answer == 0:  # expired meanwhile (a stalled loop, a Redis restart): take it back if free
+                key = self.key(user_id, session_id)
+                if not await self.redis.set(key, token, nx=True, px=self._lease_ms):
+                    log.warning("lease %s lost to another holder while its run was alive", key)
+                    return
+            if answer == 2 and on_cancel is not None:
+                on_cancel.cancel()

@@ -75,6 +75,11 @@ class Broker(Protocol):
 
     async def get_portfolio(self, account_id: str | None = None) -> Portfolio: ...
 
+    async def find_order(self, idempotency_key: str, account_id: str | None = None) -> OrderResult | None:
+        """What the broker did under this key (order, close or modify), or None when it has no record of it:
+        how a crash between sending and recording an order is reconciled without guessing."""
+        ...
+
 
 class AlertService(Protocol):
     async def set_alert(self, alert: AlertRequest, account_id: str | None = None) -> Alert: ...

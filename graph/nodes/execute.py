@@ -22,8 +22,10 @@ from graph.state import PendingCall, State
 from tools.locks import RunLocks
 from tools.schemas import OrderRequest, OrderResult
 
-# Orders of one account are sent one at a time (across sessions and server processes).
-ACCOUNT_LOCK_SECONDS = 30
+# Orders of one account are sent one at a time (across sessions and server processes): a short lease,
+# renewed while the order is on its way, waited for at most ACCOUNT_WAIT_SECONDS.
+ACCOUNT_LEASE_SECONDS = 6
+ACCOUNT_WAIT_SECONDS = 30
 
 
 def drift_pct(proposal: dict[str, Any], price: float) -> float:
@@ -78,7 +80,13 @@ def tool_message(call: dict[str, Any], text: str, ok: bool) -> ToolMessage:
 
 
 def make_execute(deps: Deps) -> Node:
-    locks = RunLocks(deps.services.redis, f"{deps.prefix}account:", ACCOUNT_LOCK_SECONDS, wait=True)
+    locks = RunLocks(
+        deps.services.redis,
+        f"{deps.prefix}account:",
+        ACCOUNT_LEASE_SECONDS,
+        wait=True,
+        wait_seconds=ACCOUNT_WAIT_SECONDS,
+    )
 
     async def execute(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         ctx = runtime.context or Context()
@@ -93,15 +101,24 @@ def make_execute(deps: Deps) -> Node:
             message = tool_message(call, "NOT EXECUTED: no approval of this proposal was recorded.", False)
             return {"messages": [message], "outcome": refused, "proposal": None, "pending_call": None}
         async with locks.hold("broker", ctx.account_id):
-            if proposal.get("kind") == "open" and not proposal.get("attempts"):
-                requote = await still_valid(deps, ctx, state, proposal)
-                if requote is not None:
-                    await deps.audit.append("requote", ctx.user_id, thread_id(), requote)
-                    return {"outcome": requote, "proposal": None}
             try:
-                result = await send(deps, ctx, proposal)
-            except Exception as exc:  # outcome unknown: keep the proposal, so a retry reuses its key
+                # Ask first: a crash (or a lost reply) after an earlier send must not become a second order
+                # or a re-quote of an order that exists. None means the broker has no record of this key.
+                result = await deps.services.broker.find_order(proposal["proposal_id"], ctx.account_id)
+            except Exception as exc:
                 return await unknown_outcome(ctx, proposal, exc)
+            if result is not None:
+                result = result.model_copy(update={"duplicate": True})
+            else:
+                if proposal.get("kind") == "open" and not proposal.get("attempts"):
+                    requote = await still_valid(deps, ctx, state, proposal)
+                    if requote is not None:
+                        await deps.audit.append("requote", ctx.user_id, thread_id(), requote)
+                        return {"outcome": requote, "proposal": None}
+                try:
+                    result = await send(deps, ctx, proposal)
+                except Exception as exc:  # outcome unknown: keep the proposal, so a retry reuses its key
+                    return await unknown_outcome(ctx, proposal, exc)
         await invalidate_portfolio(deps, ctx.account_id)
         outcome = {
             "status": "executed" if result.success else "failed",

@@ -82,8 +82,9 @@ def make_load_context(deps: Deps) -> Node:
             log.warning("live context unavailable: %s", exc)
         update.update(market=market, portfolio=portfolio)
         reorder: list[Any] = []
-        abandoned = _abandon_stale(state)
-        if abandoned is not None and messages and isinstance(messages[-1], HumanMessage):
+        stale = bool(state.get("proposal")) and bool(messages) and isinstance(messages[-1], HumanMessage)
+        abandoned = await _abandon_stale(deps, ctx, state) if stale else None
+        if abandoned is not None:
             await deps.audit.append("abandoned", ctx.user_id, thread_id(), state.get("proposal") or {})
             update.update(proposal=None, pending_call=None)
             # The answer to the open tool call must precede the new question: re-append the question after it.
@@ -97,16 +98,30 @@ def make_load_context(deps: Deps) -> Node:
     return load_context
 
 
-def _abandon_stale(state: State) -> ToolMessage | None:
-    """A proposal left pending when the trader moved on: answer its tool call so the history stays valid."""
-    call = state.get("pending_call")
-    if not state.get("proposal") or not call:
+async def _abandon_stale(deps: Deps, ctx: Context, state: State) -> ToolMessage | None:
+    """A proposal left pending when the trader moved on: answer its tool call so the history stays valid.
+
+    "Nothing executed" is said only when it is known: a proposal whose earlier send went unanswered
+    (`attempts`) is looked up at the broker under its key first.
+    """
+    call, proposal = state.get("pending_call"), state.get("proposal")
+    if not proposal or not call:
         return None
-    return ToolMessage(
-        content="Proposal abandoned: the trader sent a new message instead of deciding; nothing executed.",
-        tool_call_id=call["id"],
-        name=call["name"],
-    )
+    content = "Proposal abandoned: the trader sent a new message instead of deciding; nothing executed."
+    if proposal.get("attempts"):
+        try:
+            found = await deps.services.broker.find_order(str(proposal["proposal_id"]), ctx.account_id)
+        except Exception as exc:
+            content = (
+                "Proposal abandoned; whether its earlier, unanswered attempt was placed is unknown "
+                f"(the broker could not be asked: {exc}). Check /portfolio."
+            )
+        else:
+            if found is not None and found.success:
+                content = f"EXECUTED: {found.message} (the earlier attempt's reply was lost; it was placed)."
+            elif found is not None:
+                content = f"Proposal abandoned; the broker refused the earlier attempt: {found.message}"
+    return ToolMessage(content=content, tool_call_id=call["id"], name=call["name"])
 
 
 def thread_id() -> str:

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Path, Request
 
 from config import Settings
 from graph.copilot import Copilot
+from server.api.runs import RunRegistry
 from server.metrics import Metrics
 from tools.locks import RunLocks
 
@@ -30,6 +31,10 @@ def get_copilot(request: Request) -> Copilot:
 
 def get_locks(request: Request) -> RunLocks:
     return request.app.state.locks
+
+
+def get_runs(request: Request) -> RunRegistry:
+    return request.app.state.runs
 
 
 def get_metrics(request: Request) -> Metrics:
@@ -70,6 +75,7 @@ def get_current_user(request: Request, settings: Annotated[Settings, Depends(get
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CopilotDep = Annotated[Copilot, Depends(get_copilot)]
 LocksDep = Annotated[RunLocks, Depends(get_locks)]
+RunsDep = Annotated[RunRegistry, Depends(get_runs)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 CurrentUser = Annotated[str, Depends(get_current_user)]
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN, description="the session (conversation) id")]

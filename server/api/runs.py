@@ -1,18 +1,26 @@
-"""Running the graph for a request: the session lock, run metrics, and Server-Sent Events framing."""
+"""Graph runs belong to the session, not to the HTTP connection that started them.
+
+A run is an asyncio task holding the session's lease; responses (JSON or Server-Sent Events) are views on
+it. A client that goes away stops watching and the run goes on to its checkpoint; another client can
+re-attach (`GET /api/sessions/{id}/run`) or read the result from the session. Stopping a run is an explicit
+`POST /api/sessions/{id}/cancel`, honoured in whichever server process runs it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
 
 from config import Settings
-from graph.copilot import NoPendingApproval
+from graph.copilot import Copilot, NoPendingApproval
+from graph.schemas import ChatResult, SessionState
 from server.metrics import Metrics
 from tools.locks import RunLocks, SessionBusy
 
@@ -20,6 +28,7 @@ log = logging.getLogger("copilot.server")
 
 Event = dict[str, Any]
 NOTHING_PENDING = "nothing in this session is waiting for your approval"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def check_message(message: str, settings: Settings) -> None:
@@ -32,6 +41,15 @@ def check_message(message: str, settings: Settings) -> None:
         raise HTTPException(422, "message is empty: type a question or a command such as /help")
 
 
+def busy(session_id: str, retry_after: int) -> HTTPException:
+    return HTTPException(
+        409,
+        f"a run is already in progress for this session; retry in {retry_after} s, follow it with "
+        f"GET /api/sessions/{session_id}/run or stop it with POST /api/sessions/{session_id}/cancel",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def record_result(metrics: Metrics, kind: str, result: dict[str, Any] | None) -> None:
     metrics.graph_runs.labels(kind, "ok" if result is not None else "error").inc()
     order = (result or {}).get("order")
@@ -39,70 +57,199 @@ def record_result(metrics: Metrics, kind: str, result: dict[str, Any] | None) ->
         metrics.orders.labels(str(order.get("status", "unknown"))).inc()
 
 
-@asynccontextmanager
-async def session_lock(
-    locks: RunLocks, metrics: Metrics, user_id: str, session_id: str
-) -> AsyncIterator[None]:
-    """Hold the session for one run; a second run gets 409 (or waits with busy_policy=wait)."""
-    try:
-        async with locks.hold(user_id, session_id):
-            yield
-    except SessionBusy as exc:
-        metrics.busy.inc()
-        raise HTTPException(409, str(exc)) from None
-
-
 def sse_frame(event: Event) -> bytes:
     data = json.dumps(event.get("data", {}), default=str, ensure_ascii=False)
     return f"event: {event['event']}\ndata: {data}\n\n".encode()
 
 
-async def stream_response(
-    locks: RunLocks,
-    metrics: Metrics,
+class Run:
+    """One run's events so far, and a way to follow the rest while the task lives."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.events: list[Event] = []
+        self.error: BaseException | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def push(self, event: Event) -> None:
+        self.events.append(event)
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    def finish(self) -> None:
+        self._wake.set()
+
+    @property
+    def done(self) -> bool:
+        return self.task is None or self.task.done()
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        return next((e["data"] for e in reversed(self.events) if e["event"] == "final"), None)
+
+    async def follow(self) -> AsyncIterator[Event]:
+        """Every event from the first; ends with the run. Closing this iterator leaves the run alone."""
+        seen = 0
+        while True:
+            wake = self._wake
+            while seen < len(self.events):
+                yield self.events[seen]
+                seen += 1
+            if self.done:
+                return
+            await wake.wait()
+
+
+class RunRegistry:
+    """This process's live runs, one per session; the session lease makes it one per session overall."""
+
+    def __init__(self, locks: RunLocks, metrics: Metrics) -> None:
+        self.locks = locks
+        self.metrics = metrics
+        self._runs: dict[tuple[str, str], Run] = {}
+
+    def current(self, user_id: str, session_id: str) -> Run | None:
+        run = self._runs.get((user_id, session_id))
+        return run if run is not None and not run.done else None
+
+    async def start(
+        self, user_id: str, session_id: str, kind: str, events: Callable[[], AsyncIterator[Event]]
+    ) -> Run:
+        """Take the session's lease (409 when busy) and start the run; it outlives the request."""
+        try:
+            token = await self.locks.take(user_id, session_id)
+        except SessionBusy as exc:
+            self.metrics.busy.inc()
+            raise busy(session_id, exc.retry_after) from None
+        run = Run(kind)
+        run.task = asyncio.create_task(self._drive(run, user_id, session_id, token, events))
+        self._runs[(user_id, session_id)] = run
+        return run
+
+    async def _drive(
+        self, run: Run, user_id: str, session_id: str, token: str, events: Callable[[], AsyncIterator[Event]]
+    ) -> None:
+        try:
+            async with self.locks.keep(user_id, session_id, token, on_cancel=run.task):
+                try:
+                    async for event in events():
+                        run.push(event)
+                except asyncio.CancelledError:
+                    # An explicit cancel: the thread keeps its last checkpoint; a decision that was already
+                    # recorded is completed at the next access (reconciliation).
+                    run.push({"event": "error", "data": {"message": "the run was cancelled"}})
+                except NoPendingApproval as exc:  # decided elsewhere between our check and the lease
+                    run.error = exc
+                    run.push({"event": "error", "data": {"message": NOTHING_PENDING}})
+                except Exception as exc:
+                    log.exception("run failed for session %s", session_id)
+                    run.error = exc
+                    run.push({"event": "error", "data": {"message": "the run failed; see the server log"}})
+        finally:
+            record_result(self.metrics, run.kind, run.final)
+            if self._runs.get((user_id, session_id)) is run:
+                del self._runs[(user_id, session_id)]
+            run.finish()
+
+    async def cancel(self, user_id: str, session_id: str) -> str | None:
+        """ "cancelled" (here), "cancelling" (asked the process that runs it), None when nothing runs."""
+        run = self.current(user_id, session_id)
+        if run is not None and run.task is not None:
+            run.task.cancel()
+            await asyncio.wait({run.task})
+            return "cancelled"
+        return "cancelling" if await self.locks.request_cancel(user_id, session_id) else None
+
+    async def drain(self, seconds: float) -> None:
+        """At shutdown: let live runs reach their checkpoint for a while, then stop them."""
+        tasks = {r.task for r in self._runs.values() if r.task is not None and not r.task.done()}
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+async def run_to_end(
+    registry: RunRegistry, user_id: str, session_id: str, kind: str, call: Callable[[], Awaitable[ChatResult]]
+) -> ChatResult:
+    """A JSON answer: start the run, wait for it (a dropped client does not stop it), raise what it raised."""
+
+    async def events() -> AsyncIterator[Event]:
+        result = await call()
+        yield {"event": "final", "data": result.model_dump()}
+
+    run = await registry.start(user_id, session_id, kind, events)
+    assert run.task is not None
+    await asyncio.shield(run.task)
+    if run.error is not None:
+        raise run.error
+    final = run.final
+    if final is None:
+        raise HTTPException(409, "the run was cancelled before it finished")
+    return ChatResult.model_validate(final)
+
+
+async def stream_run(
+    registry: RunRegistry,
     user_id: str,
     session_id: str,
     kind: str,
     events: Callable[[], AsyncIterator[Event]],
 ) -> StreamingResponse:
-    """Take the lock before answering (so busy is a real 409), stream the run's events, release at the end."""
-    stack = AsyncExitStack()
-    await stack.enter_async_context(session_lock(locks, metrics, user_id, session_id))
+    """Take the lease before answering (so busy is a real 409), then stream a view on the run."""
+    run = await registry.start(user_id, session_id, kind, events)
+    return follow_response(run)
 
+
+def follow_response(run: Run) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
-        final: dict[str, Any] | None = None
-        async with stack:
-            try:
-                async for event in events():
-                    if event.get("event") == "final":
-                        final = event.get("data")
-                    yield sse_frame(event)
-            except NoPendingApproval:  # decided elsewhere between our check and the lock
-                yield sse_frame({"event": "error", "data": {"message": NOTHING_PENDING}})
-            except Exception:
-                # The facade reports its own failures as "error" events; this is the last line of defence.
-                log.exception("stream failed for session %s", session_id)
-                yield sse_frame({"event": "error", "data": {"message": "the run failed; see the server log"}})
-            finally:
-                record_result(metrics, kind, final)
+        async for event in run.follow():
+            yield sse_frame(event)
 
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def run_once(
-    locks: RunLocks,
-    metrics: Metrics,
-    user_id: str,
-    session_id: str,
-    kind: str,
-    call: Callable[[], Awaitable[Any]],
-) -> Any:
-    async with session_lock(locks, metrics, user_id, session_id):
-        try:
-            result = await call()
-        except Exception:
-            record_result(metrics, kind, None)
-            raise
-    record_result(metrics, kind, result.model_dump() if hasattr(result, "model_dump") else result)
-    return result
+@asynccontextmanager
+async def session_lease(
+    locks: RunLocks, metrics: Metrics, session_id: str, user_id: str
+) -> AsyncIterator[None]:
+    """Hold the session for a short change that must not interleave with a run (clear, delete)."""
+    try:
+        async with locks.hold(user_id, session_id):
+            yield
+    except SessionBusy as exc:
+        metrics.busy.inc()
+        raise busy(session_id, exc.retry_after) from None
+
+
+async def settled_state(
+    copilot: Copilot, locks: RunLocks, user_id: str, session_id: str
+) -> SessionState | None:
+    """The session's state, after completing a run a crash interrupted (when no run holds the session)."""
+    state = await copilot.state(user_id, session_id)
+    if state is None or not state.interrupted_run:
+        return state
+    token = await locks.acquire(user_id, session_id)
+    if token is None:  # a run (or another process's recovery) is on it
+        return state
+    try:
+        async with locks.keep(user_id, session_id, token):
+            await copilot.recover(user_id, session_id)
+    except Exception as exc:  # reported by the next chat turn; reading must still work
+        log.warning("recovery of %s/%s failed: %s", user_id, session_id, exc)
+    return await copilot.state(user_id, session_id)
+
+
+async def sweep(copilot: Copilot, locks: RunLocks) -> int:
+    """At start: complete every run a crash interrupted, before anyone asks. Returns how many."""
+    done = 0
+    for user_id, session_id in await copilot.interrupted_sessions():
+        state = await settled_state(copilot, locks, user_id, session_id)
+        if state is not None and not state.interrupted_run:
+            done += 1
+            log.info("completed the interrupted run of %s/%s", user_id, session_id)
+    return done

@@ -59,6 +59,11 @@ def router(broker: Broker, alerts: AlertService) -> APIRouter:
             broker.modify_position(ticket, body.stop_loss, body.take_profit, key, body.account_id)
         )
 
+    @api.get("/orders/{idempotency_key}")
+    async def order(idempotency_key: str, account_id: str | None = None) -> OrderResult | None:
+        """What was done under this Idempotency-Key, or null: lets a client that lost a reply reconcile."""
+        return await _call(broker.find_order(idempotency_key, account_id))
+
     @api.get("/portfolio")
     async def portfolio(account_id: str | None = None) -> Portfolio:
         return await _call(broker.get_portfolio(account_id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from tools.http import ServiceClient
 from tools.protocols import ServiceError
@@ -55,6 +55,12 @@ class HttpBroker:
     async def get_portfolio(self, account_id: str | None = None) -> Portfolio:
         body = await self._client.get("/api/portfolio", {"account_id": account_id or self.account_id})
         return Portfolio.model_validate(body)
+
+    async def find_order(self, idempotency_key: str, account_id: str | None = None) -> OrderResult | None:
+        _require_key(idempotency_key)
+        params = {"account_id": account_id or self.account_id}
+        body = await self._client.get(f"/api/orders/{quote(idempotency_key, safe='')}", params)
+        return None if body is None else OrderResult.model_validate(body)
 
 
 class HttpAlerts:

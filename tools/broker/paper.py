@@ -98,6 +98,12 @@ class PaperBroker:
 
         return await self._transact(account, idempotency_key, request, decide)
 
+    async def find_order(self, idempotency_key: str, account_id: str | None = None) -> OrderResult | None:
+        raw = await self._redis.get(Keys(self._prefix, account_id or self.account_id).idem(idempotency_key))
+        if raw is None:
+            return None
+        return OrderResult.model_validate(json.loads(text(raw))["result"])
+
     async def get_portfolio(self, account_id: str | None = None) -> Portfolio:
         account = account_id or self.account_id
         await self.sync(account)

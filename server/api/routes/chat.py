@@ -6,15 +6,16 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from graph.schemas import ChatResult
-from server.api.deps import CopilotDep, CurrentUser, LocksDep, MetricsDep, SettingsDep
+from server.api.deps import CopilotDep, CurrentUser, RunsDep, SettingsDep
 from server.api.models import ChatRequest
-from server.api.runs import check_message, run_once, stream_response
+from server.api.runs import check_message, run_to_end, stream_run
 
 router = APIRouter(prefix="/api", tags=["chat"])
 
 STREAM_DOC = """Server-Sent Events, in order: `node` {node}, `token` {text}, `tool` {name, args},
-`tool_result` {name, ok}, `approval_required` {proposal}; the last event is `final` (the /api/chat body)
-or `error` {message}."""
+`tool_result` {name, ok}, `approval_required` {proposal}, `recovered` {an interrupted run completed first};
+the last event is `final` (the /api/chat body) or `error` {message}. The run does not depend on this
+connection: if it drops, the run goes on; `GET /api/sessions/{id}/run` re-attaches."""
 
 
 @router.post("/chat", response_model=ChatResult)
@@ -22,21 +23,18 @@ async def chat(
     body: ChatRequest,
     user: CurrentUser,
     copilot: CopilotDep,
-    locks: LocksDep,
-    metrics: MetricsDep,
+    runs: RunsDep,
     settings: SettingsDep,
 ) -> ChatResult:
     """Send one message; the answer comes back when the turn is done (or paused for your approval)."""
     check_message(body.message, settings)
-    result: ChatResult = await run_once(
-        locks,
-        metrics,
+    return await run_to_end(
+        runs,
         user,
         body.session_id,
         "chat",
         lambda: copilot.chat(user, body.session_id, body.message, body.symbol),
     )
-    return result
 
 
 @router.post("/chat/stream", response_class=StreamingResponse, description=STREAM_DOC)
@@ -44,15 +42,13 @@ async def chat_stream(
     body: ChatRequest,
     user: CurrentUser,
     copilot: CopilotDep,
-    locks: LocksDep,
-    metrics: MetricsDep,
+    runs: RunsDep,
     settings: SettingsDep,
 ) -> StreamingResponse:
     """Send one message and follow the run live."""
     check_message(body.message, settings)
-    return await stream_response(
-        locks,
-        metrics,
+    return await stream_run(
+        runs,
         user,
         body.session_id,
         "chat",

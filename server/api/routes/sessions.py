@@ -10,10 +10,26 @@ from fastapi.responses import StreamingResponse
 
 from graph.copilot import Copilot, NoPendingApproval
 from graph.schemas import ChatResult, CheckpointInfo, SessionState
-from server.api.deps import SESSION_ID_PATTERN, CopilotDep, CurrentUser, LocksDep, MetricsDep, SessionId
+from server.api.deps import (
+    SESSION_ID_PATTERN,
+    CopilotDep,
+    CurrentUser,
+    LocksDep,
+    MetricsDep,
+    RunsDep,
+    SessionId,
+)
 from server.api.models import ClearRequest, DecisionRequest, SessionList, StatusResponse
 from server.api.routes.chat import STREAM_DOC
-from server.api.runs import NOTHING_PENDING, run_once, session_lock, stream_response
+from server.api.runs import (
+    NOTHING_PENDING,
+    busy,
+    follow_response,
+    run_to_end,
+    session_lease,
+    settled_state,
+    stream_run,
+)
 from server.metrics import Metrics
 from tools.locks import RunLocks
 
@@ -22,9 +38,10 @@ router = APIRouter(prefix="/api", tags=["sessions"])
 NOT_FOUND = "no such session for this user"
 
 
-async def require_state(copilot: Copilot, user: str, session_id: str) -> SessionState:
-    """Sessions are per user: someone else's session id answers 404, exactly like an unknown one."""
-    state = await copilot.state(user, session_id)
+async def require_state(copilot: Copilot, locks: RunLocks, user: str, session_id: str) -> SessionState:
+    """Sessions are per user: someone else's session id answers 404, exactly like an unknown one. A run a
+    crash interrupted is completed first (when no run holds the session)."""
+    state = await settled_state(copilot, locks, user, session_id)
     if state is None:
         raise HTTPException(404, NOT_FOUND)
     return state
@@ -36,9 +53,11 @@ async def list_sessions(user: CurrentUser, copilot: CopilotDep) -> SessionList:
 
 
 @router.get("/sessions/{session_id}", response_model=SessionState)
-async def get_session(session_id: SessionId, user: CurrentUser, copilot: CopilotDep) -> SessionState:
+async def get_session(
+    session_id: SessionId, user: CurrentUser, copilot: CopilotDep, locks: LocksDep
+) -> SessionState:
     """The session's messages, pending approval and last signal."""
-    return await require_state(copilot, user, session_id)
+    return await require_state(copilot, locks, user, session_id)
 
 
 @router.get("/sessions/{session_id}/history", response_model=list[CheckpointInfo])
@@ -46,30 +65,58 @@ async def get_history(
     session_id: SessionId,
     user: CurrentUser,
     copilot: CopilotDep,
+    locks: LocksDep,
     limit: int = Query(20, ge=1, le=200),
 ) -> list[CheckpointInfo]:
     """The session's checkpoints, newest first."""
-    await require_state(copilot, user, session_id)
+    await require_state(copilot, locks, user, session_id)
     return await copilot.history(user, session_id, limit=limit)
 
 
 @router.get("/sessions/{session_id}/history/{checkpoint_id}", response_model=SessionState)
 async def get_checkpoint(
-    session_id: SessionId, checkpoint_id: str, user: CurrentUser, copilot: CopilotDep
+    session_id: SessionId, checkpoint_id: str, user: CurrentUser, copilot: CopilotDep, locks: LocksDep
 ) -> SessionState:
-    await require_state(copilot, user, session_id)
+    await require_state(copilot, locks, user, session_id)
     state = await copilot.checkpoint(user, session_id, checkpoint_id)
     if state is None:
         raise HTTPException(404, "no such checkpoint in this session")
     return state
 
 
+@router.get("/sessions/{session_id}/run", response_class=StreamingResponse, description=STREAM_DOC)
+async def follow_run(
+    session_id: SessionId, user: CurrentUser, copilot: CopilotDep, runs: RunsDep, locks: LocksDep
+) -> StreamingResponse:
+    """Re-attach to the session's run in progress: its events from the first, then live until it ends."""
+    run = runs.current(user, session_id)
+    if run is not None:
+        return follow_response(run)
+    if await locks.redis.exists(locks.key(user, session_id)):
+        raise busy(session_id, await locks.busy_for(user, session_id))  # on another server process
+    await require_state(copilot, locks, user, session_id)
+    raise HTTPException(404, f"no run in progress; GET /api/sessions/{session_id} has the latest result")
+
+
+@router.post("/sessions/{session_id}/cancel", response_model=StatusResponse)
+async def cancel_run(
+    session_id: SessionId, user: CurrentUser, copilot: CopilotDep, runs: RunsDep, locks: LocksDep
+) -> StatusResponse:
+    """Stop the session's run. The thread keeps its last checkpoint; an approval already recorded is still
+    carried out (reconciled) at the next access. `cancelling`: another server process runs it."""
+    status = await runs.cancel(user, session_id)
+    if status is None:
+        await require_state(copilot, locks, user, session_id)
+        raise HTTPException(409, "no run is in progress for this session")
+    return StatusResponse(status=status, session_id=session_id)
+
+
 async def require_pending(
-    copilot: Copilot, metrics: Metrics, user: str, session_id: str, body: DecisionRequest
+    copilot: Copilot, locks: RunLocks, metrics: Metrics, user: str, session_id: str, body: DecisionRequest
 ) -> None:
     """404 for another user's (or no) session, 409 when nothing waits for a decision; counts the decision."""
-    state = await require_state(copilot, user, session_id)
-    if state.pending_approval is None:
+    state = await require_state(copilot, locks, user, session_id)
+    if state.pending_approval is None and not state.interrupted_run:
         raise HTTPException(409, NOTHING_PENDING)
     metrics.approvals.labels(body.decision).inc()
 
@@ -81,14 +128,14 @@ async def decide(
     user: CurrentUser,
     copilot: CopilotDep,
     locks: LocksDep,
+    runs: RunsDep,
     metrics: MetricsDep,
 ) -> ChatResult:
     """Approve, edit (size_lots, stop_loss, take_profit) or reject the pending proposal."""
-    await require_pending(copilot, metrics, user, session_id, body)
+    await require_pending(copilot, locks, metrics, user, session_id, body)
     try:
-        result: ChatResult = await run_once(
-            locks,
-            metrics,
+        return await run_to_end(
+            runs,
             user,
             session_id,
             body.decision,
@@ -96,7 +143,6 @@ async def decide(
         )
     except NoPendingApproval:
         raise HTTPException(409, NOTHING_PENDING) from None
-    return result
 
 
 @router.post(
@@ -108,13 +154,13 @@ async def decide_stream(
     user: CurrentUser,
     copilot: CopilotDep,
     locks: LocksDep,
+    runs: RunsDep,
     metrics: MetricsDep,
 ) -> StreamingResponse:
     """The approval decision, followed live (the order's execution and the model's comment)."""
-    await require_pending(copilot, metrics, user, session_id, body)
-    return await stream_response(
-        locks,
-        metrics,
+    await require_pending(copilot, locks, metrics, user, session_id, body)
+    return await stream_run(
+        runs,
         user,
         session_id,
         body.decision,
@@ -131,9 +177,9 @@ async def _locked(
     action: Callable[[str, str], Awaitable[bool]],
     status: str,
 ) -> StatusResponse:
-    await require_state(copilot, user, session_id)
+    await require_state(copilot, locks, user, session_id)
     # Not while a run writes to the thread: changing it mid-run would interleave with its checkpoints.
-    async with session_lock(locks, metrics, user, session_id):
+    async with session_lease(locks, metrics, session_id, user):
         await action(user, session_id)
     return StatusResponse(status=status, session_id=session_id)
 

@@ -24,6 +24,7 @@ from graph.builder import build_graph
 from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer
 from graph.context import Context
 from graph.deps import wall_clock
+from graph.nodes.human_approval import BadDecision, check_edits
 from graph.results import (
     chat_result,
     checkpoint_info,
@@ -33,12 +34,13 @@ from graph.results import (
     session_state,
 )
 from graph.schemas import ChatResult, CheckpointInfo, SessionState
-from graph.slash import DecisionCommand, parse_slash
+from graph.slash import DecisionCommand, SlashError, parse_slash
 from graph.streaming import to_events
 from tools.services import Services, build_services
 
 Event = dict[str, Any]
 log = logging.getLogger(__name__)
+SHORT_ID = 8  # the proposal id's first characters shown to the trader; `/approve ID` needs at least these
 _ID = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 
 
@@ -151,23 +153,32 @@ class Copilot:
     async def _decision_for(self, user_id: str, session_id: str, message: str) -> dict[str, Any] | None:
         """`/approve [id]` and `/reject reason` become a decision on the pending proposal (None: not one).
 
-        Raises DecisionRefused when a typed /approve cannot be tied to the proposal the trader saw: an id
-        that is not the pending one, or a re-quoted proposal (new price/size) approved without its id.
+        Raises DecisionRefused, keeping the proposal pending, when a typed command cannot be tied to the
+        proposal the trader saw: an id shorter than the short id or not the pending one, a re-quoted
+        proposal approved without its id, or a malformed slash command (which would otherwise abandon it).
         """
         command = parse_slash(message)
-        if not isinstance(command, DecisionCommand):
+        if not isinstance(command, DecisionCommand | SlashError):
             return None
         snapshot = await self.graph.aget_state(self._config(user_id, session_id))
         pending = pending_proposal(snapshot)
         if pending is None:
             return None
+        if isinstance(command, SlashError):
+            raise DecisionRefused(f"{command.message}\nThe pending proposal still waits.", pending)
         proposal_id = str(pending["proposal_id"])
+        short = proposal_id[:SHORT_ID]
         if command.decision == "approve":
             given = command.reason.strip().lower()
-            short = proposal_id[:8]
+            if given and len(given) < SHORT_ID:
+                raise DecisionRefused(
+                    f"{given[:30]} is too short: give at least {SHORT_ID} characters of the id "
+                    f"({short}); nothing was done.",
+                    pending,
+                )
             if given and not proposal_id.startswith(given):
                 raise DecisionRefused(
-                    f"{given} is not the pending proposal ({short}); nothing was done.", pending
+                    f"{given[:30]} is not the pending proposal ({short}); nothing was done.", pending
                 )
             if not given and pending.get("requote_of"):
                 raise DecisionRefused(
@@ -200,7 +211,11 @@ class Copilot:
             return ChatResult(response=str(failed))
         if recovered is not None:  # the decision was about a run that has just been completed
             return recovered
-        before = await self._require_pending(user_id, session_id)
+        before, pending = await self._require_pending(user_id, session_id)
+        try:  # before the resume value reaches the checkpoint writer (which refuses ints beyond 64 bits)
+            check_edits(decision.get("edits"))
+        except BadDecision as bad:
+            return DecisionRefused(f"Not applied: {bad}. The proposal still waits.", pending).result()
         return await self._run(user_id, session_id, Command(resume=decision), None, before)
 
     async def recover(self, user_id: str, session_id: str) -> ChatResult | None:
@@ -229,12 +244,13 @@ class Copilot:
         note = "(Completed a run that was interrupted before its end.)"
         return result.model_copy(update={"response": f"{note}\n{result.response}"})
 
-    async def _require_pending(self, user_id: str, session_id: str) -> set[str]:
-        """The thread's message ids (what `_run` needs), after checking a decision is awaited."""
+    async def _require_pending(self, user_id: str, session_id: str) -> tuple[set[str], dict[str, Any]]:
+        """The thread's message ids (what `_run` needs) and the pending proposal; raises when none waits."""
         snapshot = await self.graph.aget_state(self._config(user_id, session_id))
-        if pending_proposal(snapshot) is None:
+        pending = pending_proposal(snapshot)
+        if pending is None:
             raise NoPendingApproval("nothing in this session is waiting for an approval decision")
-        return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
+        return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}, pending
 
     async def _run(
         self, user_id: str, session_id: str, payload: Any, symbol: str | None, before: set[str] | None = None
@@ -282,7 +298,13 @@ class Copilot:
         if recovered is not None:  # the decision was about a run that has just been completed
             yield {"event": "final", "data": recovered.model_dump()}
             return
-        before = await self._require_pending(user_id, session_id)
+        before, pending = await self._require_pending(user_id, session_id)
+        try:
+            check_edits(decision.get("edits"))
+        except BadDecision as bad:
+            refused = DecisionRefused(f"Not applied: {bad}. The proposal still waits.", pending)
+            yield {"event": "final", "data": refused.result().model_dump()}
+            return
         async for event in self._stream(user_id, session_id, Command(resume=decision), None, before):
             yield event
 

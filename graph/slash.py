@@ -7,8 +7,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from graph.nodes.human_approval import MAX_LOTS, MAX_PRICE
+from tools.trading_tools import MAX_BARS
+
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{2,11}$")
+DIGITS_RE = re.compile(r"^[0-9]+$")  # ASCII only: "²".isdigit() is True but int("²") raises
+MAX_TICKET = 2**53 - 1  # the largest integer a JSON client (the web page) reads exactly
+MIN_APPROVE_ID = 8  # `/approve ID`: at least the short id (first 8 characters of the proposal id)
 
 HELP_TEXT = """Comandos / Commands:
 /signal SYMBOL [TF]                  señal actual / current signal (TF: 1m 5m 15m 1h 4h 1d)
@@ -20,7 +26,8 @@ HELP_TEXT = """Comandos / Commands:
 /close TICKET                        propone cerrar / propose closing a position
 /modify TICKET [sl PRICE] [tp PRICE] propone nuevo SL/TP / propose new SL/TP
 /alert SYMBOL above|below PRICE TEXT alerta de precio / price alert
-/approve                             aprueba la propuesta pendiente / approve the pending proposal
+/approve [ID]                        aprueba la propuesta pendiente / approve the pending proposal
+                                     (ID: 8+ caracteres del id / 8+ characters of its id)
 /reject [REASON]                     rechaza la propuesta pendiente / reject the pending proposal
 /help                                esta ayuda / this help"""
 
@@ -61,22 +68,42 @@ def _symbol(token: str) -> str:
     return symbol
 
 
-def _number(token: str, what: str) -> float:
+def _number(token: str, what: str, maximum: float = MAX_PRICE) -> float:
     try:
         value = float(token.replace(",", "."))  # "4380,5" is how many Spanish-speaking traders type it
     except ValueError:
-        raise _Usage(f"{what} must be a number, got '{token}'") from None
+        raise _Usage(f"{what} must be a number, got '{_shown(token)}'") from None
     if not math.isfinite(value):  # float() accepts "nan" and "inf"; NaN would slip past every rule
-        raise _Usage(f"{what} must be a finite number, got '{token}'")
+        raise _Usage(f"{what} must be a finite number, got '{_shown(token)}'")
     if value <= 0:
-        raise _Usage(f"{what} must be positive, got '{token}'")
+        raise _Usage(f"{what} must be positive, got '{_shown(token)}'")
+    if value > maximum:
+        raise _Usage(f"{what} must be at most {maximum:,.10g}, got '{_shown(token)}'")
     return value
 
 
-def _ticket(token: str) -> int:
-    if not token.isdigit() or int(token) <= 0:
-        raise _Usage(f"ticket must be a positive whole number, got '{token}'")
+def _whole(token: str, what: str, maximum: int) -> int:
+    """A whole number in 1..maximum (bounded before int(): no huge ints reach a tool or a checkpoint)."""
+    if not DIGITS_RE.match(token) or not token.strip("0"):
+        raise _Usage(f"{what} must be a positive whole number, got '{_shown(token)}'")
+    # Compare the digits before int(): int() of a 5000-digit string raises (and any such number is too big).
+    if len(token.lstrip("0")) > len(str(maximum)) or int(token) > maximum:
+        raise _Usage(f"{what} must be at most {maximum}, got '{_shown(token)}'")
     return int(token)
+
+
+def _ticket(token: str) -> int:
+    return _whole(token, "ticket", MAX_TICKET)
+
+
+def _shown(token: str) -> str:
+    """A token quoted back to the trader, cut short when someone pastes a wall of digits."""
+    return token if len(token) <= 30 else token[:27] + "..."
+
+
+def _approve(raw_rest: str) -> DecisionCommand:
+    """`/approve [ID]`; the copilot checks ID against the pending proposal (at least MIN_APPROVE_ID chars)."""
+    return DecisionCommand("approve", raw_rest.strip())
 
 
 def _levels(tokens: list[str]) -> dict[str, float]:
@@ -98,7 +125,7 @@ def _trade(action: str, rest: list[str]) -> ToolCommand:
     args: dict[str, Any] = {"symbol": _symbol(rest[0]), "action": action}
     tail = rest[1:]
     if tail and tail[0].lower() not in ("sl", "tp"):
-        args["size"] = _number(tail[0], "LOTS")
+        args["size"] = _number(tail[0], "LOTS", MAX_LOTS)
         tail = tail[1:]
     levels = _levels(tail)
     if "stop_loss" not in levels:
@@ -125,7 +152,7 @@ def _market(name: str, rest: list[str]) -> ToolCommand:
         args["timeframe"] = _timeframe(rest[1])
     if name == "data":
         if len(rest) > 2:
-            args["bars"] = int(_number(rest[2], "BARS"))
+            args["bars"] = _whole(rest[2], "BARS", MAX_BARS)
         return ToolCommand("get_market_data", args)
     return ToolCommand("get_ml_signal", args)
 
@@ -163,7 +190,7 @@ def _dispatch(name: str, rest: list[str], raw_rest: str) -> SlashCommand:
     if name == "alert":
         return _alert(rest)
     if name == "approve":
-        return DecisionCommand("approve", raw_rest)
+        return _approve(raw_rest)
     if name == "reject":
         return DecisionCommand("reject", raw_rest)
     if name == "help":

@@ -208,7 +208,9 @@ def test_concurrent_messages_on_one_session_get_one_409(settings_shared: Setting
         script.release.set()
         first.join(30)
         assert same.status_code == 409 and other.status_code == 409
-        assert same.json() == {"detail": "a run is already in progress for this session"}
+        assert same.json()["detail"].startswith("a run is already in progress for this session; retry in")
+        assert f"/api/sessions/{session}/cancel" in same.json()["detail"]
+        assert 1 <= int(same.headers["retry-after"]) <= 6
         assert other_user_session.status_code == 200  # other sessions are not blocked
         assert results["first"].status_code == 200
         assert "slow answer done" in results["first"].json()["response"]
@@ -230,7 +232,7 @@ def test_wait_policy_queues_the_second_message(
     with serve_app(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         polling, settled = threading.Event(), threading.Event()
         running: RunLocks = app.state.locks
-        watched = WatchedLocks(running.redis, running.prefix, running.expiry_seconds, running.wait, 0.01)
+        watched = WatchedLocks(running.redis, running.prefix, running.lease_seconds, running.wait, 120, 0.01)
 
         def refused(count: int) -> None:
             if count >= 2:  # polled twice: waiting for the lock, not refused
@@ -238,7 +240,7 @@ def test_wait_policy_queues_the_second_message(
                 settled.set()
 
         watched.on_refused = refused
-        app.state.locks = watched  # read per request; its Redis client stays the server loop's
+        app.state.locks = app.state.runs.locks = watched  # its Redis client stays the server loop's
         session = sid()
         results: dict[str, httpx.Response] = {}
 

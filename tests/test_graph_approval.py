@@ -121,15 +121,10 @@ async def test_edit_then_approve_uses_the_edited_size(
         ({"decision": "reject", "reason": "too late in the session"}, "REJECTED by the trader (too late"),
         ({"decision": "approve", "proposal_id": "not-the-one"}, "not the pending one"),
         ({"decision": "maybe"}, "unknown decision"),
-        ({"decision": "edit", "edits": {"size_lots": -1}}, "positive number"),
-        (
-            {"decision": "edit", "edits": {"take_profit": float("nan")}},
-            "edit take_profit must be a finite number",
-        ),
-        (
-            {"decision": "edit", "edits": {"size_lots": float("inf")}},
-            "edit size_lots must be a finite number",
-        ),
+        # Not only HTTP: chat, Studio and notebooks resume with whatever they are given.
+        ({"decision": "approve", "edits": {"size_lots": 0.01}}, "edits come with decision 'edit'"),
+        ({"decision": "reject", "edits": {"stop_loss": 1.0}}, "edits come with decision 'edit'"),
+        ({"decision": "edit", "edits": {}}, "an edit must change some of size_lots"),
     ],
 )
 async def test_reject_wrong_id_and_malformed_execute_nothing(
@@ -142,6 +137,68 @@ async def test_reject_wrong_id_and_malformed_execute_nothing(
     assert await positions(services) == []
     decisions = [e for e in await audit_of(services).entries() if e["kind"] == "decision"]
     assert len(decisions) == 1
+
+
+@pytest.mark.parametrize(
+    ("decision", "fragment"),
+    [
+        ({"decision": "edit", "edits": {"size_lots": -1}}, "positive number"),
+        ({"decision": "edit", "edits": {"take_profit": float("nan")}}, "take_profit must be a finite number"),
+        ({"decision": "edit", "edits": {"size_lots": float("inf")}}, "size_lots must be a finite number"),
+        ({"decision": "edit", "edits": {"size": 0.1}}, "unknown edit 'size'"),
+        ({"decision": "edit", "edits": {"size_lots": "0.1"}}, "edit size_lots must be a positive number"),
+        ({"decision": "edit", "edits": {"size_lots": True}}, "edit size_lots must be a positive number"),
+        (
+            {"decision": "edit", "edits": {"size_lots": 5000}},
+            "edit size_lots must be at most 1,000 (got 5000)",
+        ),
+        ({"decision": "edit", "edits": "size_lots=1"}, "edits must be an object"),
+    ],
+)
+async def test_malformed_edits_are_refused_and_keep_the_proposal(
+    make_copilot: CopilotFactory, services: Services, decision: dict, fragment: str
+) -> None:
+    """Chat, Studio and notebooks resume with whatever they are given: bad numbers never reach the thread."""
+    async with make_copilot() as copilot:
+        proposal = await propose(copilot, services)
+        result = await copilot.decide(USER, SESSION, {"proposal_id": proposal["proposal_id"], **decision})
+        assert fragment in result.response and "still waits" in result.response, result.response
+        assert result.pending_approval is not None
+        assert result.pending_approval["proposal_id"] == proposal["proposal_id"]
+        state = await copilot.state(USER, SESSION)
+        assert state is not None and state.pending_approval == result.pending_approval
+    assert await positions(services) == []
+    assert [e for e in await audit_of(services).entries() if e["kind"] == "decision"] == []
+
+
+def test_check_decision_bounds_numbers_without_overflow() -> None:
+    """check_decision itself never raises OverflowError/TypeError on what a resume may carry."""
+    from datetime import UTC, datetime
+
+    from graph.nodes.human_approval import BadDecision, check_decision
+
+    now = datetime.now(UTC)
+    proposal = {"proposal_id": "p1", "expires_at": (now + timedelta(minutes=5)).isoformat()}
+    for edits, fragment in [
+        ({"stop_loss": 10**400}, "edit stop_loss must be at most 10,000,000"),  # float(10**400) overflows
+        ({"size_lots": 2**64}, "edit size_lots must be at most 1,000"),
+        ({"take_profit": float("-inf")}, "edit take_profit must be a finite number"),
+    ]:
+        with pytest.raises(BadDecision, match=fragment):
+            check_decision({"decision": "edit", "proposal_id": "p1", "edits": edits}, proposal, now)
+    ok = check_decision({"decision": "edit", "proposal_id": "p1", "edits": {"size_lots": 1}}, proposal, now)
+    assert ok["edits"] == {"size_lots": 1.0}
+
+
+async def test_an_integer_beyond_64_bits_in_a_resume_is_refused(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    async with make_copilot() as copilot:
+        proposal = await propose(copilot, services)
+        decision = {"proposal_id": proposal["proposal_id"], "decision": "edit", "edits": {"size_lots": 2**64}}
+        result = await copilot.decide(USER, SESSION, decision)
+        assert "must be at most" in result.response
+    assert await positions(services) == []
 
 
 async def test_expired_proposal_executes_nothing(
@@ -270,7 +327,7 @@ async def test_price_drift_sends_the_proposal_back_through_the_gate(
         blind = await copilot.chat(USER, SESSION, "/approve")
         assert "priced again" in blind.response and blind.pending_approval is not None
         new_id = result.pending_approval["proposal_id"]
-        wrong = await copilot.chat(USER, SESSION, "/approve 0000000")
+        wrong = await copilot.chat(USER, SESSION, "/approve 00000000")
         assert "is not the pending proposal" in wrong.response and await positions(services) == []
         seen = await copilot.chat(USER, SESSION, f"/approve {new_id[:8]}")
         assert seen.response.startswith("EXECUTED")

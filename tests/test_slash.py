@@ -90,3 +90,56 @@ def test_ordinary_chat_is_not_a_command(text: str) -> None:
 def test_usage_errors(text: str, fragment: str) -> None:
     result = parse_slash(text)
     assert isinstance(result, SlashError) and fragment in result.message, result
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        # Bounded before int()/float() results reach a tool, a checkpoint (64-bit) or the broker.
+        ("/close 18446744073709551616", "ticket must be at most 9007199254740991, got '1844674407370955"),
+        ("/close 9007199254740992", "ticket must be at most 9007199254740991"),
+        ("/close " + "9" * 5000, "ticket must be at most"),  # int() of >4300 digits raises ValueError
+        ("/close ²", "ticket must be a positive whole number"),  # "²".isdigit() is True, int("²") raises
+        ("/close 0", "ticket must be a positive whole number"),
+        ("/close 1.5", "ticket must be a positive whole number"),
+        ("/modify 18446744073709551616 sl 5", "ticket must be at most"),
+        ("/data XAUUSD 1h 99999999999999999999", "BARS must be at most 500"),
+        ("/data XAUUSD 1h 501", "BARS must be at most 500"),
+        ("/data XAUUSD 1h 0", "BARS must be a positive whole number"),
+        ("/data XAUUSD 1h 50.5", "BARS must be a positive whole number"),
+        ("/buy XAUUSD 1e400 sl 4380 tp 4420", "LOTS must be a finite number"),
+        ("/buy XAUUSD 1001 sl 4380 tp 4420", "LOTS must be at most 1,000"),
+        ("/buy XAUUSD 18446744073709551616 sl 4380 tp 4420", "LOTS must be at most 1,000"),
+        ("/buy XAUUSD sl 4380 tp 1e8", "TP must be at most 10,000,000"),
+        ("/modify 7 sl 99999999999999999999", "SL must be at most 10,000,000"),
+        ("/alert XAUUSD above 1e30 x", "PRICE must be at most 10,000,000"),
+    ],
+)  # fmt: skip
+def test_numbers_are_bounded(text: str, fragment: str) -> None:
+    result = parse_slash(text)
+    assert isinstance(result, SlashError) and fragment in result.message, result
+    assert len(result.message) < 200  # a pasted wall of digits is not echoed back whole
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/close 9007199254740991", ToolCommand("close_position", {"ticket": 9007199254740991})),
+        ("/close 007", ToolCommand("close_position", {"ticket": 7})),
+        ("/data XAUUSD 1h 500",
+         ToolCommand("get_market_data", {"symbol": "XAUUSD", "timeframe": "1h", "bars": 500})),
+        ("/buy XAUUSD 1000 sl 4380 tp 4420",
+         ToolCommand("execute_trade", {"symbol": "XAUUSD", "action": "BUY", "size": 1000.0,
+                                       "stop_loss": 4380.0, "take_profit": 4420.0})),
+    ],
+)  # fmt: skip
+def test_numbers_at_the_bounds_pass(text: str, expected: object) -> None:
+    assert parse_slash(text) == expected
+
+
+def test_approve_carries_the_id_given() -> None:
+    assert parse_slash("/approve 1a2b3c4d") == DecisionCommand("approve", "1a2b3c4d")
+    assert parse_slash("/approve  1a2b3c4d5e6f  ") == DecisionCommand("approve", "1a2b3c4d5e6f")
+    assert parse_slash("/approve") == DecisionCommand("approve", "")
+    # Too short ids are refused by the copilot against the pending proposal (tests/test_bad_input.py).
+    assert parse_slash("/approve a") == DecisionCommand("approve", "a")

@@ -5,13 +5,13 @@ Nothing before `interrupt()` may have side effects: the node re-runs from its st
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 
 from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from graph.context import Context
 from graph.deps import Deps
@@ -21,10 +21,69 @@ from graph.state import PendingCall, State
 DECISIONS = ("approve", "edit", "reject")
 # Trader-facing edit names -> the proposal tool's argument names.
 EDIT_ARGS = {"size_lots": "size", "stop_loss": "stop_loss", "take_profit": "take_profit"}
+# Sane upper bounds for what a trader may type (edits here, lots and prices in slash commands, the HTTP
+# API's DecisionRequest): far above any real order, low enough that no number overflows a float, a 64-bit
+# checkpoint integer or a later rule. The risk gate still applies the real limits.
+MAX_LOTS = 1000.0
+MAX_PRICE = 1e7
+
+
+class ApprovalEdits(BaseModel):
+    """What an "edit" decision may change; every field is optional, at least one must be set."""
+
+    # strict: numbers only (no "1.5" strings, no booleans); ints are accepted and become floats.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, frozen=True)
+
+    size_lots: float | None = Field(None, gt=0, le=MAX_LOTS, description=f"lots (0 < size ≤ {MAX_LOTS:g})")
+    stop_loss: float | None = Field(None, gt=0, le=MAX_PRICE, description=f"price (0 < SL ≤ {MAX_PRICE:g})")
+    take_profit: float | None = Field(None, gt=0, le=MAX_PRICE, description=f"price (0 < TP ≤ {MAX_PRICE:g})")
+
+    def changes(self) -> dict[str, float]:
+        """The fields set, as check_decision returns them ({} when nothing changes)."""
+        return self.model_dump(exclude_none=True)
 
 
 class BadDecision(Exception):
     pass
+
+
+def _edit_problem(error: ValidationError) -> str:
+    """The first problem of an edits payload, in the trader's words."""
+    err = error.errors()[0]
+    key = ".".join(str(p) for p in err.get("loc", ())) or "edits"
+    got = err.get("input")
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return f"unknown edit {key!r} (expected some of {', '.join(EDIT_ARGS)})"
+    if kind == "finite_number":
+        return f"edit {key} must be a finite number (got {got!r})"
+    bound = MAX_LOTS if key == "size_lots" else MAX_PRICE
+    # A whole number too big for a float (10**400) is refused as not a number: say what is wrong with it.
+    too_big = kind == "float_type" and isinstance(got, int) and not isinstance(got, bool)
+    if kind == "less_than_equal" or too_big:
+        return f"edit {key} must be at most {bound:,.10g} (got {_short(got)})"
+    if kind in ("greater_than", "float_type", "float_parsing"):
+        return f"edit {key} must be a positive number (got {_short(got)})"
+    return f"edits are not valid: {key}: {err.get('msg', 'invalid')}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_edits(edits: Any) -> dict[str, float]:
+    """The edits as {field: float} ({} for none); raises BadDecision for anything ApprovalEdits refuses."""
+    if edits is None or edits == {}:
+        return {}
+    if not isinstance(edits, dict):
+        raise BadDecision(
+            f"edits must be an object with some of {', '.join(EDIT_ARGS)} (got {_short(edits)})"
+        )
+    try:
+        return ApprovalEdits.model_validate(edits).changes()
+    except ValidationError as exc:
+        raise BadDecision(_edit_problem(exc)) from None
 
 
 def check_decision(value: Any, proposal: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -38,15 +97,12 @@ def check_decision(value: Any, proposal: dict[str, Any], now: datetime) -> dict[
         raise BadDecision(f"the decision names proposal {value.get('proposal_id')!r}, not the pending one")
     if now > datetime.fromisoformat(proposal["expires_at"]):
         raise BadDecision(f"the proposal expired at {proposal['expires_at']}")
-    edits = value.get("edits") or {}
-    if decision == "edit":
-        if not isinstance(edits, dict) or not edits or set(edits) - set(EDIT_ARGS):
-            raise BadDecision(f"edits must change some of {', '.join(EDIT_ARGS)} (got {edits!r})")
-        for key, number in edits.items():
-            if not isinstance(number, int | float) or isinstance(number, bool) or number <= 0:
-                raise BadDecision(f"edit {key} must be a positive number (got {number!r})")
-            if not math.isfinite(number):  # NaN passes `<= 0` and every later rule comparison
-                raise BadDecision(f"edit {key} must be a finite number (got {number!r})")
+    edits = check_edits(value.get("edits"))
+    if decision == "edit" and not edits:
+        raise BadDecision(f"an edit must change some of {', '.join(EDIT_ARGS)}")
+    if decision != "edit" and edits:
+        # Approving must approve exactly what the trader saw: edited levels go back through the gate first.
+        raise BadDecision(f"edits come with decision 'edit', not {decision!r}")
     reason = str(value.get("reason") or "")
     return {"decision": decision, "proposal_id": proposal["proposal_id"], "edits": edits, "reason": reason}
 

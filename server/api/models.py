@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from graph.nodes.human_approval import EDIT_ARGS, ApprovalEdits
 from server.api.deps import SESSION_ID_PATTERN
 
 
@@ -20,18 +21,38 @@ class ChatRequest(BaseModel):
 class DecisionRequest(BaseModel):
     """The trader's answer to a pending proposal."""
 
-    # NaN/Infinity edits are refused at the door (graph check_decision refuses them too).
+    # Bad input is refused here with 422 before the graph runs, so the proposal stays pending
+    # (graph check_decision applies the same ApprovalEdits, but an invalid decision there cancels it).
     model_config = ConfigDict(allow_inf_nan=False)
 
     proposal_id: str = Field(min_length=1, max_length=100)
     decision: Literal["approve", "edit", "reject"]
-    edits: dict[str, Any] = Field(
-        default_factory=dict, description="for edit: any of size_lots, stop_loss, take_profit"
+    edits: ApprovalEdits = Field(
+        default_factory=ApprovalEdits,
+        description="for decision 'edit' only: at least one of size_lots, stop_loss, take_profit",
     )
     reason: str = Field("", max_length=1000)
 
+    @model_validator(mode="after")
+    def _edits_match_the_decision(self) -> DecisionRequest:
+        changes = self.edits.changes()
+        if self.decision == "edit" and not changes:
+            raise ValueError(f"decision 'edit' needs edits with at least one of {', '.join(EDIT_ARGS)}")
+        if self.decision != "edit" and changes:
+            raise ValueError(
+                f"edits are only for decision 'edit', not {self.decision!r}: send decision 'edit' to change "
+                "the proposal (it goes back through the risk gate), then approve the new one"
+            )
+        return self
+
     def as_decision(self) -> dict[str, Any]:
-        return self.model_dump()
+        """What graph.nodes.human_approval.check_decision expects: edits as {field: float}, {} for none."""
+        return {
+            "proposal_id": self.proposal_id,
+            "decision": self.decision,
+            "edits": self.edits.changes(),
+            "reason": self.reason,
+        }
 
 
 class ClearRequest(BaseModel):

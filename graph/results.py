@@ -25,9 +25,11 @@ def pending_proposal(snapshot: StateSnapshot) -> dict[str, Any] | None:
 
 
 def interrupted(snapshot: StateSnapshot) -> bool:
-    """The thread's last run stopped between steps (killed, cancelled, Redis lost): steps are left and it
-    is not paused on the trader. Only decision runs checkpoint every step, so this is an approval's run."""
-    return bool(snapshot.next) and not snapshot.interrupts
+    """The thread's last decision run stopped between steps (killed, cancelled, Redis lost): a decision is
+    recorded, steps are left and it is not paused on the trader. Such a run is completed, never dropped.
+    A chat turn cut short is not resumed: its message stays, unanswered, and the next one starts afresh."""
+    decided = (snapshot.values or {}).get("decision") is not None
+    return decided and bool(snapshot.next) and not snapshot.interrupts
 
 
 def merge_results(first: ChatResult | None, then: ChatResult) -> ChatResult:

@@ -244,12 +244,21 @@ async def settled_state(
     return await copilot.state(user_id, session_id)
 
 
-async def sweep(copilot: Copilot, locks: RunLocks) -> int:
-    """At start: complete every run a crash interrupted, before anyone asks. Returns how many."""
+async def sweep(copilot: Copilot, locks: RunLocks, rounds: int = 4) -> int:
+    """At start: complete every run a crash interrupted, before anyone asks. A session still leased by the
+    dead process is tried again after one lease, a few times. Returns how many were completed."""
     done = 0
-    for user_id, session_id in await copilot.interrupted_sessions():
-        state = await settled_state(copilot, locks, user_id, session_id)
-        if state is not None and not state.interrupted_run:
-            done += 1
-            log.info("completed the interrupted run of %s/%s", user_id, session_id)
+    for attempt in range(rounds):
+        if attempt:
+            await asyncio.sleep(locks.lease_seconds)
+        left = 0
+        for user_id, session_id in await copilot.interrupted_sessions():
+            state = await settled_state(copilot, locks, user_id, session_id)
+            if state is not None and not state.interrupted_run:
+                done += 1
+                log.info("completed the interrupted run of %s/%s", user_id, session_id)
+            else:
+                left += 1
+        if not left:
+            break
     return done

@@ -12,6 +12,19 @@ from graph.schemas import ChatResult, CheckpointInfo, SessionState
 
 # Outcomes of a send to the broker ("requote" and "refused" never reached it).
 ORDER_STATUSES = ("executed", "failed", "unknown")
+# First words of the tool results the gate, the approval and execute write themselves: what happened to a
+# trade, said by the code that did it. A turn's answer always carries them, whatever the model says.
+FACT_HEADS = ("BLOCKED", "EXECUTED", "ORDER FAILED", "REJECTED", "NOT EXECUTED", "Proposal abandoned")
+
+
+def facts(fresh: list[AnyMessage]) -> list[str]:
+    """The first line of each deterministic trade result of this run (gate, approval, execute)."""
+    lines = []
+    for message in fresh:
+        content = text(message) if isinstance(message, ToolMessage) else ""
+        if content.startswith(FACT_HEADS):
+            lines.append(content.splitlines()[0].rstrip(":"))
+    return lines
 
 
 def pending_proposal(snapshot: StateSnapshot) -> dict[str, Any] | None:
@@ -74,6 +87,10 @@ def chat_result(snapshot: StateSnapshot, before: set[str]) -> ChatResult:
     messages: list[AnyMessage] = list(values.get("messages", []))
     fresh = new_messages(before, messages)
     replies = [text(m) for m in fresh if isinstance(m, AIMessage) and text(m).strip()]
+    said = "\n".join(replies)
+    missing = [line for line in facts(fresh) if line not in said]
+    if missing:  # e.g. a model's "Ejecutado." after a blocked proposal never stands alone
+        replies.insert(0, "\n".join(missing))
     pending = pending_proposal(snapshot)
     if pending is not None:
         replies.append(proposal_text(pending))
@@ -85,6 +102,7 @@ def chat_result(snapshot: StateSnapshot, before: set[str]) -> ChatResult:
         signal=values.get("turn_signal"),
         pending_approval=pending,
         order=outcome if outcome.get("status") in ORDER_STATUSES else None,
+        verdict=values.get("verdict"),
     )
 
 

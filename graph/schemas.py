@@ -45,6 +45,8 @@ class ChatResult(BaseModel):
     pending_approval: dict[str, Any] | None = None
     # What this run's order did at the broker (executed / failed / unknown), if it sent one.
     order: dict[str, Any] | None = None
+    # The risk gate's verdict in this run ({passed, reasons}), if a proposal went through it.
+    verdict: dict[str, Any] | None = None
 
 
 class SessionState(BaseModel):

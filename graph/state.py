@@ -21,7 +21,7 @@ class State(TypedDict, total=False):
     # Live context snapshots (small dicts); they never enter `messages`.
     market: dict[str, Any] | None
     portfolio: dict[str, Any] | None
-    # The proposal tool call being gated, the proposal awaiting approval and the last verdict.
+    # The proposal tool call being gated, the proposal awaiting approval and this run's last gate verdict.
     pending_call: PendingCall | None
     proposal: dict[str, Any] | None
     verdict: dict[str, Any] | None
@@ -38,6 +38,7 @@ class State(TypedDict, total=False):
 
 
 TURN_RESET: dict[str, Any] = {
+    "verdict": None,
     "tool_rounds": 0,
     "tools_used": [],
     "turn_signal": None,

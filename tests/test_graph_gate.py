@@ -168,3 +168,30 @@ async def test_slash_nan_levels_are_refused_before_the_gate(
             assert "SL must be a finite number, got 'nan'" in result.response, result.response
     assert await positions(services) == []
     assert not [e for e in await audit_of(services).entries() if e["kind"] in ("proposal", "execution")]
+
+
+async def test_a_model_claiming_execution_after_a_block_never_stands_alone(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    """The model proposes 5 lots, the gate blocks, the model then says "Ejecutado.": the trader still reads
+    the gate's own line, and the result carries the verdict and no order."""
+    args = {"symbol": "XAUUSD", "action": "BUY", "size": 5.0, **await buy_levels(services)}
+    async with make_copilot([tool_call("execute_trade", args), "Ejecutado."]) as copilot:
+        result = await copilot.chat(USER, SESSION, "compra 5 lotes de oro")
+    assert result.response.startswith("BLOCKED by the risk rules, nothing was executed")
+    assert result.response.rstrip().endswith("Ejecutado.")
+    assert result.verdict is not None and result.verdict["passed"] is False
+    assert any("exceeds the max risk per trade" in r for r in result.verdict["reasons"])
+    assert result.order is None and await positions(services) == []
+
+
+async def test_a_passed_proposal_reports_its_verdict_and_a_chat_turn_after_it_none(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    args = {"symbol": "XAUUSD", "action": "BUY", **await buy_levels(services)}
+    async with make_copilot([tool_call("execute_trade", args), "Hola."]) as copilot:
+        proposed = await copilot.chat(USER, SESSION, "buy gold")
+        assert proposed.pending_approval is not None
+        assert proposed.verdict is not None and proposed.verdict["passed"] is True
+        later = await copilot.chat(USER, SESSION, "/portfolio")
+        assert later.verdict is None  # no gate ran in this turn

@@ -127,11 +127,13 @@ def make_human_approval(deps: Deps) -> Node:
             decision = {"decision": "invalid", "reason": str(exc)}
         audit = {"proposal_id": proposal.get("proposal_id"), "received": value, **decision}
         await deps.audit.append("decision", ctx.user_id, thread_id(), audit)
+        # A decision starts a run of its own: any verdict it reports comes from a gate that runs in it.
         if decision["decision"] == "approve":
-            return {"decision": decision}
+            return {"decision": decision, "verdict": None}
         if decision["decision"] == "edit" and call:
             return {
                 "decision": decision,
+                "verdict": None,
                 "pending_call": edited_call(call, decision["edits"]),
                 "proposal": None,
             }
@@ -142,6 +144,12 @@ def make_human_approval(deps: Deps) -> Node:
             text = f"NOT EXECUTED: {decision['reason']}. The proposal is cancelled; propose again if needed."
         tool_call_id, name = (call["id"], call["name"]) if call else ("none", "execute_trade")
         message = ToolMessage(text, tool_call_id=tool_call_id, name=name, status="error")
-        return {"decision": decision, "messages": [message], "proposal": None, "pending_call": None}
+        return {
+            "decision": decision,
+            "verdict": None,
+            "messages": [message],
+            "proposal": None,
+            "pending_call": None,
+        }
 
     return human_approval

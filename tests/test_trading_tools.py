@@ -77,6 +77,23 @@ def test_tool_names_and_schemas_mirror_the_seed(services: Services) -> None:
     assert alert["properties"]["condition"]["enum"] == ["above", "below"]
 
 
+def test_every_property_has_one_type_and_settings_bounds(services: Services) -> None:
+    """Ollama's tool properties take one `type` (no anyOf/null): each property has one, bounds where the
+    settings define them, and the tools come in a fixed order (part of the cached prompt prefix)."""
+    tools = make_tools(services)
+    for tool in tools:
+        for name, prop in params(tool)["properties"].items():
+            assert isinstance(prop.get("type"), str) and "anyOf" not in prop, (tool.name, name, prop)
+    assert [t.name for t in tools] == [t.name for t in make_tools(services)]
+    size = params(tools_by_name(tools)["execute_trade"])["properties"]["size"]
+    specs = [services.specs[s] for s in services.settings.risk.allowed_symbols]
+    assert size["type"] == "number"
+    assert size["minimum"] == min(s.min_lot for s in specs) and size["maximum"] == max(
+        s.max_lot for s in specs
+    )
+    assert params(tools_by_name(tools)["get_market_data"])["properties"]["bars"]["maximum"] == 500
+
+
 async def test_get_ml_signal_returns_the_seed_schema(tools: dict[str, BaseTool]) -> None:
     msg = await call(tools["get_ml_signal"], {"symbol": "XAUUSD", "timeframe": "15m"})
     data = json.loads(str(msg.content))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema, create_model
 
 from tools.protocols import ServiceError
 from tools.schemas import AlertRequest
@@ -36,15 +36,28 @@ def _model(name: str, **fields: Any) -> type[BaseModel]:
     return model
 
 
+def _optional_number(description: str, **bounds: float) -> Any:
+    """An optional number whose schema is a plain `number` (Ollama's tool properties have one type, no
+    anyOf/null), with its bounds both as JSON Schema keywords and in the description the model reads."""
+    schema: dict[str, Any] = {"type": "number", "description": description, **bounds}
+    return (Annotated[float | None, WithJsonSchema(schema)], Field(None, gt=0, description=description))
+
+
 @lru_cache(maxsize=8)
-def _schemas(symbols: tuple[str, ...]) -> dict[str, type[BaseModel]]:
-    """Argument schemas, symbol enum from the configured allow-list; cached as tools are built per run."""
+def _schemas(symbols: tuple[str, ...], min_lots: float, max_lots: float) -> dict[str, type[BaseModel]]:
+    """Argument schemas, symbol enum from the configured allow-list and lot bounds from the symbols' specs;
+    cached as tools are built per run. Every property has a type; the order is fixed (prompt caching)."""
     symbol_type: Any = Literal.__getitem__(symbols)
     symbol_field = (symbol_type, Field(description=f"Trading symbol / par: {', '.join(symbols)}"))
     sl = Field(gt=0, description="Stop-loss price / precio de stop loss")
     tp = Field(gt=0, description="Take-profit price / precio de take profit")
-    ticket = (int, Field(gt=0, description="Position ticket from get_portfolio / ticket de la posición"))
+    ticket = (int, Field(ge=1, description="Position ticket from get_portfolio / ticket de la posición"))
     tf = (TimeframeArg, Field("5m", description="Timeframe de análisis"))
+    size = _optional_number(
+        f"Lots ({min_lots:g}-{max_lots:g}). Omit to size from the risk % per trade",
+        minimum=min_lots,
+        maximum=max_lots,
+    )
     return {
         "get_ml_signal": _model("GetMlSignalArgs", symbol=symbol_field, timeframe=tf),
         "analyze_market": _model("AnalyzeMarketArgs", symbol=symbol_field),
@@ -66,10 +79,7 @@ def _schemas(symbols: tuple[str, ...]) -> dict[str, type[BaseModel]]:
             "ExecuteTradeArgs",
             symbol=symbol_field,
             action=(Literal["BUY", "SELL"], Field(description="BUY or SELL")),
-            size=(
-                float | None,
-                Field(None, gt=0, description="Lots (0.01-10). Omit to size from the risk % per trade"),
-            ),
+            size=size,
             stop_loss=(float, sl),
             take_profit=(float, tp),
         ),
@@ -77,8 +87,8 @@ def _schemas(symbols: tuple[str, ...]) -> dict[str, type[BaseModel]]:
         "modify_position": _model(
             "ModifyPositionArgs",
             ticket=ticket,
-            stop_loss=(float | None, Field(None, gt=0, description="New stop-loss price (optional)")),
-            take_profit=(float | None, Field(None, gt=0, description="New take-profit price (optional)")),
+            stop_loss=_optional_number("New stop-loss price (optional)", exclusiveMinimum=0),
+            take_profit=_optional_number("New take-profit price (optional)", exclusiveMinimum=0),
         ),
     }
 
@@ -227,7 +237,9 @@ def _guard(fn: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaita
 def make_tools(services: Services, account_id: str = "paper") -> list[BaseTool]:
     """All eight tools bound to `services`; `account_id` comes from the runtime context, never the model."""
     symbols = [s for s in services.settings.risk.allowed_symbols if s in services.specs]
-    schemas = _schemas(tuple(symbols))
+    specs = [services.specs[s] for s in symbols]
+    lots = (min(s.min_lot for s in specs), max(s.max_lot for s in specs)) if specs else (0.01, 100.0)
+    schemas = _schemas(tuple(symbols), *lots)
     impl = _Impl(services, account_id)
     tools: list[BaseTool] = []
     for name, schema in schemas.items():

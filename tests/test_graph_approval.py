@@ -456,3 +456,22 @@ async def test_unknown_outcome_keeps_the_key_for_a_safe_retry(
     assert len(await positions(services)) == 1  # same key: the retry placed nothing new
     executions = [e for e in await audit_of(services).entries() if e["kind"] == "execution"]
     assert len(executions) == 1 and executions[0]["data"]["duplicate"] is True
+
+
+async def test_moving_on_after_a_lost_reply_asks_the_broker_before_saying_anything(
+    make_copilot: CopilotFactory, services: Services
+) -> None:
+    """A proposal whose send went unanswered is abandoned by a new message: the broker is asked under the
+    proposal's key, so the session says it executed (it did) instead of "nothing executed"."""
+    services.broker = LostReply(services.broker)  # type: ignore[assignment]
+    async with make_copilot() as copilot:
+        await propose(copilot, services)
+        first = await copilot.chat(USER, SESSION, "/approve")
+        assert first.pending_approval is not None and first.pending_approval["attempts"] == 1
+        await copilot.chat(USER, SESSION, "/portfolio")
+        state = await copilot.state(USER, SESSION)
+        assert state is not None and state.pending_approval is None
+        said = [m["content"] for m in state.messages if m["role"] == "tool"]
+        assert any(s.startswith("EXECUTED") and "reply was lost" in s for s in said), said
+        assert not any("nothing executed" in s for s in said), said
+    assert len(await positions(services)) == 1

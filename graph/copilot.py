@@ -105,12 +105,14 @@ class Copilot:
         services: Services | None = None,
         chat_model: BaseChatModel | None = None,
         now: Callable[[], datetime] = wall_clock,
+        clock_owner: bool = False,
     ) -> AsyncIterator[Copilot]:
-        """Open the Redis saver (and the services when not given), yield a ready Copilot, close on exit."""
+        """Open the Redis saver (and the services when not given), yield a ready Copilot, close on exit.
+        `clock_owner`: this process is a server, which owns the shared replay clock (others only read it)."""
         redis: aioredis.Redis | None = None
         if services is None:
             redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
-            services = await build_services(settings, redis)
+            services = await build_services(settings, redis, clock_owner=clock_owner)
         model = chat_model
         if model is None:
             from graph.llm import build_chat_model

@@ -47,7 +47,9 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
             # Opened here, on the server's event loop, because its Redis connections belong to that loop.
             copilot = given
             if copilot is None:
-                copilot = await stack.enter_async_context(Copilot.open(settings, chat_model=chat_model))
+                copilot = await stack.enter_async_context(
+                    Copilot.open(settings, chat_model=chat_model, clock_owner=True)
+                )
             redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
             stack.push_async_callback(redis.aclose)
             app.state.redis = redis

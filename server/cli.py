@@ -5,16 +5,32 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from config import ConfigError, Settings, load_settings
 from server.redis_embedded import EmbeddedRedis, RedisStartError
+from tools.market.clock import ReplayStartError
 
 
 def embedded_redis(settings: Settings) -> EmbeddedRedis:
     return EmbeddedRedis(
         port=settings.redis.port, data_dir=Path(settings.redis.data_dir), bind=settings.redis.host
     )
+
+
+@contextmanager
+def redis_for_command(settings: Settings) -> Iterator[None]:
+    """The embedded Redis for one command (unless REDIS_URL): started if needed, and then stopped again,
+    so a command leaves it as it found it (its data is on disk: AOF)."""
+    server = embedded_redis(settings) if settings.embedded_redis else None
+    started = server.start() if server is not None else False
+    try:
+        yield
+    finally:
+        if server is not None and started:
+            server.stop()
 
 
 def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:
@@ -63,19 +79,33 @@ def cmd_data(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from server.cli_services import ServiceError, check_market, release_clock, server_url
+    from tools.market.clock import SERVER_URL_ENV
+
     host = args.host or settings.server.host
     port = args.port or settings.server.port
+    try:
+        check_market(settings)
+    except ServiceError as exc:
+        print(f"copilot serve: {exc}", file=sys.stderr)
+        return 2
     server = embedded_redis(settings) if settings.embedded_redis else None
     started = server.start() if server is not None else False
     if server is not None:
         print(f"Redis Stack at {server.url} ({'started' if started else 'already running'})")
     print(f"Trading Copilot on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    url = server_url(settings, host, port)
+    os.environ[SERVER_URL_ENV] = url  # the workers' clock heartbeat names this server, for CLI commands
     try:
         # A factory import string, so each of N workers builds its own app (and its own Copilot).
         uvicorn.run("server.app:app_from_settings", factory=True, host=host, port=port, workers=args.workers)
     finally:
-        if server is not None and started and not args.keep_redis:
-            server.stop()
+        release_clock(settings, url)
+        if server is not None and started:
+            if args.keep_redis:
+                print(f"Redis Stack left running at {server.url} (`copilot redis stop` stops it)")
+            else:
+                server.stop()
     return 0
 
 
@@ -91,14 +121,8 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     from server.app import create_app
     from server.in_thread import serve_in_thread
 
-    server = embedded_redis(settings) if settings.embedded_redis else None
-    started = server.start() if server is not None else False
-    try:
-        with serve_in_thread(create_app(settings)) as url:
-            return ChatClient(url=url, session_id=session, symbol=args.symbol, api_key=key).loop()
-    finally:
-        if server is not None and started:
-            server.stop()
+    with redis_for_command(settings), serve_in_thread(create_app(settings)) as url:
+        return ChatClient(url=url, session_id=session, symbol=args.symbol, api_key=key).loop()
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -106,22 +130,16 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     from graph.demo import run_demo
 
-    server = embedded_redis(settings) if settings.embedded_redis else None
-    started = server.start() if server is not None else False
-    try:
+    with redis_for_command(settings):
         return asyncio.run(run_demo(settings, settings.effective_redis_url))
-    finally:
-        if server is not None and started:
-            server.stop()
 
 
 def cmd_service(settings: Settings, args: argparse.Namespace) -> int:
     from server.cli_services import ServiceError, run_service_command
 
-    if settings.embedded_redis:
-        embedded_redis(settings).start()  # left running: the paper ledger lives there
     try:
-        print(run_service_command(settings, args))
+        with redis_for_command(settings):
+            print(run_service_command(settings, args))
     except ServiceError as exc:
         print(f"copilot {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -147,8 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="market analysis: trend, volatility, key levels, AMD phase, killzone")
     p.add_argument("symbol")
     p.set_defaults(func=cmd_service)
-    p = sub.add_parser("portfolio", help="the paper (or platform) portfolio")
-    p.add_argument("--account", default="paper", help="account id (default: the local user's 'paper')")
+    p = sub.add_parser("portfolio", help="the paper (or platform) portfolio, from the running server if any")
+    p.add_argument(
+        "--account", help="account id, read from the ledger here (default: the server's answer, else 'paper')"
+    )
+    p.add_argument("--api-key", help="API key for the running server (or env COPILOT_API_KEY)")
+    p.set_defaults(func=cmd_service)
+    p = sub.add_parser("clock", help="show the replay clock, or re-anchor it from REPLAY__START")
+    p.add_argument("action", choices=["show", "reset"])
     p.set_defaults(func=cmd_service)
     p = sub.add_parser("demo", help="run signal -> proposal -> approval -> execution in-process on XAUUSD")
     p.set_defaults(func=cmd_demo)
@@ -178,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         return int(args.func(settings, args) or 0)
-    except (ConfigError, RedisStartError) as exc:
+    except (ConfigError, RedisStartError, ReplayStartError) as exc:
         print(f"copilot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from tools.market.clock import clock_heartbeat
 from tools.services import Services
 
 log = logging.getLogger("copilot.ticker")
@@ -30,8 +31,12 @@ async def tick(services: Services) -> tuple[int, int]:
 
 
 async def run_ticker(services: Services, every_seconds: float) -> None:
+    """Each pass also renews this server's claim on the shared replay clock (when it replays history)."""
+    replaying = not services.settings.services.data_url
     while True:
         try:
+            if replaying:
+                await clock_heartbeat(services.redis, services.settings)
             await tick(services)
         except Exception:  # a failed pass must not stop the next one
             log.exception("ticker pass failed")

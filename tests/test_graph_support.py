@@ -20,7 +20,7 @@ from graph.fake_model import ScriptedChatModel
 from tools.broker.factory import build_broker
 from tools.market.clock import ManualClock
 from tools.market.csv_store import CsvMarketData
-from tools.market.factory import data_source_dir
+from tools.market.factory import data_files
 from tools.market.specs import load_specs
 from tools.services import Services
 from tools.signals.factory import build_signals
@@ -63,12 +63,13 @@ _MARKETS: dict[str, CsvMarketData] = {}
 
 def shared_market(settings: Settings, clock: ManualClock) -> CsvMarketData:
     """The CSV history loads once per test session (2-3 s); each test gets it on its own clock."""
-    source = data_source_dir(settings)
-    if str(source) not in _MARKETS:
+    files = data_files(settings)
+    source = ",".join(map(str, files))
+    if source not in _MARKETS:
         market = CsvMarketData(load_specs(settings), clock)
-        market.load_dir(source)
-        _MARKETS[str(source)] = market
-    market = _MARKETS[str(source)]
+        market.load_files(files)
+        _MARKETS[source] = market
+    market = _MARKETS[source]
     market.clock = clock
     return market
 

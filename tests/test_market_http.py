@@ -14,8 +14,9 @@ from config import Settings
 from tests.conftest import serve_app
 from tools.market.api import router
 from tools.market.clock import ManualClock, ReplayClock
+from tools.market.csv_import import import_csv, list_data
 from tools.market.csv_store import CsvMarketData
-from tools.market.factory import build_market, data_source_dir
+from tools.market.factory import build_market, data_files, load_history
 from tools.market.http import HttpMarketData
 from tools.market.specs import load_specs
 from tools.protocols import ServiceError, UnknownSymbolError
@@ -63,7 +64,7 @@ async def test_http_client_matches_the_embedded_store(eurusd_store: CsvMarketDat
 
 @pytest.fixture
 def eurusd_data_dir(settings: Settings, shared_data: Path) -> Path:
-    assert data_source_dir(settings) == shared_data  # empty data_dir -> the shared fallback
+    assert data_files(settings) == sorted(shared_data.glob("*.csv.gz"))  # empty data_dir -> the shared data
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True)
     (data_dir / "EURUSD_H1.csv.gz").symlink_to(shared_data / "EURUSD_H1.csv.gz")  # real data, not a copy
@@ -71,16 +72,38 @@ def eurusd_data_dir(settings: Settings, shared_data: Path) -> Path:
 
 
 async def test_factory_uses_data_dir_with_replay_clock(
-    settings: Settings, redis_client: aioredis.Redis, eurusd_data_dir: Path
+    settings: Settings, redis_client: aioredis.Redis, eurusd_data_dir: Path, tmp_path: Path
 ) -> None:
-    assert data_source_dir(settings) == eurusd_data_dir
-    market, clock = await build_market(settings, redis_client)
+    only_data_dir = settings.model_copy(update={"fallback_data_dir": str(tmp_path / "none")})
+    assert data_files(only_data_dir) == [eurusd_data_dir / "EURUSD_H1.csv.gz"]
+    market, clock = await build_market(only_data_dir, redis_client)
     assert isinstance(clock, ReplayClock) and isinstance(market, CsvMarketData)
     assert market.symbols() == ["EURUSD"]
     # "auto" starts 30 days before the end of the loaded history (last bar 2018-02-07 15:00 closes 16:00).
     assert clock.history_anchor == datetime(2018, 1, 8, 16, 0, tzinfo=UTC)
     quote = await market.get_quote("EURUSD")
     assert quote.ask == round(quote.bid + 0.8 * 0.0001, 5)
+
+
+def test_importing_one_symbol_keeps_the_shared_history_of_the_others(
+    settings: Settings, shared_data: Path, tmp_path: Path
+) -> None:
+    gold = tmp_path / "gold.csv"
+    gold.write_text(
+        "datetime,open,high,low,close,volume\n"
+        "2026-01-05 10:00:00,4400.10,4402.00,4399.50,4401.20,10\n"
+        "2026-01-05 11:00:00,4401.20,4405.00,4400.00,4404.80,12\n"
+    )
+    import_csv(gold, "XAUUSD", Path(settings.data_dir), False, load_specs(settings))
+    own = Path(settings.data_dir) / "XAUUSD_H1.csv.gz"
+    # The imported XAUUSD replaces the shared one; the shared EURUSD is still there.
+    assert data_files(settings) == [own, shared_data / "EURUSD_H1.csv.gz"]
+    market = load_history(settings)
+    assert market.symbols() == ["EURUSD", "XAUUSD"]
+    assert market.bar_count("XAUUSD") == 2 and market.source("EURUSD") == shared_data / "EURUSD_H1.csv.gz"
+    listed = list_data(settings)
+    assert any(line.split()[0] == "EURUSD" and line.endswith("(fallback)") for line in listed[1:])
+    assert any(line.split()[0] == "XAUUSD" and line.endswith(str(own)) for line in listed[1:])
 
 
 async def test_factory_without_any_data(

@@ -32,15 +32,19 @@ class Services:
             await closer.aclose()  # type: ignore[attr-defined]
 
 
-async def build_services(settings: Settings, redis: aioredis.Redis, clock: Clock | None = None) -> Services:
-    """Wire the services from settings: embedded ones unless a platform URL is configured for them."""
+async def build_services(
+    settings: Settings, redis: aioredis.Redis, clock: Clock | None = None, *, clock_owner: bool = False
+) -> Services:
+    """Wire the services from settings: embedded ones unless a platform URL is configured for them.
+
+    clock_owner: this process (the server) anchors the shared replay clock; others only read it."""
     from tools.broker.factory import build_broker
     from tools.market.factory import build_market
     from tools.market.specs import load_specs
     from tools.signals.factory import build_signals
 
     specs = load_specs(settings)
-    market, clock = await build_market(settings, redis, clock)
+    market, clock = await build_market(settings, redis, clock, clock_owner=clock_owner)
     signals = build_signals(settings, market, clock, specs)
     broker, alerts = build_broker(settings, redis, market, clock, specs)
     closers: list[object] = [s for s in (market, signals, broker, alerts) if hasattr(s, "aclose")]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -12,15 +15,43 @@ if TYPE_CHECKING:
 
 AUTO_START_BEFORE_END = timedelta(days=30)
 
-# Compare-and-set: replace the anchor only if it is still the one this process read (or absent), so two
-# processes resetting at once converge on a single anchor; always answer with the stored value.
-_CAS_SCRIPT = """
+HEARTBEAT_MIN_SECONDS = 15.0
+# Set by `copilot serve` for its workers: the URL their heartbeat advertises (and `copilot portfolio` reads).
+SERVER_URL_ENV = "COPILOT_SERVER_URL"
+log = logging.getLogger("copilot.clock")
+
+# Anchor the clock unless a running server owns it, in one step, so N workers starting at once (or a
+# `copilot clock reset` racing a server's start) converge on one anchor. KEYS: anchor, server heartbeat;
+# ARGV: the fresh anchor, the heartbeat to write ('' = none), its TTL in ms. Answers {1, new, old anchor or
+# nil} when it wrote, {0, stored anchor, heartbeat} when a running server owns the clock.
+_ANCHOR_SCRIPT = """
 local cur = redis.call('GET', KEYS[1])
-if (not cur and ARGV[1] == '') or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2])
+local server = redis.call('GET', KEYS[2])
+if server and cur then
+  return {0, cur, server}
 end
-return redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+return {1, ARGV[1], cur}
 """
+
+# Drop the heartbeat only if it is the given server's (another server may be refreshing it).
+_RELEASE_SCRIPT = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, info = pcall(cjson.decode, cur)
+  if ok and type(info) == 'table' and info['url'] == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+  end
+end
+return 0
+"""
+
+
+class ReplayStartError(ValueError):
+    """replay.start (REPLAY__START) is not 'auto' or an ISO time inside the loaded history; says which."""
 
 
 def _require_utc(value: datetime, name: str) -> datetime:
@@ -88,14 +119,53 @@ def replay_start(start: str, history_start: datetime, history_end: datetime) -> 
     try:
         value = datetime.fromisoformat(start.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"replay.start: expected 'auto' or an ISO UTC datetime, got {start!r}") from None
+        raise ReplayStartError(
+            f"replay.start (REPLAY__START): expected 'auto' or an ISO UTC datetime, got {start!r}"
+        ) from None
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if not history_start <= value <= history_end:
-        raise ValueError(
-            f"replay.start: {value:%Y-%m-%d %H:%M} UTC is outside the loaded history "
+        raise ReplayStartError(
+            f"replay.start (REPLAY__START): {value:%Y-%m-%d %H:%M} UTC is outside the loaded history "
             f"({history_start:%Y-%m-%d %H:%M} to {history_end:%Y-%m-%d %H:%M} UTC)"
         )
     return value
+
+
+def replay_keys(settings: Settings) -> tuple[str, str]:
+    """The Redis keys of the replay anchor and of the running server's heartbeat."""
+    return f"{settings.redis.prefix}replay:anchor", f"{settings.redis.prefix}replay:server"
+
+
+def heartbeat_seconds(settings: Settings) -> float:
+    """How long a server's heartbeat outlives its last refresh: three ticker periods, at least 15 s."""
+    return max(HEARTBEAT_MIN_SECONDS, 3 * settings.broker.tick_seconds)
+
+
+async def clock_heartbeat(redis: Any, settings: Settings) -> None:
+    """One refresh of "a server owning the replay clock is running"; the server calls it every ticker pass."""
+    ttl_ms = int(heartbeat_seconds(settings) * 1000)
+    await redis.set(replay_keys(settings)[1], _heartbeat(settings), px=ttl_ms)
+
+
+async def running_server(redis: Any, settings: Settings) -> dict[str, Any] | None:
+    """The live server's heartbeat (pid, host, url, start, speed), or None when no server is running."""
+    raw = _text(await redis.get(replay_keys(settings)[1]))
+    return None if raw is None else (_json(raw) or {})
+
+
+async def server_running(redis: Any, settings: Settings) -> bool:
+    return await running_server(redis, settings) is not None
+
+
+async def clock_release(redis: Any, settings: Settings, url: str) -> bool:
+    """Drop the heartbeat of the server at `url` once all its processes stopped, so a restart re-anchors at
+    once instead of joining its own stale clock; True if dropped."""
+    return bool(url) and bool(await redis.eval(_RELEASE_SCRIPT, 1, replay_keys(settings)[1], url))
+
+
+async def stored_anchor(redis: Any, settings: Settings) -> dict[str, Any] | None:
+    """The anchor in Redis ({start, speed, history, wall}), or None."""
+    return _anchor(_text(await redis.get(replay_keys(settings)[0])))
 
 
 async def shared_replay_clock(
@@ -104,39 +174,133 @@ async def shared_replay_clock(
     history_start: datetime,
     history_end: datetime,
     wall: Callable[[], datetime] = wall_now,
+    owner: bool = False,
 ) -> ReplayClock:
-    """A ReplayClock whose anchor is stored once in Redis, so every process sharing it agrees on "now"."""
+    """The one replay clock of every process on this Redis prefix, anchored at {prefix}replay:anchor.
+
+    owner=True (the server): while another server is running, join its anchor (a different replay.start or
+    speed is ignored, with a warning); otherwise write a fresh anchor from settings (wall = now) and the
+    heartbeat. owner=False (CLI, notebooks): never write; use the stored anchor whatever its start, else
+    one from settings kept in this process. replay.start outside the history raises ReplayStartError.
+    """
     history_start = _require_utc(history_start, "history_start")
     history_end = _require_utc(history_end, "history_end")
-    anchor = replay_start(settings.replay.start, history_start, history_end)
-    key = f"{settings.redis.prefix}replay:anchor"
-    current = _text(await redis.get(key))
-    stored = _parse(current)
-    wanted = {"start": settings.replay.start, "speed": settings.replay.speed, "history": anchor.isoformat()}
-    if stored is None or {k: stored.get(k) for k in wanted} != wanted:
-        fresh = json.dumps({**wanted, "wall": wall().isoformat()})
-        current = _text(await redis.eval(_CAS_SCRIPT, 1, key, current or "", fresh))
-        stored = _parse(current)
-        if stored is None:
-            raise RuntimeError(f"replay anchor at {key} is unreadable after being written")
+    fresh = _fresh_anchor(settings, history_start, history_end, wall)
+    if not owner:
+        return _clock(await stored_anchor(redis, settings) or fresh, history_end, wall)
+    written, anchor, other = await _write_anchor(redis, settings, fresh, _heartbeat(settings))
+    if written:
+        was = _at(_anchor(other), history_end, wall)
+        log.info("replay clock anchored at %s (was %s)", _at(anchor, history_end, wall), was)
+    elif (anchor["start"], float(anchor["speed"])) != (settings.replay.start, settings.replay.speed):
+        log.warning(
+            "REPLAY__START=%s (speed %s) ignored: a running server owns the clock (start %s, speed %s, "
+            "now %s); stop the servers and run `copilot clock reset`, or restart them all with the new one",
+            settings.replay.start, settings.replay.speed, anchor["start"], anchor["speed"],
+            _at(anchor, history_end, wall),
+        )  # fmt: skip
+    return _clock(anchor, history_end, wall)
+
+
+async def reset_replay_clock(
+    redis: Any,
+    settings: Settings,
+    history_start: datetime,
+    history_end: datetime,
+    wall: Callable[[], datetime] = wall_now,
+) -> tuple[ReplayClock | None, ReplayClock]:
+    """`copilot clock reset`: re-anchor from settings now; (old clock or None, new clock). Refused with a
+    ServiceError while a server owns the clock (its processes keep theirs in memory)."""
+    from tools.protocols import ServiceError
+
+    history_start = _require_utc(history_start, "history_start")
+    history_end = _require_utc(history_end, "history_end")
+    fresh = _fresh_anchor(settings, history_start, history_end, wall)
+    written, anchor, other = await _write_anchor(redis, settings, fresh, "")
+    if not written:
+        server = _json(other) or {}
+        owner = f"pid {server.get('pid', '?')} on {server.get('host', '?')}"
+        raise ServiceError(
+            f"a running server owns the replay clock ({owner}, REPLAY__START={server.get('start', '?')}); "
+            "stop it first, or restart it with the new REPLAY__START"
+        )
+    old = _anchor(other)
+    log.info("replay clock reset to %s (was %s)", _at(anchor, history_end, wall), _at(old, history_end, wall))
+    return (None if old is None else _clock(old, history_end, wall)), _clock(anchor, history_end, wall)
+
+
+def _fresh_anchor(
+    settings: Settings, history_start: datetime, history_end: datetime, wall: Callable[[], datetime]
+) -> dict[str, Any]:
+    history = replay_start(settings.replay.start, history_start, history_end)
+    return {
+        "start": settings.replay.start,
+        "speed": settings.replay.speed,
+        "history": history.isoformat(),
+        "wall": wall().isoformat(),
+    }
+
+
+async def _write_anchor(
+    redis: Any, settings: Settings, fresh: dict[str, Any], heartbeat: str
+) -> tuple[bool, dict[str, Any], str | None]:
+    """Run _ANCHOR_SCRIPT: (written, the anchor in force, the old anchor if written else the heartbeat)."""
+    anchor_key, server_key = replay_keys(settings)
+    ttl_ms = int(heartbeat_seconds(settings) * 1000)
+    written, current, other = await redis.eval(
+        _ANCHOR_SCRIPT, 2, anchor_key, server_key, json.dumps(fresh), heartbeat, ttl_ms
+    )
+    anchor = _anchor(_text(current))
+    if anchor is None:
+        raise RuntimeError(
+            f"replay anchor at {anchor_key} is unreadable; stop the servers and run `copilot clock reset`"
+        )
+    return bool(written), anchor, _text(other)
+
+
+def _heartbeat(settings: Settings) -> str:
+    return json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "url": os.environ.get(SERVER_URL_ENV, ""),
+            "start": settings.replay.start,
+            "speed": settings.replay.speed,
+        }
+    )
+
+
+def _clock(anchor: dict[str, Any], history_end: datetime, wall: Callable[[], datetime]) -> ReplayClock:
     return ReplayClock(
-        history_anchor=datetime.fromisoformat(stored["history"]),
-        wall_anchor=datetime.fromisoformat(stored["wall"]),
-        speed=float(stored["speed"]),
+        history_anchor=datetime.fromisoformat(anchor["history"]),
+        wall_anchor=datetime.fromisoformat(anchor["wall"]),
+        speed=float(anchor["speed"]),
         history_end=history_end,
         wall=wall,
     )
+
+
+def _at(anchor: dict[str, Any] | None, history_end: datetime, wall: Callable[[], datetime]) -> str:
+    """The history time an anchor shows now, for the log ("no anchor" when there is none)."""
+    if anchor is None:
+        return "no anchor"
+    return f"{_clock(anchor, history_end, wall).now():%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _parse(raw: str | None) -> dict[str, Any] | None:
+def _json(raw: str | None) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
         data = json.loads(raw)
     except ValueError:
-        return None  # a corrupt anchor is replaced like a stale one
-    return data if isinstance(data, dict) and {"history", "wall", "speed"} <= data.keys() else None
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _anchor(raw: str | None) -> dict[str, Any] | None:
+    data = _json(raw)
+    return data if data is not None and {"start", "history", "wall", "speed"} <= data.keys() else None

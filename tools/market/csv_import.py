@@ -18,7 +18,7 @@ from tools.market.csv_formats import (
     read_ohlcv,
     spacing_timeframe,
 )
-from tools.market.csv_store import csv_files
+from tools.market.csv_store import csv_files, file_symbol
 from tools.market.specs import load_specs, spec_for
 from tools.schemas import SymbolSpec
 
@@ -66,7 +66,7 @@ def import_csv(
     destination = data_dir / f"{spec.symbol}_{CODE_BY_TF[timeframe]}.csv.gz"
     _write_atomically(data, destination, spec.digits)
     # Older files of the symbol (another timeframe) would shadow or mix with the new history.
-    replaced = [p for p in csv_files(data_dir) if p != destination and _file_symbol(p) == spec.symbol]
+    replaced = [p for p in csv_files(data_dir) if p != destination and file_symbol(p) == spec.symbol]
     for old in replaced:
         old.unlink()
     return ImportReport(
@@ -79,11 +79,6 @@ def import_csv(
         destination=destination,
         replaced=replaced,
     )
-
-
-def _file_symbol(path: Path) -> str:
-    named = name_timeframe(path)
-    return named[0] if named else path.name.split(".")[0].split("_")[0].upper()
 
 
 def _write_atomically(data: Ohlcv, destination: Path, digits: int) -> None:
@@ -108,18 +103,17 @@ def _write_atomically(data: Ohlcv, destination: Path, digits: int) -> None:
 
 def list_data(settings: Settings) -> list[str]:
     """One line per loaded symbol (timeframe, bars, range, file), as `copilot data list` prints them."""
-    from tools.market.clock import SystemClock
-    from tools.market.csv_store import CsvMarketData
-    from tools.market.factory import data_source_dir
+    from tools.market.factory import load_history
 
-    directory = data_source_dir(settings)
-    market = CsvMarketData(load_specs(settings), SystemClock())
-    symbols = market.load_dir(directory)
-    lines = [f"data from {directory}" + ("" if directory == Path(settings.data_dir) else " (fallback)")]
-    for symbol in symbols:
+    market = load_history(settings)
+    data_dir = Path(settings.data_dir).resolve()
+    lines = [f"data from {settings.data_dir}, else {settings.fallback_data_dir} (per symbol)"]
+    for symbol in market.symbols():
         first, last = market.history_range(symbol)
+        source = market.source(symbol)
         lines.append(
             f"  {symbol:<8} {market.native_timeframe(symbol):>3}  {market.bar_count(symbol):>9,} bars  "
-            f"{first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M} UTC"
+            f"{first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M} UTC  {source}"
+            + ("" if source.parent.resolve() == data_dir else " (fallback)")
         )
     return lines

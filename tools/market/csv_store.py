@@ -44,6 +44,12 @@ def csv_files(directory: Path) -> list[Path]:
     return sorted({p for pattern in CSV_PATTERNS for p in directory.glob(pattern) if p.is_file()})
 
 
+def file_symbol(path: Path) -> str:
+    """The symbol a CSV file holds, from its name: XAUUSD_M1.csv.gz, else the part before the first "_"."""
+    named = name_timeframe(path)
+    return named[0] if named else path.name.split(".")[0].split("_")[0].upper()
+
+
 class CsvMarketData:
     """MarketData over CSV files, one series per symbol at its native timeframe (the finest loaded)."""
 
@@ -61,8 +67,7 @@ class CsvMarketData:
         """Load one CSV (any supported format); symbol and timeframe come from the name or the data."""
         path = Path(path)
         named = name_timeframe(path)
-        name = symbol or (named[0] if named else path.name.split(".")[0].split("_")[0])
-        spec = spec_for(self.specs, name)
+        spec = spec_for(self.specs, symbol or file_symbol(path))
         data = read_ohlcv(path)
         timeframe = named[1] if named else spacing_timeframe(data.times)
         if timeframe is None:
@@ -78,13 +83,17 @@ class CsvMarketData:
         return spec.symbol
 
     def load_dir(self, directory: Path) -> list[str]:
-        """Load every *.csv / *.csv.gz in `directory`; returns the symbols loaded, sorted.
+        """Load every *.csv / *.csv.gz in `directory`; returns the symbols loaded, sorted."""
+        return self.load_files(csv_files(directory))
+
+    def load_files(self, paths: list[Path]) -> list[str]:
+        """Load these CSV files; returns the symbols loaded, sorted.
 
         Files of symbols without a spec are skipped with a warning: prices without digits, pip size and
         contract size cannot be traded or shown safely, and one stray file must not stop the copilot.
         """
         loaded = set()
-        for path in csv_files(directory):
+        for path in paths:
             try:
                 loaded.add(self.load_file(path))
             except UnknownSymbolError as exc:
@@ -105,6 +114,10 @@ class CsvMarketData:
 
     def bar_count(self, symbol: str) -> int:
         return len(self._get(symbol).data)
+
+    def source(self, symbol: str) -> Path:
+        """The file a symbol's history was loaded from."""
+        return self._get(symbol).path
 
     def history_range(self, symbol: str | None = None) -> tuple[datetime, datetime]:
         """(first bar open, last bar close) of one symbol, or spanning every loaded symbol."""

@@ -146,6 +146,34 @@ def cmd_service(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_model(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from server.eval_model import Outcome, evaluate, load_cases, report
+
+    cases = load_cases(Path(args.cases)) if args.cases else load_cases()
+    if args.only:
+        cases = [c for c in cases if c.category in args.only]
+    if not cases:
+        print("copilot eval-model: no cases selected", file=sys.stderr)
+        return 2
+
+    numbers = iter(range(1, len(cases) + 1))
+
+    def progress(outcome: Outcome) -> None:  # long runs on a slow GPU: say where we are
+        mark = "ok" if (outcome.refused if outcome.case.refuse else outcome.tool_ok) else "MISS"
+        n = next(numbers)
+        print(f"[{n}/{len(cases)}] {outcome.case.id}: {mark} ({outcome.total_s:.1f} s)", file=sys.stderr)
+
+    print(
+        f"Evaluating {settings.llm.model} at {settings.llm.base_url} on {len(cases)} cases", file=sys.stderr
+    )
+    with redis_for_command(settings):
+        outcomes = asyncio.run(evaluate(settings, cases, progress))
+    print(report(outcomes, settings.llm.model))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copilot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("clock", help="show the replay clock, or re-anchor it from REPLAY__START")
     p.add_argument("action", choices=["show", "reset"])
     p.set_defaults(func=cmd_service)
+    p = sub.add_parser("eval-model", help="labelled prompts through the copilot and your Ollama model")
+    p.add_argument("--cases", help="a YAML file of cases (default: the packaged prompts/eval_cases.yaml)")
+    p.add_argument("--only", nargs="+", help="categories to run, e.g. signal trade refuse injection")
+    p.set_defaults(func=cmd_eval_model)
     p = sub.add_parser("demo", help="run signal -> proposal -> approval -> execution in-process on XAUUSD")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser(

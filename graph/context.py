@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The symbol of a new session (until the trader names another); one home for it.
+DEFAULT_SYMBOL = "XAUUSD"
+
 
 @dataclass(frozen=True)
 class Context:
     user_id: str = "local"
     account_id: str = "paper"
-    session_symbol: str = "XAUUSD"
+    session_symbol: str = DEFAULT_SYMBOL

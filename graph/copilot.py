@@ -22,7 +22,7 @@ from config import Settings
 from graph.audit import AuditTrail
 from graph.builder import build_graph
 from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer
-from graph.context import Context
+from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
 from graph.nodes.human_approval import BadDecision, check_edits
 from graph.results import (
@@ -145,7 +145,7 @@ class Copilot:
             replies = await pipe.execute()
         stored = replies[1 if symbol else 0]
         return Context(
-            user_id=user_id, account_id=account_for(user_id), session_symbol=str(stored or "XAUUSD")
+            user_id=user_id, account_id=account_for(user_id), session_symbol=str(stored or DEFAULT_SYMBOL)
         )
 
     async def _ids(self, config: RunnableConfig) -> set[str]:

@@ -52,7 +52,7 @@ def describe_proposal(p: dict[str, Any]) -> str:
 class ChatClient:
     url: str
     session_id: str
-    symbol: str = "XAUUSD"
+    symbol: str | None = None
     api_key: str | None = None
     ask: Callable[[str], str] = input
     out: TextIO = field(default_factory=lambda: sys.stdout)
@@ -131,7 +131,9 @@ class ChatClient:
         return edits
 
     def turn(self, message: str) -> None:
-        body = {"message": message, "session_id": self.session_id, "symbol": self.symbol}
+        body: dict[str, str] = {"message": message, "session_id": self.session_id}
+        if self.symbol:  # else the session keeps its own
+            body["symbol"] = self.symbol
         pending = self.stream("/api/chat/stream", body)
         while pending is not None:
             decision = self.decide(pending)

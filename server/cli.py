@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="chat with a running server from the terminal")
     p.add_argument("--url", help="server URL (default: http://server.host:server.port)")
     p.add_argument("--session", help="session id to continue (default: a new one)")
-    p.add_argument("--symbol", default="XAUUSD")
+    p.add_argument("--symbol", help="the session's symbol (default: the session's own, XAUUSD for a new one)")
     p.add_argument("--api-key", help="API key (or env COPILOT_API_KEY)")
     p.add_argument("--local", action="store_true", help="no server needed: run the copilot in this process")
     p.set_defaults(func=cmd_chat)

@@ -15,7 +15,9 @@ class ChatRequest(BaseModel):
 
     message: str = Field(min_length=1, description="what the trader says, or a slash command like /signal")
     session_id: str = Field(pattern=SESSION_ID_PATTERN, description="conversation id chosen by the client")
-    symbol: str | None = Field("XAUUSD", max_length=20, description="the symbol the session is about")
+    symbol: str | None = Field(
+        None, max_length=20, description="the symbol the session is about (omitted: the session's own)"
+    )
 
 
 class DecisionRequest(BaseModel):

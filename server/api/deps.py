@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Path, Request
 
 from config import Settings
 from graph.copilot import Copilot
-from server.api.runs import RunRegistry
+from server.api.runs import Runner, RunRegistry
 from server.metrics import Metrics
 from tools.locks import RunLocks
 
@@ -72,10 +72,19 @@ def get_current_user(request: Request, settings: Annotated[Settings, Depends(get
     return user
 
 
+def get_runner(
+    user: Annotated[str, Depends(get_current_user)],
+    copilot: Annotated[Copilot, Depends(get_copilot)],
+    runs: Annotated[RunRegistry, Depends(get_runs)],
+) -> Runner:
+    return Runner(user, copilot, runs)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CopilotDep = Annotated[Copilot, Depends(get_copilot)]
 LocksDep = Annotated[RunLocks, Depends(get_locks)]
 RunsDep = Annotated[RunRegistry, Depends(get_runs)]
+RunnerDep = Annotated[Runner, Depends(get_runner)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 CurrentUser = Annotated[str, Depends(get_current_user)]
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN, description="the session (conversation) id")]

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException
@@ -28,6 +29,7 @@ log = logging.getLogger("copilot.server")
 
 Event = dict[str, Any]
 NOTHING_PENDING = "nothing in this session is waiting for your approval"
+NOT_FOUND = "no such session for this user"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -173,36 +175,49 @@ class RunRegistry:
             await asyncio.wait(pending)
 
 
-async def run_to_end(
-    registry: RunRegistry, user_id: str, session_id: str, kind: str, call: Callable[[], Awaitable[ChatResult]]
-) -> ChatResult:
-    """A JSON answer: start the run, wait for it (a dropped client does not stop it), raise what it raised."""
+@dataclass
+class Runner:
+    """The current user's runs: what every route that runs the graph needs, bundled (one dependency)."""
 
-    async def events() -> AsyncIterator[Event]:
-        result = await call()
-        yield {"event": "final", "data": result.model_dump()}
+    user: str
+    copilot: Copilot
+    registry: RunRegistry
 
-    run = await registry.start(user_id, session_id, kind, events)
-    assert run.task is not None
-    await asyncio.shield(run.task)
-    if run.error is not None:
-        raise run.error
-    final = run.final
-    if final is None:
-        raise HTTPException(409, "the run was cancelled before it finished")
-    return ChatResult.model_validate(final)
+    @property
+    def locks(self) -> RunLocks:
+        return self.registry.locks
 
+    async def once(self, session_id: str, kind: str, call: Callable[[], Awaitable[ChatResult]]) -> ChatResult:
+        """A JSON answer: start the run, wait for it (a dropped client does not stop it), raise what it
+        raised (the app maps facade errors to HTTP)."""
 
-async def stream_run(
-    registry: RunRegistry,
-    user_id: str,
-    session_id: str,
-    kind: str,
-    events: Callable[[], AsyncIterator[Event]],
-) -> StreamingResponse:
-    """Take the lease before answering (so busy is a real 409), then stream a view on the run."""
-    run = await registry.start(user_id, session_id, kind, events)
-    return follow_response(run)
+        async def events() -> AsyncIterator[Event]:
+            result = await call()
+            yield {"event": "final", "data": result.model_dump()}
+
+        run = await self.registry.start(self.user, session_id, kind, events)
+        assert run.task is not None
+        await asyncio.shield(run.task)
+        if run.error is not None:
+            raise run.error
+        final = run.final
+        if final is None:
+            raise HTTPException(409, "the run was cancelled before it finished")
+        return ChatResult.model_validate(final)
+
+    async def stream(
+        self, session_id: str, kind: str, events: Callable[[], AsyncIterator[Event]]
+    ) -> StreamingResponse:
+        """Take the lease before answering (so busy is a real 409), then stream a view on the run."""
+        return follow_response(await self.registry.start(self.user, session_id, kind, events))
+
+    async def state(self, session_id: str) -> SessionState:
+        """Sessions are per user: someone else's session id answers 404, exactly like an unknown one. A run
+        a crash interrupted is completed first (when no run holds the session)."""
+        state = await settled_state(self.copilot, self.locks, self.user, session_id)
+        if state is None:
+            raise HTTPException(404, NOT_FOUND)
+        return state
 
 
 def follow_response(run: Run) -> StreamingResponse:

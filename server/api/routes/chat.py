@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from graph.schemas import ChatResult
-from server.api.deps import CopilotDep, CurrentUser, RunsDep, SettingsDep
+from server.api.deps import RunnerDep, SettingsDep
 from server.api.models import ChatRequest
-from server.api.runs import check_message, run_to_end, stream_run
+from server.api.runs import check_message
 
 router = APIRouter(prefix="/api", tags=["chat"])
 
@@ -19,38 +19,20 @@ connection: if it drops, the run goes on; `GET /api/sessions/{id}/run` re-attach
 
 
 @router.post("/chat", response_model=ChatResult)
-async def chat(
-    body: ChatRequest,
-    user: CurrentUser,
-    copilot: CopilotDep,
-    runs: RunsDep,
-    settings: SettingsDep,
-) -> ChatResult:
+async def chat(body: ChatRequest, run: RunnerDep, settings: SettingsDep) -> ChatResult:
     """Send one message; the answer comes back when the turn is done (or paused for your approval)."""
     check_message(body.message, settings)
-    return await run_to_end(
-        runs,
-        user,
-        body.session_id,
-        "chat",
-        lambda: copilot.chat(user, body.session_id, body.message, body.symbol),
+    copilot, user = run.copilot, run.user
+    return await run.once(
+        body.session_id, "chat", lambda: copilot.chat(user, body.session_id, body.message, body.symbol)
     )
 
 
 @router.post("/chat/stream", response_class=StreamingResponse, description=STREAM_DOC)
-async def chat_stream(
-    body: ChatRequest,
-    user: CurrentUser,
-    copilot: CopilotDep,
-    runs: RunsDep,
-    settings: SettingsDep,
-) -> StreamingResponse:
+async def chat_stream(body: ChatRequest, run: RunnerDep, settings: SettingsDep) -> StreamingResponse:
     """Send one message and follow the run live."""
     check_message(body.message, settings)
-    return await stream_run(
-        runs,
-        user,
-        body.session_id,
-        "chat",
-        lambda: copilot.stream(user, body.session_id, body.message, body.symbol),
+    copilot, user = run.copilot, run.user
+    return await run.stream(
+        body.session_id, "chat", lambda: copilot.stream(user, body.session_id, body.message, body.symbol)
     )

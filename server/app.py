@@ -18,9 +18,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import Settings
-from graph.copilot import Copilot, InvalidId
+from graph.copilot import Copilot, InvalidId, NoPendingApproval
 from server.api.routes import chat, health, portfolio, sessions
-from server.api.runs import RunRegistry, sweep
+from server.api.runs import NOTHING_PENDING, RunRegistry, sweep
 from server.metrics import Metrics
 from server.middleware import BodyLimit, CatchAll, RequestMetrics
 from server.ticker import run_ticker
@@ -118,6 +118,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
         headers = {"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)}
         return JSONResponse({"detail": REDIS_DOWN}, status_code=503, headers=headers)
+
+    @app.exception_handler(NoPendingApproval)
+    async def nothing_pending(request: Request, exc: NoPendingApproval) -> JSONResponse:
+        return JSONResponse({"detail": NOTHING_PENDING}, status_code=409)  # decided elsewhere meanwhile
 
     @app.exception_handler(ServiceError)
     async def service_failed(request: Request, exc: ServiceError) -> JSONResponse:

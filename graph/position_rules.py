@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.settings import RiskSettings
-from graph.risk import RuleResult, max_risk_usd, move_usd
+from graph.risk import RuleResult, judged, max_risk_usd, move_usd
 from tools.schemas import Portfolio, Position, SymbolSpec
 
 
@@ -60,13 +60,12 @@ def rule_modify_risk(
     cap = max_risk_usd(portfolio, limits)
     if old_risk is not None and new_risk <= old_risk:
         return RuleResult(True, f"the new stop reduces the risk to {new_risk:.2f} USD")
-    if new_risk > cap:
-        return RuleResult(
-            False,
-            f"the new stop puts {new_risk:.2f} USD at risk, above the {limits.max_risk_per_trade_pct}% "
-            f"limit ({cap:.2f} USD)",
-        )
-    return RuleResult(True, f"{new_risk:.2f} USD at risk, within the {cap:.2f} USD limit")
+    return judged(
+        new_risk <= cap,
+        f"{new_risk:.2f} USD at risk, within the {cap:.2f} USD limit",
+        f"the new stop puts {new_risk:.2f} USD at risk, above the {limits.max_risk_per_trade_pct}% "
+        f"limit ({cap:.2f} USD)",
+    )
 
 
 def check_modify(

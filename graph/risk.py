@@ -38,6 +38,12 @@ class RiskInputs:
 class RuleResult:
     passed: bool
     reason: str
+    wait: bool = False  # blocked only until the signal confirms the setup (not a verdict on the trade)
+
+
+def judged(passed: bool, if_passed: str, if_blocked: str) -> RuleResult:
+    """A rule's answer: pass or block, with the reason that fits."""
+    return RuleResult(passed, if_passed if passed else if_blocked)
 
 
 @dataclass(frozen=True)
@@ -133,10 +139,12 @@ def rule_take_profit(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) 
 def rule_confidence(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
     signal = inputs.signal
     if signal is None:
-        return RuleResult(False, "wait: no current signal for this symbol, cannot confirm the setup")
+        return RuleResult(
+            False, "wait: no current signal for this symbol, cannot confirm the setup", wait=True
+        )
     pct, min_pct = round(signal.confidence * 100), round(limits.min_confidence * 100)
     if signal.confidence < limits.min_confidence:
-        return RuleResult(False, f"wait: signal confidence {pct}% is below the minimum {min_pct}%")
+        return RuleResult(False, f"wait: signal confidence {pct}% is below the minimum {min_pct}%", wait=True)
     return RuleResult(True, f"signal confidence {pct}% ≥ {min_pct}%")
 
 
@@ -162,19 +170,21 @@ def rule_amd_phase(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) ->
 def rule_daily_loss(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
     p = inputs.portfolio
     limit_usd = round(p.balance * limits.daily_loss_limit_pct / 100, 2)
-    if p.daily_pnl <= -limit_usd:
-        return RuleResult(
-            False, f"daily loss limit reached: P&L {p.daily_pnl:.2f} USD ≤ -{limit_usd:.2f} USD "
-            f"({limits.daily_loss_limit_pct}% of balance)"
-        )  # fmt: skip
-    return RuleResult(True, f"daily P&L {p.daily_pnl:.2f} USD within the -{limit_usd:.2f} USD limit")
+    return judged(
+        p.daily_pnl > -limit_usd,
+        f"daily P&L {p.daily_pnl:.2f} USD within the -{limit_usd:.2f} USD limit",
+        f"daily loss limit reached: P&L {p.daily_pnl:.2f} USD ≤ -{limit_usd:.2f} USD "
+        f"({limits.daily_loss_limit_pct}% of balance)",
+    )
 
 
 def rule_open_positions(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
-    count = len(inputs.portfolio.positions)
-    if count >= limits.max_open_positions:
-        return RuleResult(False, f"{count} positions open: max open positions is {limits.max_open_positions}")
-    return RuleResult(True, f"{count} of {limits.max_open_positions} positions open")
+    count, most = len(inputs.portfolio.positions), limits.max_open_positions
+    return judged(
+        count < most,
+        f"{count} of {most} positions open",
+        f"{count} positions open: max open positions is {most}",
+    )
 
 
 def rule_market_open(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
@@ -219,16 +229,15 @@ def rule_risk_per_trade(
     pct = limits.max_risk_per_trade_pct
     if sized.size_lots <= 0:
         return RuleResult(
-            False, f"even the minimum {inputs.spec.min_lot} lots risks more than the {pct}% cap "
-            f"({sized.max_risk_usd:.2f} USD) with this stop loss"
-        )  # fmt: skip
-    if sized.risk_usd > sized.max_risk_usd + CENT / 2:
-        return RuleResult(
-            False, f"risk {sized.risk_usd:.2f} USD exceeds the max risk per trade of {pct}% of equity "
-            f"({sized.max_risk_usd:.2f} USD); reduce the size"
-        )  # fmt: skip
-    return RuleResult(
-        True, f"risk {sized.risk_usd:.2f} USD ≤ {pct}% of equity ({sized.max_risk_usd:.2f} USD)"
+            False,
+            f"even the minimum {inputs.spec.min_lot} lots risks more than the {pct}% cap "
+            f"({sized.max_risk_usd:.2f} USD) with this stop loss",
+        )
+    return judged(
+        sized.risk_usd <= sized.max_risk_usd + CENT / 2,
+        f"risk {sized.risk_usd:.2f} USD ≤ {pct}% of equity ({sized.max_risk_usd:.2f} USD)",
+        f"risk {sized.risk_usd:.2f} USD exceeds the max risk per trade of {pct}% of equity "
+        f"({sized.max_risk_usd:.2f} USD); reduce the size",
     )
 
 
@@ -245,12 +254,12 @@ def rule_lots_per_symbol(
 ) -> RuleResult:
     existing = sum(p.size for p in inputs.portfolio.positions if p.symbol.upper() == idea.symbol.upper())
     total = round(existing + sized.size_lots, 8)
-    if total > limits.max_lots_per_symbol + 1e-9:
-        return RuleResult(
-            False, f"{idea.symbol} exposure {total} lots (open {round(existing, 8)} + new {sized.size_lots}) "
-            f"exceeds the max {limits.max_lots_per_symbol} lots per symbol"
-        )  # fmt: skip
-    return RuleResult(True, f"{idea.symbol} exposure {total} ≤ {limits.max_lots_per_symbol} lots")
+    return judged(
+        total <= limits.max_lots_per_symbol + 1e-9,
+        f"{idea.symbol} exposure {total} ≤ {limits.max_lots_per_symbol} lots",
+        f"{idea.symbol} exposure {total} lots (open {round(existing, 8)} + new {sized.size_lots}) "
+        f"exceeds the max {limits.max_lots_per_symbol} lots per symbol",
+    )
 
 
 def rule_daily_loss_headroom(
@@ -260,13 +269,11 @@ def rule_daily_loss_headroom(
     p = inputs.portfolio
     limit_usd = round(p.balance * limits.daily_loss_limit_pct / 100, 2)
     after_usd = round(p.daily_pnl - sized.risk_usd, 2)
-    if after_usd < -limit_usd - CENT / 2:
-        return RuleResult(
-            False, f"this trade risks {sized.risk_usd:.2f} USD; a loss would take today's P&L to "
-            f"{after_usd:.2f} USD, past the -{limit_usd:.2f} USD daily limit"
-        )  # fmt: skip
-    return RuleResult(
-        True, f"a loss at the stop leaves today's P&L at {after_usd:.2f} USD ≥ -{limit_usd:.2f}"
+    return judged(
+        after_usd >= -limit_usd - CENT / 2,
+        f"a loss at the stop leaves today's P&L at {after_usd:.2f} USD ≥ -{limit_usd:.2f}",
+        f"this trade risks {sized.risk_usd:.2f} USD; a loss would take today's P&L to "
+        f"{after_usd:.2f} USD, past the -{limit_usd:.2f} USD daily limit",
     )
 
 
@@ -276,9 +283,11 @@ def rule_free_margin(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings, 
         return RuleResult(True, "margin not checked here (leverage unknown); the broker checks it")
     needed = margin_usd(inputs.spec, sized.size_lots, sized.entry, inputs.leverage)
     free = inputs.portfolio.free_margin
-    if needed > free:
-        return RuleResult(False, f"needs {needed:.2f} USD of margin; free margin is {free:.2f} USD")
-    return RuleResult(True, f"margin {needed:.2f} USD ≤ free margin {free:.2f} USD")
+    return judged(
+        needed <= free,
+        f"margin {needed:.2f} USD ≤ free margin {free:.2f} USD",
+        f"needs {needed:.2f} USD of margin; free margin is {free:.2f} USD",
+    )
 
 
 SIZED_RULES: list[Callable[[TradeIdea, RiskInputs, RiskSettings, _Sized], RuleResult]] = [
@@ -320,7 +329,8 @@ def evaluate(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> Verdi
     sized = _size(idea, inputs, limits) if stop_ok else None
     if sized is not None:
         checks += [rule(idea, inputs, limits, sized) for rule in SIZED_RULES]
-    failed = [c.reason for c in checks if not c.passed]
+    blocking = [c for c in checks if not c.passed]
+    failed = [c.reason for c in blocking]
     equity = inputs.portfolio.equity
     risk_usd = sized.risk_usd if sized else 0.0
     return Verdict(
@@ -335,5 +345,5 @@ def evaluate(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> Verdi
         stop_pips=spec.pips(entry - idea.stop_loss) if stop_ok and idea.stop_loss else None,
         take_profit_pips=spec.pips(idea.take_profit - entry) if idea.take_profit else None,
         checks=checks,
-        wait=bool(failed) and all(r.startswith("wait:") for r in failed),
+        wait=bool(blocking) and all(c.wait for c in blocking),
     )

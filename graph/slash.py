@@ -162,9 +162,13 @@ def _alert(rest: list[str]) -> ToolCommand:
         raise _Usage("/alert SYMBOL above|below PRICE TEXT")
     return ToolCommand(
         "set_alert",
-        {"symbol": _symbol(rest[0]), "condition": rest[1].lower(), "price": _number(rest[2], "PRICE"),
-         "message": " ".join(rest[3:])},
-    )  # fmt: skip
+        {
+            "symbol": _symbol(rest[0]),
+            "condition": rest[1].lower(),
+            "price": _number(rest[2], "PRICE"),
+            "message": " ".join(rest[3:]),
+        },
+    )
 
 
 def _position(name: str, rest: list[str]) -> ToolCommand:

@@ -152,8 +152,10 @@ def report(outcomes: list[Outcome], model: str) -> str:
         ttft = f"{o.first_token_s:.2f} s" if o.first_token_s is not None else "–"
         chosen = f"error: {o.error[:40]}" if o.error else (o.chosen or "(none)")
         tool = "" if o.case.refuse else ("ok" if o.tool_ok else "WRONG")
-        rows.append(f"| {o.case.id} | {o.case.tool or '(none)'} | {chosen} | {tool} | {args} | {no_trade} "
-                    f"| {ttft} | {o.total_s:.2f} s |")  # fmt: skip
+        rows.append(
+            f"| {o.case.id} | {o.case.tool or '(none)'} | {chosen} | {tool} | {args} | {no_trade} "
+            f"| {ttft} | {o.total_s:.2f} s |"
+        )
     graded = [o for o in outcomes if not o.case.refuse]
     with_args = [o for o in graded if o.args_ok is not None]
     refusals = [o for o in outcomes if o.case.refuse]

@@ -131,12 +131,25 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             str(root / "bin" / "redis-server"),
-            "--bind", self.bind, "--port", str(self.port), "--protected-mode", "yes",
-            "--dir", str(self.data_dir.resolve()),
-            "--appendonly", "yes", "--appendfsync", "everysec",
-            "--daemonize", "no", "--logfile", str(self.logfile.resolve()),
-            "--pidfile", str(self.pidfile.resolve()),
-        ]  # fmt: skip
+            "--bind",
+            self.bind,
+            "--port",
+            str(self.port),
+            "--protected-mode",
+            "yes",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.logfile.resolve()),
+            "--pidfile",
+            str(self.pidfile.resolve()),
+        ]
         for mod in MODULES:
             args += ["--loadmodule", str(root / "lib" / mod)]
         env = dict(os.environ)

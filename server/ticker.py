@@ -25,8 +25,14 @@ async def tick(services: Services) -> tuple[int, int]:
     if check is not None:
         for alert in await check(None):
             fired += 1
-            log.info("alert %s triggered: %s %s %s at %s", alert.alert_id, alert.symbol, alert.condition,
-                     alert.price, alert.triggered_price)  # fmt: skip
+            log.info(
+                "alert %s triggered: %s %s %s at %s",
+                alert.alert_id,
+                alert.symbol,
+                alert.condition,
+                alert.price,
+                alert.triggered_price,
+            )
     return closed, fired
 
 

@@ -144,10 +144,16 @@ class _Impl:
     async def get_market_data(self, symbol: str, timeframe: str = "5m", bars: int = 100) -> dict[str, Any]:
         rows = await self.s.market.get_bars(symbol, timeframe, bars)
         data = [
-            {"time": b.time.strftime("%Y-%m-%d %H:%M"), "open": b.open, "high": b.high, "low": b.low,
-             "close": b.close, "volume": b.volume}
+            {
+                "time": b.time.strftime("%Y-%m-%d %H:%M"),
+                "open": b.open,
+                "high": b.high,
+                "low": b.low,
+                "close": b.close,
+                "volume": b.volume,
+            }
             for b in rows
-        ]  # fmt: skip
+        ]
         return {"symbol": symbol, "timeframe": timeframe, "data": data}
 
     async def set_alert(self, symbol: str, condition: str, price: float, message: str = "") -> dict[str, Any]:
@@ -204,8 +210,13 @@ class _Impl:
 
     async def close_position(self, ticket: int) -> dict[str, Any]:
         position = await self._position(ticket)
-        return {"status": "proposed", "kind": "close", "ticket": ticket, "position": position,
-                "note": "Not executed: the trader must approve closing this position."}  # fmt: skip
+        return {
+            "status": "proposed",
+            "kind": "close",
+            "ticket": ticket,
+            "position": position,
+            "note": "Not executed: the trader must approve closing this position.",
+        }
 
     async def modify_position(
         self, ticket: int, stop_loss: float | None = None, take_profit: float | None = None
@@ -213,9 +224,15 @@ class _Impl:
         if stop_loss is None and take_profit is None:
             raise ToolException("Error: give a new stop_loss and/or take_profit.")
         position = await self._position(ticket)
-        return {"status": "proposed", "kind": "modify", "ticket": ticket, "stop_loss": stop_loss,
-                "take_profit": take_profit, "position": position,
-                "note": "Not executed: the trader must approve the change."}  # fmt: skip
+        return {
+            "status": "proposed",
+            "kind": "modify",
+            "ticket": ticket,
+            "stop_loss": stop_loss,
+            "take_profit": take_profit,
+            "position": position,
+            "note": "Not executed: the trader must approve the change.",
+        }
 
 
 def _guard(fn: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:

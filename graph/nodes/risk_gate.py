@@ -147,8 +147,13 @@ async def gate_position(
         change = Modify(position, price, _num(call["args"], "stop_loss"), _num(call["args"], "take_profit"))
         checks = check_modify(change, spec, portfolio, deps.settings.risk)
     else:
-        checks = [RuleResult(True, f"position #{position.ticket} is open ({position.type} {position.size} "
-                                   f"{position.symbol}); closing it reduces risk")]  # fmt: skip
+        checks = [
+            RuleResult(
+                True,
+                f"position #{position.ticket} is open ({position.type} {position.size} "
+                f"{position.symbol}); closing it reduces risk",
+            )
+        ]
     failed = [c.reason for c in checks if not c.passed]
     sl = change.effective_stop
     tp = change.take_profit if change.take_profit is not None else position.take_profit

@@ -196,9 +196,12 @@ async def shared_replay_clock(
         log.warning(
             "REPLAY__START=%s (speed %s) ignored: a running server owns the clock (start %s, speed %s, "
             "now %s); stop the servers and run `copilot clock reset`, or restart them all with the new one",
-            settings.replay.start, settings.replay.speed, anchor["start"], anchor["speed"],
+            settings.replay.start,
+            settings.replay.speed,
+            anchor["start"],
+            anchor["speed"],
             _at(anchor, history_end, wall),
-        )  # fmt: skip
+        )
     return _clock(anchor, history_end, wall)
 
 

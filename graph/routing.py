@@ -41,6 +41,6 @@ def after_execute(state: State) -> Literal["risk_gate", "human_approval", "reaso
     status = (state.get("outcome") or {}).get("status")
     if status == "requote":  # price or limits changed since the proposal: the gate prices it again
         return "risk_gate"
-    if status == "unknown":  # the broker did not confirm: the trader may retry with the same key
+    if status in ("unknown", "account_busy"):  # not confirmed / not sent: the trader may approve again
         return "human_approval"
     return "reason"

@@ -475,3 +475,28 @@ async def test_moving_on_after_a_lost_reply_asks_the_broker_before_saying_anythi
         assert any(s.startswith("EXECUTED") and "reply was lost" in s for s in said), said
         assert not any("nothing executed" in s for s in said), said
     assert len(await positions(services)) == 1
+
+
+async def test_an_account_busy_too_long_sends_nothing_and_asks_again(
+    make_copilot: CopilotFactory, services: Services, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another order of the same account holds the account's lease past the wait: this approval sends
+    nothing, says why (about the account, not the session) and stays approvable."""
+    import graph.nodes.execute as execute_node
+    from graph.copilot import account_for
+    from tools.locks import RunLocks
+
+    monkeypatch.setattr(execute_node, "ACCOUNT_WAIT_SECONDS", 0.3)
+    other = RunLocks(services.redis, f"{settings.redis.prefix}account:", lease_seconds=30)
+    async with make_copilot() as copilot:
+        proposal = await propose(copilot, services)
+        account = account_for(USER)
+        token = await other.acquire("broker", account)
+        assert token is not None
+        busy = await copilot.chat(USER, SESSION, "/approve")
+        assert busy.pending_approval is not None
+        assert busy.pending_approval["proposal_id"] == proposal["proposal_id"]
+        assert "Another order of this account" in busy.response and await positions(services) == []
+        await other.release("broker", account, token)
+        done = await copilot.chat(USER, SESSION, "/approve")
+        assert done.response.startswith("EXECUTED") and len(await positions(services)) == 1

@@ -19,7 +19,7 @@ from graph.deps import Deps
 from graph.nodes.load_context import Node, invalidate_portfolio, thread_id
 from graph.nodes.risk_gate import gate_open
 from graph.state import PendingCall, State
-from tools.locks import RunLocks
+from tools.locks import RunLocks, SessionBusy
 from tools.schemas import OrderRequest, OrderResult
 
 # Orders of one account are sent one at a time (across sessions and server processes): a short lease,
@@ -100,25 +100,14 @@ def make_execute(deps: Deps) -> Node:
             await deps.audit.append("execution_refused", ctx.user_id, thread_id(), refused)
             message = tool_message(call, "NOT EXECUTED: no approval of this proposal was recorded.", False)
             return {"messages": [message], "outcome": refused, "proposal": None, "pending_call": None}
-        async with locks.hold("broker", ctx.account_id):
-            try:
-                # Ask first: a crash (or a lost reply) after an earlier send must not become a second order
-                # or a re-quote of an order that exists. None means the broker has no record of this key.
-                result = await deps.services.broker.find_order(proposal["proposal_id"], ctx.account_id)
-            except Exception as exc:
-                return await unknown_outcome(ctx, proposal, exc)
-            if result is not None:
-                result = result.model_copy(update={"duplicate": True})
-            else:
-                if proposal.get("kind") == "open" and not proposal.get("attempts"):
-                    requote = await still_valid(deps, ctx, state, proposal)
-                    if requote is not None:
-                        await deps.audit.append("requote", ctx.user_id, thread_id(), requote)
-                        return {"outcome": requote, "proposal": None}
-                try:
-                    result = await send(deps, ctx, proposal)
-                except Exception as exc:  # outcome unknown: keep the proposal, so a retry reuses its key
-                    return await unknown_outcome(ctx, proposal, exc)
+        try:
+            async with locks.hold("broker", ctx.account_id):
+                sent = await place(ctx, state, proposal)
+        except SessionBusy:  # another order of this account held it for ACCOUNT_WAIT_SECONDS: nothing sent
+            return await account_busy(ctx, proposal)
+        if isinstance(sent, dict):  # re-quote or unknown outcome: the update to apply
+            return sent
+        result = sent
         await invalidate_portfolio(deps, ctx.account_id)
         outcome = {
             "status": "executed" if result.success else "failed",
@@ -132,6 +121,35 @@ def make_execute(deps: Deps) -> Node:
         text = f"{head}: {result.message}\n{json.dumps(outcome, default=str)}"
         message = tool_message(call, text, result.success)
         return {"messages": [message], "outcome": outcome, "proposal": None, "pending_call": None}
+
+    async def place(ctx: Context, state: State, proposal: dict[str, Any]) -> OrderResult | dict[str, Any]:
+        """Under the account's lease: the broker's result, or the state update when nothing was placed."""
+        try:
+            # Ask first: a crash (or a lost reply) after an earlier send must not become a second order
+            # or a re-quote of an order that exists. None means the broker has no record of this key.
+            found = await deps.services.broker.find_order(proposal["proposal_id"], ctx.account_id)
+        except Exception as exc:
+            return await unknown_outcome(ctx, proposal, exc)
+        if found is not None:
+            return found.model_copy(update={"duplicate": True})
+        if proposal.get("kind") == "open" and not proposal.get("attempts"):
+            requote = await still_valid(deps, ctx, state, proposal)
+            if requote is not None:
+                await deps.audit.append("requote", ctx.user_id, thread_id(), requote)
+                return {"outcome": requote, "proposal": None}
+        try:
+            return await send(deps, ctx, proposal)
+        except Exception as exc:  # outcome unknown: keep the proposal, so a retry reuses its key
+            return await unknown_outcome(ctx, proposal, exc)
+
+    async def account_busy(ctx: Context, proposal: dict[str, Any]) -> dict[str, Any]:
+        notice = (
+            "Another order of this account was still being sent, so this one was not sent. "
+            "Approve it again to send it (it is checked again first)."
+        )
+        outcome = {"status": "account_busy", "proposal_id": proposal["proposal_id"]}
+        await deps.audit.append("account_busy", ctx.user_id, thread_id(), outcome)
+        return {"outcome": outcome, "proposal": {**proposal, "notice": notice}}
 
     async def unknown_outcome(ctx: Context, proposal: dict[str, Any], exc: Exception) -> dict[str, Any]:
         notice = (

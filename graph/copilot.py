@@ -1,4 +1,4 @@
-"""The graph facade (FACADE.md): everything the server, the CLI and notebooks need; one per process."""
+"""The graph facade: all the server, the CLI and notebooks need (chat, decide, sessions); one per process."""
 
 from __future__ import annotations
 

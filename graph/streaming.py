@@ -1,4 +1,4 @@
-"""Map LangGraph's stream (tasks, messages, custom, updates) to the facade's event dicts (FACADE.md)."""
+"""Map LangGraph's stream (tasks, messages, custom, updates) to the facade's events (README: SSE)."""
 
 from __future__ import annotations
 

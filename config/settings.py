@@ -14,8 +14,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from config.validation import error_parts
+from tools.schemas import Timeframe
+
 DEFAULT_YAML = Path(__file__).with_name("default.yaml")
-Timeframe = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
 
 
 class ConfigError(ValueError):
@@ -209,13 +211,8 @@ class Settings(BaseSettings):
 
 
 def _describe(error: ValidationError) -> str:
-    lines = []
-    for err in error.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(root)"
-        got = err.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {key}: {err['msg']}{shown}")
-    return "invalid configuration:\n" + "\n".join(lines)
+    lines = error_parts(error.errors(), "(root)", show_input=True)
+    return "invalid configuration:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def load_settings(**overrides: object) -> Settings:

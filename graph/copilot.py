@@ -41,7 +41,10 @@ from tools.services import Services, build_services
 Event = dict[str, Any]
 log = logging.getLogger(__name__)
 SHORT_ID = 8  # the proposal id's first characters shown to the trader; `/approve ID` needs at least these
-_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
+# User and session ids become parts of Redis keys and thread ids: plain characters only (one rule, used by the
+# HTTP API's validation too).
+ID_PATTERN = r"^[A-Za-z0-9_.@\-]{1,128}$"
+_ID = re.compile(ID_PATTERN)
 
 
 class NoPendingApproval(Exception):

@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from graph.nodes.human_approval import MAX_LOTS, MAX_PRICE
+from tools.schemas import TIMEFRAMES
 from tools.trading_tools import MAX_BARS
 
-TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{2,11}$")
 DIGITS_RE = re.compile(r"^[0-9]+$")  # ASCII only: "²".isdigit() is True but int("²") raises
 MAX_TICKET = 2**53 - 1  # the largest integer a JSON client (the web page) reads exactly
-MIN_APPROVE_ID = 8  # `/approve ID`: at least the short id (first 8 characters of the proposal id)
 
 HELP_TEXT = """Comandos / Commands:
 /signal SYMBOL [TF]                  señal actual / current signal (TF: 1m 5m 15m 1h 4h 1d)
@@ -102,7 +101,7 @@ def _shown(token: str) -> str:
 
 
 def _approve(raw_rest: str) -> DecisionCommand:
-    """`/approve [ID]`; the copilot checks ID against the pending proposal (at least MIN_APPROVE_ID chars)."""
+    """`/approve [ID]`; the copilot checks ID against the pending proposal (at least its short id)."""
     return DecisionCommand("approve", raw_rest.strip())
 
 

@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import Settings
+from config.validation import error_parts
 from graph.copilot import Copilot, InvalidId, NoPendingApproval
 from server.api.routes import chat, health, portfolio, sessions
 from server.api.runs import NOTHING_PENDING, RunRegistry, sweep
@@ -96,11 +97,7 @@ async def _warm_up(settings: Settings) -> None:
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "the request is not valid"
+    return "; ".join(error_parts(exc.errors(), "body")) or "the request is not valid"
 
 
 def _install_error_handlers(app: FastAPI) -> None:

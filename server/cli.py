@@ -12,6 +12,7 @@ from pathlib import Path
 from config import ConfigError, Settings, load_settings
 from server.redis_embedded import EmbeddedRedis, RedisStartError
 from tools.market.clock import ReplayStartError
+from tools.schemas import TIMEFRAMES
 
 
 def embedded_redis(settings: Settings) -> EmbeddedRedis:
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
     p = sub.add_parser("signal", help="the current signal for a symbol (technical engine or ML engine)")
     p.add_argument("symbol")
-    p.add_argument("--timeframe", default="5m", choices=["1m", "5m", "15m", "1h", "4h", "1d"])
+    p.add_argument("--timeframe", default="5m", choices=TIMEFRAMES)
     p.set_defaults(func=cmd_service)
     p = sub.add_parser("analyze", help="market analysis: trend, volatility, key levels, AMD phase, killzone")
     p.add_argument("symbol")

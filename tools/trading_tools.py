@@ -9,8 +9,9 @@ from typing import Annotated, Any, Literal
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field, ValidationError, WithJsonSchema, create_model
 
+from config.validation import error_parts
 from tools.protocols import ServiceError
-from tools.schemas import AlertRequest
+from tools.schemas import AlertRequest, Timeframe
 from tools.services import Services
 
 READ_ONLY_TOOLS: frozenset[str] = frozenset(
@@ -19,15 +20,11 @@ READ_ONLY_TOOLS: frozenset[str] = frozenset(
 # Proposal tools are never executed by the tools node: the graph routes their calls to the risk gate.
 PROPOSAL_TOOLS: frozenset[str] = frozenset({"execute_trade", "close_position", "modify_position"})
 
-TimeframeArg = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
 MAX_BARS = 500
 
 
 def _validation_message(error: ValidationError) -> str:
-    parts = []
-    for err in error.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "arguments"
-        parts.append(f"{key}: {err['msg']}")
+    parts = error_parts(error.errors(), "arguments")
     return "Error: invalid arguments — " + "; ".join(parts) + ". Fix the arguments and try again."
 
 
@@ -52,7 +49,7 @@ def _schemas(symbols: tuple[str, ...], min_lots: float, max_lots: float) -> dict
     sl = Field(gt=0, description="Stop-loss price / precio de stop loss")
     tp = Field(gt=0, description="Take-profit price / precio de take profit")
     ticket = (int, Field(ge=1, description="Position ticket from get_portfolio / ticket de la posición"))
-    tf = (TimeframeArg, Field("5m", description="Timeframe de análisis"))
+    tf = (Timeframe, Field("5m", description="Timeframe de análisis"))
     size = _optional_number(
         f"Lots ({min_lots:g}-{max_lots:g}). Omit to size from the risk % per trade",
         minimum=min_lots,

@@ -8,14 +8,13 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request
 
 from config import Settings
-from graph.copilot import Copilot
+from graph.copilot import ID_PATTERN, Copilot
 from server.api.runs import Runner, RunRegistry
 from server.metrics import Metrics
 from tools.locks import RunLocks
 
 LOCAL_USER = "local"
-# Session ids become part of Redis keys and thread ids, so they stay plain.
-SESSION_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+SESSION_ID_PATTERN = ID_PATTERN
 
 
 def get_settings(request: Request) -> Settings:

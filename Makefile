@@ -40,6 +40,7 @@ bench: setup
 	$(PY) -m bench.bench_checkpoint --turns 200 --durability exit
 	$(PY) -m bench.bench_checkpoint --turns 200 --durability sync
 	$(PY) -m bench.bench_api --runs 20
+	$(PY) -m bench.bench_prompt
 
 clean:
 	rm -rf $(VENV) var logs .pytest_cache .mypy_cache .ruff_cache

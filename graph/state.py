@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+
+# typing_extensions' TypedDict: pydantic (the input/output schemas `langgraph dev` serves to Studio) refuses
+# typing.TypedDict before Python 3.12.
+from typing_extensions import TypedDict
 
 
 class PendingCall(TypedDict):
@@ -39,6 +43,7 @@ class State(TypedDict, total=False):
 
 TURN_RESET: dict[str, Any] = {
     "verdict": None,
+    "slash": False,
     "tool_rounds": 0,
     "tools_used": [],
     "turn_signal": None,

@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from config.settings import RiskSettings
 
-# Static on purpose: live numbers go in a separate message after the history, so this prefix is
+# Static on purpose: live numbers travel inside each trader turn (prompts/window.py), so this prefix is
 # byte-identical turn to turn and Ollama can reuse its KV cache for it.
 SYSTEM_PROMPT = """Eres Trading Copilot, un copiloto de trading para forex y metales preciosos.
 You are Trading Copilot, a trading assistant for forex and precious metals.
@@ -35,6 +35,11 @@ get_ml_signal, analyze_market, get_market_data, get_portfolio, set_alert read da
 execute_trade, close_position, modify_position only PROPOSE: the risk rules check the proposal and the
 trader must approve it before anything is sent to the broker.
 Use the tools for prices and signals; never invent numbers. Usa las herramientas, nunca inventes precios.
+
+## Contexto en vivo / Live context
+Cada mensaje del trader llega precedido de un bloque "Contexto actual / Current context" con la hora,
+el mercado, la cartera y los límites de riesgo en ese momento. Each trader message comes after such a block:
+a snapshot taken when the trader wrote. The newest block is the current one; older blocks are history.
 
 ## Reglas importantes / Important rules
 1. SIEMPRE explica el razonamiento de cada recomendación / ALWAYS explain your reasoning.
@@ -71,7 +76,8 @@ MARKET_KEYS = ("symbol", "current_price", "amd_phase", "killzone", "trend", "vol
 def live_context(
     market: dict[str, Any] | None, portfolio: dict[str, Any] | None, limits: RiskSettings, now: datetime
 ) -> str:
-    """The live facts of this turn, sent as a message after the history (never baked into SYSTEM_PROMPT)."""
+    """The live facts of this turn, sent inside the trader's turn right before their words
+    (prompts/window.py), never baked into SYSTEM_PROMPT."""
     lines = ["## Contexto actual / Current context", f"Time (UTC): {now.strftime('%Y-%m-%d %H:%M')}"]
     if market:
         ict = market.get("ict_context") or {}

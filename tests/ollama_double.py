@@ -3,16 +3,23 @@
 Each test queues replies and reads back the recorded request bodies. Formats follow Ollama's API docs and the
 `ollama` client's types: streaming chunks carry model, created_at, message{role, content, tool_calls?}, done;
 the last one adds done_reason and the durations/counters. Errors are {"error": "..."} with the HTTP status.
+
+A reply can be scripted to misbehave the way a real server can: a slow first byte (`delay_s`), a pause between
+chunks (`interval_s`), an HTTP error (`error` + `status`: 404 model not found, 503 "server busy"), an error
+line inside the stream (`stream_error`), `done_reason` "length", or a cut stream (`cut`): "no_done" ends the
+body cleanly without the final `done` chunk, "mid_line" ends it inside a JSON line, "drop" closes the
+connection in the middle of the chunked body.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,6 +37,14 @@ class Reply:
     delay_s: float = 0.0  # before the first byte: lets tests exceed the client's timeout
     error: str | None = None
     status: int = 200
+    interval_s: float = 0.0  # between streamed chunks: lets tests see tokens arrive before the end
+    done_reason: str = "stop"  # "length": the answer hit num_predict
+    stream_error: str | None = None  # an {"error": ...} line after the content, instead of the done chunk
+    cut: Literal["no_done", "mid_line", "drop"] | None = None
+
+
+class DropConnection(Exception):
+    """Raised inside a streaming body: uvicorn then closes the connection without ending the chunked body."""
 
 
 @dataclass
@@ -41,6 +56,7 @@ class OllamaDouble:
     requests: list[dict[str, Any]] = field(default_factory=list)  # every /api/chat body, in order
     show_requests: list[dict[str, Any]] = field(default_factory=list)
     load_requests: list[dict[str, Any]] = field(default_factory=list)  # chats with no messages
+    sent_at: list[float] = field(default_factory=list)  # time.monotonic() of each line of the last stream
 
     def queue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
@@ -87,8 +103,28 @@ class OllamaDouble:
             return JSONResponse({"error": reply.error}, status_code=reply.status)
         lines = list(_chunks(model, reply))
         if body.get("stream", True):
-            return StreamingResponse(_ndjson(lines), media_type="application/x-ndjson")
+            self.sent_at = []
+            return StreamingResponse(self._ndjson(lines, reply), media_type="application/x-ndjson")
         return JSONResponse(_merge(lines))
+
+    async def _ndjson(self, lines: list[dict[str, Any]], reply: Reply) -> Any:
+        body = [json.dumps(line) + "\n" for line in lines]
+        if reply.stream_error:
+            body[-1] = json.dumps({"error": reply.stream_error}) + "\n"
+        if reply.cut == "no_done":
+            body.pop()
+        elif reply.cut == "mid_line":  # generation stops halfway through the last content line
+            if len(body) > 1:
+                body.pop()
+            body[-1] = body[-1][: len(body[-1]) // 2]
+        for i, line in enumerate(body):
+            if i and reply.interval_s:
+                await asyncio.sleep(reply.interval_s)
+            if reply.cut == "drop" and i == len(body) - 1:
+                raise DropConnection("scripted: connection dropped mid-stream")
+            self.sent_at.append(time.monotonic())
+            yield line
+            await asyncio.sleep(0)
 
 
 def _now() -> str:
@@ -110,7 +146,7 @@ def _chunks(model: str, reply: Reply) -> list[dict[str, Any]]:
         out.append({"model": model, "created_at": _now(), "message": message, "done": False})
     out.append({
         "model": model, "created_at": _now(), "message": {"role": "assistant", "content": ""}, "done": True,
-        "done_reason": "stop", "total_duration": 4_883_583_458, "load_duration": 1_334_875,
+        "done_reason": reply.done_reason, "total_duration": 4_883_583_458, "load_duration": 1_334_875,
         "prompt_eval_count": 26, "prompt_eval_duration": 342_546_000, "eval_count": 42,
         "eval_duration": 4_535_599_000,
     })  # fmt: skip
@@ -124,9 +160,3 @@ def _merge(lines: list[dict[str, Any]]) -> dict[str, Any]:
     calls = [c for line in lines for c in line["message"].get("tool_calls", [])]
     final["message"] = {"role": "assistant", "content": content, **({"tool_calls": calls} if calls else {})}
     return final
-
-
-async def _ndjson(lines: list[dict[str, Any]]) -> Any:
-    for line in lines:
-        yield json.dumps(line) + "\n"
-        await asyncio.sleep(0)

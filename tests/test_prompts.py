@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
@@ -89,3 +90,57 @@ def test_trim_drops_orphan_tool_messages() -> None:
     orphan = ToolMessage("result", tool_call_id="gone")
     kept = trim_history([orphan, HumanMessage("hi"), AIMessage("hello")], 10_000)
     assert [m.content for m in kept] == ["hi", "hello"]
+
+
+def _window(
+    messages: list[BaseMessage], n: int, budget: int, live: Callable[[], str]
+) -> list[BaseMessage]:
+    """The window, storing the pinned trader message as the reason node does (same id, replaced in place)."""
+    from prompts.window import model_window
+
+    window, pinned = model_window(messages, n, budget, live)
+    if pinned is not None:
+        messages[next(i for i, m in enumerate(messages) if m.id == pinned.id)] = pinned
+    return window
+
+
+def _window_turn(
+    messages: list[BaseMessage], text: str, n: int = 2, budget: int = 100_000
+) -> list[BaseMessage]:
+    """Append a trader message with an id, build the window (pinning it), then a stored answer."""
+    messages.append(HumanMessage(text, id=f"h{len(messages)}"))
+    window = _window(messages, n, budget, lambda: f"## Contexto actual / Current context\nfor {text}")
+    messages.append(AIMessage(f"answer to {text}", id=f"a{len(messages)}"))
+    return window
+
+
+def test_window_grows_append_only_and_is_cut_in_blocks() -> None:
+    from prompts.window import LIVE_CONTEXT, as_sent
+
+    messages: list[BaseMessage] = []
+    starts = []
+    for i in range(8):
+        window = _window_turn(messages, f"q{i}")
+        starts.append(window[0].content)
+        assert window[-1].content == f"q{i}" and len(window) <= 2 * 2 + 1
+    # N=2: the window starts at q0 until it would pass 4 messages, then is cut back to the newest turn(s).
+    assert starts == ["q0", "q0", "q2", "q2", "q4", "q4", "q6", "q6"]
+    # The context is pinned on the trader's message, sent right before it, and the content stays theirs.
+    first = messages[0]
+    assert first.content == "q0" and first.additional_kwargs[LIVE_CONTEXT].endswith("for q0")
+    sent = as_sent(messages[:2])
+    assert [m.content for m in sent] == [first.additional_kwargs[LIVE_CONTEXT], "q0", "answer to q0"]
+
+
+def test_window_pins_once_per_turn_and_honours_the_token_budget() -> None:
+    from prompts.window import LIVE_CONTEXT, model_window
+
+    messages: list[BaseMessage] = [HumanMessage("hola", id="h0")]
+    calls = iter(["ctx one", "ctx two"])
+    _window(messages, 10, 10_000, lambda: next(calls))
+    again, pinned = model_window(messages, 10, 10_000, lambda: next(calls))  # the turn's second model call
+    assert messages[0].additional_kwargs[LIVE_CONTEXT] == "ctx one" and again == messages and pinned is None
+    for i in range(6):
+        _window_turn(messages, f"long {i} " + "x" * 400, n=50, budget=400)
+    window = _window(messages, 50, 400, lambda: "ctx")
+    assert sum(approx_tokens(m) for m in window) <= 400 and window[0].content.startswith("long 5")

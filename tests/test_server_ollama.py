@@ -7,6 +7,7 @@ formats); the app, the graph, the tools, the risk gate and the paper broker are 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from graph.llm import reset_chat_outcomes
 from prompts import SYSTEM_PROMPT
 from server.app import create_app
 from tests.api_support import api_settings
@@ -73,7 +75,9 @@ def test_a_model_written_trade_waits_for_approval(
                    Reply(tool_calls=[small]))  # fmt: skip
         big = httpx.post(f"{url}/api/chat", json={"message": "compra 50 lotes ya", "session_id": "n2"},
                          timeout=60).json()  # fmt: skip
-        assert big["pending_approval"] is None and big["response"] == "Bloqueado: demasiado grande."
+        # The gate's own line leads: the model's words never stand alone after a block.
+        assert big["pending_approval"] is None and big["verdict"]["passed"] is False
+        assert big["response"] == "BLOCKED by the risk rules, nothing was executed\n\nBloqueado: demasiado grande."
         blocked = [m for m in fake.requests[-1]["messages"] if m["role"] == "tool"]
         assert blocked[-1]["content"].startswith("BLOCKED") and "50.0 lots" in blocked[-1]["content"]
         ok = httpx.post(f"{url}/api/chat", json={"message": "entonces 0.1", "session_id": "n2"},
@@ -129,3 +133,124 @@ async def test_warm_up_reports_what_happened(double: tuple[OllamaDouble, str], t
     assert "ollama pull nope:1b" in await warm_up(missing)
     down = load_settings(llm={"base_url": f"http://127.0.0.1:{free_port()}"}, logging={"file": None})
     assert "not reachable" in await warm_up(down)
+
+
+# ---------------------------------------------------------------- streaming and failures through the server
+
+
+@pytest.fixture
+def clean(double: tuple[OllamaDouble, str]) -> Iterator[tuple[OllamaDouble, str]]:
+    fake, _ = double
+    fake.replies.clear()
+    fake.requests.clear()
+    reset_chat_outcomes()  # the health window is per process: start and leave it empty
+    yield double
+    reset_chat_outcomes()
+
+
+def timed_sse(
+    client: httpx.Client, path: str, body: dict[str, Any]
+) -> list[tuple[str, dict[str, Any], float]]:
+    """The SSE events of one run as they arrive: (event, data, time.monotonic() at arrival)."""
+    events, name = [], ""
+    with client.stream("POST", path, json=body) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                events.append((name, json.loads(line[5:]), time.monotonic()))
+    return events
+
+
+def test_json_mode_streams_the_answer_as_it_is_generated(
+    clean: tuple[OllamaDouble, str], redis_url: str, shared_data: Path, tmp_path: Path
+) -> None:
+    fake, ollama_url = clean
+    answer = "El oro está en HOLD: la confianza (55 %) no llega al 60 %, así que conviene esperar."
+    fake.queue(
+        Reply(content=json.dumps({"tool_calls": [SIGNAL_CALL], "content": ""}), chunks=6),
+        Reply(content=json.dumps({"tool_calls": [], "content": answer}), chunks=12, interval_s=0.05),
+    )
+    with (
+        copilot_client(redis_url, shared_data, tmp_path, ollama_url, PLAIN) as url,
+        httpx.Client(base_url=url, timeout=60) as client,
+    ):
+        events = timed_sse(client, "/api/chat/stream", {"message": "¿y el oro?", "session_id": "j1"})
+    names = [name for name, _, _ in events]
+    tokens = [(data["text"], at) for name, data, at in events if name == "token"]
+    final = events[-1][1]
+    assert names[-1] == "final" and names.index("tool") < names.index("token")
+    assert final["response"] == answer and final["tools_used"] == ["get_ml_signal"]
+    assert "".join(text for text, _ in tokens) == answer  # the decoded text only, never the JSON around it
+    assert len(tokens) >= 6 and not any("tool_calls" in text for text, _ in tokens)
+    # Streamed, not replayed: the first token reached the client before the model server sent its last chunk.
+    assert tokens[0][1] < fake.sent_at[-1]
+
+
+def test_model_failures_reach_the_trader_clearly_and_health_follows(
+    clean: tuple[OllamaDouble, str], redis_url: str, shared_data: Path, tmp_path: Path
+) -> None:
+    fake, ollama_url = clean
+    partial = "La señal del oro es LONG y el"
+    failures = [
+        (Reply(content=partial, done_reason="length"), "cut off at the length limit"),
+        (Reply(content=partial, cut="no_done"), "without the final `done` message"),
+        (Reply(content=partial, cut="mid_line"), "stopped inside a line"),
+        (Reply(error="server busy, please try again.  maximum pending requests exceeded", status=503),
+         "overloaded"),
+    ]  # fmt: skip
+    with (
+        copilot_client(redis_url, shared_data, tmp_path, ollama_url, NATIVE) as url,
+        httpx.Client(base_url=url, timeout=60) as client,
+    ):
+        for i, (reply, words) in enumerate(failures):
+            fake.queue(reply)
+            events = timed_sse(client, "/api/chat/stream", {"message": "¿señal?", "session_id": f"f{i}"})
+            response = events[-1][1]["response"]
+            assert words in response, response
+            assert partial not in response and "JSONDecodeError" not in response
+            assert "/signal" in response  # points at what still works
+        health = client.get("/api/health").json()
+        assert health["status"] == "degraded" and health["llm_status"] == "failing"
+        assert health["redis_status"] == "ok" and health["llm_error"].startswith("overloaded: ")
+        fake.queue(Reply(content="Ahora sí: HOLD."))
+        assert (
+            client.post("/api/chat", json={"message": "¿y ahora?", "session_id": "f9"}).json()["response"]
+            == "Ahora sí: HOLD."
+        )
+        health = client.get("/api/health").json()
+        # Still degraded: 4 of the last 5 chat calls failed.
+        assert health["llm_status"] == "failing"
+        for n in range(4):
+            fake.queue(Reply(content="ok"))
+            client.post("/api/chat", json={"message": "hola", "session_id": f"g{n}"})
+        assert client.get("/api/health").json() == {
+            "status": "healthy",
+            "llm_status": "ok",
+            "redis_status": "ok",
+        }
+
+
+def test_json_mode_bad_tool_call_is_corrected_once_then_explained(
+    clean: tuple[OllamaDouble, str], redis_url: str, shared_data: Path, tmp_path: Path
+) -> None:
+    fake, ollama_url = clean
+    unknown = Reply(
+        content=json.dumps({"tool_calls": [{"name": "get_weather", "arguments": {}}], "content": ""})
+    )
+    fake.queue(
+        unknown, Reply(content=json.dumps({"tool_calls": [], "content": "No tengo el clima; el oro: HOLD."}))
+    )
+    with (
+        copilot_client(redis_url, shared_data, tmp_path, ollama_url, PLAIN) as url,
+        httpx.Client(base_url=url, timeout=60) as client,
+    ):
+        fixed = client.post("/api/chat", json={"message": "¿clima?", "session_id": "b1"}).json()
+        assert fixed["response"] == "No tengo el clima; el oro: HOLD."
+        told = fake.requests[-1]["messages"][-1]
+        assert told["role"] == "user" and "there is no tool named 'get_weather'" in told["content"]
+        fake.queue(unknown, unknown)
+        failed = client.post("/api/chat", json={"message": "¿clima otra vez?", "session_id": "b2"}).json()
+        assert "no tool named 'get_weather'" in failed["response"] and "(no answer)" not in failed["response"]
+        assert not fake.replies  # exactly one retry

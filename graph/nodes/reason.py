@@ -22,12 +22,12 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.deps import Deps
 from graph.llm import ModelUnavailable
-from graph.messages import keep_recent, render_result, text, tool_results_since_turn
+from graph.messages import render_result, text, tool_results_since_turn
 from graph.nodes.load_context import Node
 from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
 from graph.state import State
-from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context, trim_history
-from tools.trading_tools import make_tools
+from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context
+from prompts.window import as_sent, model_window
 
 log = logging.getLogger(__name__)
 
@@ -67,31 +67,45 @@ def schema_tokens(tools: list[BaseTool]) -> int:
     return sum(len(json.dumps(convert_to_openai_tool(t))) for t in tools) // 4
 
 
-def prompt(deps: Deps, state: State, tools: list[BaseTool]) -> list[BaseMessage]:
-    """Static system prompt, bounded history, then the live context (so the prefix is stable turn to turn).
+def prompt(deps: Deps, state: State, tools: list[BaseTool]) -> tuple[list[BaseMessage], HumanMessage | None]:
+    """Static system prompt, then the history window with the live context inside the trader's turn.
 
-    The history gets what is left of num_ctx after the answer (num_predict), the system prompt, the live
-    context and the tool schemas, so Ollama never silently truncates the start of the prompt.
+    Nothing follows the last user/tool message, so every Ollama template renders the tool list and the answer
+    header; the window grows append-only between block cuts, so consecutive prompts share their prefix
+    (prompts/window.py). The history gets what is left of num_ctx after the answer (num_predict), the system
+    prompt and the tool schemas, so Ollama never silently truncates the start of the prompt.
     """
     settings = deps.settings
-    history = keep_recent(state.get("messages", []), settings.context.max_history)
-    live = live_context(state.get("market"), state.get("portfolio"), settings.risk, deps.services.clock.now())
-    system, context = SystemMessage(SYSTEM_PROMPT), SystemMessage(live)
-    fixed = approx_tokens(system) + approx_tokens(context) + schema_tokens(tools)
+    system = SystemMessage(SYSTEM_PROMPT)
+    fixed = approx_tokens(system) + schema_tokens(tools)
     budget = max(settings.llm.num_ctx - settings.inference.max_tokens - fixed, 256)
-    return [system, *trim_history(history, budget), context]
+
+    def live() -> str:
+        now = deps.services.clock.now()
+        return live_context(state.get("market"), state.get("portfolio"), settings.risk, now)
+
+    history, pinned = model_window(state.get("messages", []), settings.context.max_history, budget, live)
+    return [system, *as_sent(history)], pinned
 
 
-async def ask_model(deps: Deps, ctx: Context, state: State) -> AIMessage:
+async def ask_model(deps: Deps, ctx: Context, state: State) -> list[AIMessage | HumanMessage]:
+    """The model's reply, preceded by the trader's message when this call pinned its live context."""
     over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
-    tools = [] if over_limit else make_tools(deps.services, ctx.account_id)
-    runnable: Any = deps.model.bind_tools(tools) if tools else deps.model
-    reply = await runnable.ainvoke(prompt(deps, state, tools))
+    tools: list[BaseTool] = [] if over_limit else deps.tools(ctx.account_id)
+    runnable: Any = deps.bound_model(ctx.account_id) if tools else deps.model
+    messages, pinned = prompt(deps, state, tools)
+    try:
+        reply = await runnable.ainvoke(messages)
+    except ModelUnavailable:
+        raise  # already categorised, with a message for the trader
+    except Exception as exc:  # any other model failure still gets a category and a clear message
+        log.exception("model call failed")
+        raise ModelUnavailable.unexpected(exc) from exc
     message = reply if isinstance(reply, AIMessage) else AIMessage(content=str(reply))
     if over_limit and message.tool_calls:
         # Past the bound the model may not call tools any more; keep its words, drop the calls.
         message = AIMessage(content=text(message) or TOOL_LIMIT, id=message.id)
-    return message
+    return [pinned, message] if pinned is not None else [message]
 
 
 def make_reason(deps: Deps) -> Node:
@@ -106,7 +120,7 @@ def make_reason(deps: Deps) -> Node:
         if state.get("slash") and isinstance(last, ToolMessage):
             return {"messages": [AIMessage(content=rendered_results(messages))]}
         try:
-            return {"messages": [await ask_model(deps, ctx, state)]}
+            return {"messages": await ask_model(deps, ctx, state)}
         except ModelUnavailable as exc:
             error = str(exc)
         except Exception as exc:  # any model failure: the trader gets a message, the thread stays usable

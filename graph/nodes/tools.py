@@ -16,7 +16,7 @@ from graph.deps import Deps
 from graph.messages import open_tool_calls, parse_json
 from graph.nodes.load_context import Node
 from graph.state import State
-from tools.trading_tools import PROPOSAL_TOOLS, make_tools
+from tools.trading_tools import PROPOSAL_TOOLS
 
 
 async def run_call(tools: dict[str, BaseTool], call: dict[str, Any]) -> ToolMessage:
@@ -49,7 +49,7 @@ def make_tools_node(deps: Deps) -> Node:
         write = get_stream_writer()
         for call in calls:
             write({"event": "tool", "data": {"name": call["name"], "args": call.get("args", {})}})
-        tools = {t.name: t for t in make_tools(deps.services, ctx.account_id)}
+        tools = {t.name: t for t in deps.tools(ctx.account_id)}
         if deps.settings.tools.parallel_execution:
             results = list(await asyncio.gather(*(run_call(tools, c) for c in calls)))
         else:

@@ -68,8 +68,9 @@ class StatusResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     status: Literal["healthy", "degraded"]
-    llm_status: str
+    llm_status: str  # "ok" | "down" | "model_missing" | "failing" (recent chat calls failed) | "starting"
     redis_status: str
+    llm_error: str | None = None  # only when failing: "<category>: <message>" of the latest chat failure
 
 
 class SessionList(BaseModel):

@@ -1,0 +1,226 @@
+"""Render an Ollama /api/chat request the way Ollama turns it into a prompt, for a few chat templates.
+
+Written for the prompt tests and the prompt bench (not product code). It reproduces, in Python, the rules read
+from Ollama's public repository (template/template.go, server/prompt.go) and the chat templates Ollama ships
+with the library models llama3.1, llama3 and qwen2.5:
+
+- collation: every system message's content is joined (blank line between) into `.System`, the top system
+  block; consecutive messages of the same role are merged into one (contents joined by a blank line; only the
+  first one's tool calls survive). System messages stay in the message list, where these templates skip them.
+- llama3.1 (Messages template): system block = `.System` plus, with tools, a fixed tool-calling preamble; a
+  message is "last" only if nothing follows it. The tool list is written inside the last message, and only if
+  that message is a user message; the answer header `<|start_header_id|>assistant<|end_header_id|>` follows
+  a last user or tool (`ipython`) message only.
+- llama3 (legacy `.System`/`.Prompt`/`.Response` template, no tools; JSON mode): messages are folded into
+  (system, prompt, response) triples, each rendered with the template; tool messages are dropped; the final
+  triple is rendered up to `.Response`, so the prompt ends with the assistant header.
+- qwen2.5 (Messages template): `.System` and the tool list in the top system block; tool results as user
+  turns in `<tool_response>`; the answer header `<|im_start|>assistant` after a last non-assistant message.
+
+Input is exactly what goes over the wire: the request's `messages` (role, content, tool_calls) and `tools`.
+Tool JSON is compact like Go's json.Marshal (byte-exact escaping of <, >, & is not reproduced).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+LLAMA_HEADER = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+QWEN_HEADER = "<|im_start|>assistant\n"
+TEMPLATES = ("llama3.1", "llama3", "qwen2.5")
+
+
+@dataclass
+class Message:
+    role: str
+    content: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def collate(messages: list[dict[str, Any]]) -> tuple[str, list[Message]]:
+    """Ollama's collate(): all system contents joined as `.System`; consecutive same-role messages merged."""
+    system: list[str] = []
+    out: list[Message] = []
+    for raw in messages:
+        role, content = str(raw.get("role", "")), str(raw.get("content") or "")
+        if role == "system":
+            system.append(content)
+        if out and out[-1].role == role:
+            out[-1].content += "\n\n" + content
+        else:
+            out.append(Message(role, content, list(raw.get("tool_calls") or [])))
+    return "\n\n".join(system), out
+
+
+def _call(call: dict[str, Any]) -> tuple[str, str]:
+    function = call.get("function", call)
+    return str(function.get("name")), _json(function.get("arguments") or {})
+
+
+def _llama_call(name: str, arguments: str) -> str:
+    return '\n{"name": "' + name + '", "parameters": ' + arguments + "}"
+
+
+def _qwen_call(name: str, arguments: str) -> str:
+    return '{"name": "' + name + '", "arguments": ' + arguments + "}\n"
+
+
+def _llama31(system: str, messages: list[Message], tools: list[dict[str, Any]]) -> str:
+    out = ""
+    if system or tools:
+        out += "<|start_header_id|>system<|end_header_id|>"
+        if system:
+            out += "\n\n" + system
+        if tools:
+            out += (
+                "\n\nCutting Knowledge Date: December 2023\n\nWhen you receive a tool call response, use the "
+                "output to format an answer to the orginal user question.\n\nYou are a helpful assistant "
+                "with tool calling capabilities."
+            )
+        out += "<|eot_id|>"
+    for i, m in enumerate(messages):
+        last = i == len(messages) - 1
+        if m.role == "user":
+            out += "<|start_header_id|>user<|end_header_id|>"
+            if tools and last:
+                out += (
+                    "\n\nGiven the following functions, please respond with a JSON for a function call with "
+                    "its proper arguments that best answers the given prompt.\n\nRespond in the format "
+                    '{"name": function name, "parameters": dictionary of argument name and its value}. '
+                    "Do not use variables.\n\n"
+                )
+                out += "".join(_json(t) + "\n" for t in tools)
+                out += "\nQuestion: " + m.content + "<|eot_id|>"
+            else:
+                out += "\n\n" + m.content + "<|eot_id|>"
+            if last:
+                out += LLAMA_HEADER
+        elif m.role == "assistant":
+            out += "<|start_header_id|>assistant<|end_header_id|>"
+            if m.tool_calls:
+                out += "\n" + "".join(_llama_call(*_call(c)) for c in m.tool_calls)
+            else:
+                out += "\n\n" + m.content
+            if not last:
+                out += "<|eot_id|>"
+        elif m.role == "tool":
+            out += "<|start_header_id|>ipython<|end_header_id|>\n\n" + m.content + "<|eot_id|>"
+            if last:
+                out += LLAMA_HEADER
+    return out
+
+
+def _llama3_turn(system: str, prompt: str, response: str, final: bool = False) -> str:
+    out = f"<|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>" if system else ""
+    out += f"<|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>" if prompt else ""
+    return out + LLAMA_HEADER + response + ("" if final else "<|eot_id|>")
+
+
+def _llama3(messages: list[Message]) -> str:
+    """The legacy loop of template.Execute: (system, prompt, response) triples; tool messages ignored."""
+    out, system, prompt, response = "", "", "", ""
+    for m in messages:
+        if m.role == "system":
+            if prompt or response:
+                out += _llama3_turn(system, prompt, response)
+                system = prompt = response = ""
+            system = m.content
+        elif m.role == "user":
+            if response:
+                out += _llama3_turn(system, prompt, response)
+                system = prompt = response = ""
+            prompt = m.content
+        elif m.role == "assistant":
+            response = m.content
+    return out + _llama3_turn(system, prompt, response, final=True)
+
+
+def _qwen25(system: str, messages: list[Message], tools: list[dict[str, Any]]) -> str:
+    out = ""
+    if system or tools:
+        out += "<|im_start|>system"
+        if system:
+            out += "\n" + system
+        if tools:
+            out += (
+                "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are "
+                "provided with function signatures within <tools></tools> XML tags:\n<tools>"
+            )
+            out += "".join('\n{"type": "function", "function": ' + _json(t["function"]) + "}" for t in tools)
+            out += (
+                "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+                'within <tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, '
+                '"arguments": <args-json-object>}\n</tool_call>'
+            )
+        out += "<|im_end|>\n"
+    for i, m in enumerate(messages):
+        last = i == len(messages) - 1
+        if m.role == "user":
+            out += "<|im_start|>user\n" + m.content + "<|im_end|>\n"
+        elif m.role == "assistant":
+            out += "<|im_start|>assistant\n"
+            if m.content:
+                out += m.content
+            elif m.tool_calls:
+                calls = "".join(_qwen_call(*_call(c)) for c in m.tool_calls)
+                out += "<tool_call>\n" + calls + "</tool_call>"
+            if not last:
+                out += "<|im_end|>\n"
+        elif m.role == "tool":
+            out += "<|im_start|>user\n<tool_response>\n" + m.content + "\n</tool_response><|im_end|>\n"
+        if m.role != "assistant" and last:
+            out += QWEN_HEADER
+    return out
+
+
+def render(template: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+    """The prompt Ollama would build for this request with `template` (one of TEMPLATES)."""
+    system, collated = collate(messages)
+    tools = list(tools or [])
+    if template == "llama3.1":
+        return _llama31(system, collated, tools)
+    if template == "llama3":
+        return _llama3(collated)
+    if template == "qwen2.5":
+        return _qwen25(system, collated, tools)
+    raise ValueError(f"unknown template {template!r}; known: {', '.join(TEMPLATES)}")
+
+
+def render_request(template: str, request: dict[str, Any]) -> str:
+    """`render` over a recorded /api/chat body."""
+    return render(template, list(request.get("messages") or []), list(request.get("tools") or []))
+
+
+def answer_header(template: str) -> str:
+    return QWEN_HEADER if template == "qwen2.5" else LLAMA_HEADER
+
+
+def ends_with_answer_header(template: str, prompt: str) -> bool:
+    return prompt.endswith(answer_header(template))
+
+
+def tool_list_present(prompt: str, tools: list[dict[str, Any]]) -> bool:
+    """Every tool's schema is written in the prompt (as the templates above write it)."""
+    return bool(tools) and all(_json(t) in prompt or _json(t.get("function")) in prompt for t in tools)
+
+
+def last_user_turn(template: str, messages: list[dict[str, Any]]) -> str:
+    """The collated content of the last user message (what the newest trader turn renders as)."""
+    _, collated = collate(messages)
+    users = [m.content for m in collated if m.role == "user"]
+    return users[-1] if users else ""
+
+
+def shared_prefix(a: str, b: str) -> int:
+    """Length of the common prefix of two prompts (characters)."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

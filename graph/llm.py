@@ -524,6 +524,15 @@ class CopilotChatOllama(ChatOllama):
     def _base(self) -> str:
         return self.base_url or "http://localhost:11434"
 
+    def _convert_messages_to_ollama_messages(self, messages: list[BaseMessage]) -> Sequence[Any]:
+        """LangChain's conversion, plus `tool_name` on tool results (Ollama's field for which tool answered;
+        templates such as Qwen's and Llama 3.x's can show it)."""
+        converted = list(super()._convert_messages_to_ollama_messages(messages))
+        for source, target in zip(messages, converted, strict=True):
+            if isinstance(source, ToolMessage) and source.name and isinstance(target, dict):
+                target["tool_name"] = source.name
+        return converted
+
     def _record(self, failure: ModelUnavailable | None) -> None:
         chat_outcomes(self._base, self.model).record(failure)
         if failure is not None:

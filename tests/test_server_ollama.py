@@ -59,6 +59,7 @@ def test_free_text_uses_native_tool_calls(
     assert first["options"]["num_ctx"] == 8192 and first["options"]["temperature"] == 0.7
     tool_turns = [m for m in second["messages"] if m["role"] == "tool"]
     assert len(tool_turns) == 1 and json.loads(tool_turns[0]["content"])["symbol"] == "XAUUSD"
+    assert tool_turns[0]["tool_name"] == "get_ml_signal"  # Ollama's field naming the tool that answered
 
 
 def test_a_model_written_trade_waits_for_approval(
@@ -77,7 +78,8 @@ def test_a_model_written_trade_waits_for_approval(
                          timeout=60).json()  # fmt: skip
         # The gate's own line leads: the model's words never stand alone after a block.
         assert big["pending_approval"] is None and big["verdict"]["passed"] is False
-        assert big["response"] == "BLOCKED by the risk rules, nothing was executed\n\nBloqueado: demasiado grande."
+        blocked_line = "BLOCKED by the risk rules, nothing was executed"
+        assert big["response"] == f"{blocked_line}\n\nBloqueado: demasiado grande."
         blocked = [m for m in fake.requests[-1]["messages"] if m["role"] == "tool"]
         assert blocked[-1]["content"].startswith("BLOCKED") and "50.0 lots" in blocked[-1]["content"]
         ok = httpx.post(f"{url}/api/chat", json={"message": "entonces 0.1", "session_id": "n2"},

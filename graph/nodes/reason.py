@@ -21,7 +21,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.deps import Deps
-from graph.llm import ModelUnavailable
+from graph.llm import FailureCategory, ModelUnavailable
 from graph.messages import render_result, text, tool_results_since_turn
 from graph.nodes.load_context import Node
 from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
@@ -31,10 +31,14 @@ from prompts.window import as_sent, model_window
 
 log = logging.getLogger(__name__)
 
-MODEL_DOWN = (
-    "The language model is not available right now ({error}). Slash commands still work: /signal XAUUSD 15m, "
-    "/analyze XAUUSD, /portfolio, /buy XAUUSD sl <price> tp <price>, /approve, /reject, /help."
+SLASH_STILL_WORK = (
+    "Slash commands still work: /signal XAUUSD 15m, /analyze XAUUSD, /portfolio, "
+    "/buy XAUUSD sl <price> tp <price>, /approve, /reject, /help."
 )
+MODEL_DOWN = "The language model is not available right now ({error}). " + SLASH_STILL_WORK
+# An answer that came but cannot be used (cut off, malformed) is not the model being "not available".
+MODEL_UNUSABLE = "The language model's answer could not be used ({error}). " + SLASH_STILL_WORK
+UNUSABLE = (FailureCategory.TRUNCATED, FailureCategory.BAD_REPLY)
 TOOL_LIMIT = "I reached the limit of tool calls for one message; ask again to continue."
 
 
@@ -119,14 +123,16 @@ def make_reason(deps: Deps) -> Node:
                 return reply
         if state.get("slash") and isinstance(last, ToolMessage):
             return {"messages": [AIMessage(content=rendered_results(messages))]}
+        template = MODEL_DOWN
         try:
             return {"messages": await ask_model(deps, ctx, state)}
         except ModelUnavailable as exc:
             error = str(exc)
+            template = MODEL_UNUSABLE if exc.category in UNUSABLE else MODEL_DOWN
         except Exception as exc:  # any model failure: the trader gets a message, the thread stays usable
             log.exception("model call failed")
             error = f"{type(exc).__name__}: {exc}"
-        fallback = MODEL_DOWN.format(error=error)
+        fallback = template.format(error=error)
         if isinstance(last, ToolMessage):
             fallback = rendered_results(messages) + "\n\n" + fallback
         return {"messages": [AIMessage(content=fallback)], "notice": "model_unavailable"}

@@ -213,6 +213,8 @@ def test_model_failures_reach_the_trader_clearly_and_health_follows(
             assert words in response, response
             assert partial not in response and "JSONDecodeError" not in response
             assert "/signal" in response  # points at what still works
+            opening = "not available right now" if words == "overloaded" else "answer could not be used"
+            assert opening in response, response
         health = client.get("/api/health").json()
         assert health["status"] == "degraded" and health["llm_status"] == "failing"
         assert health["redis_status"] == "ok" and health["llm_error"].startswith("overloaded: ")

@@ -39,7 +39,7 @@ from bench.ollama_render import (
 from config import load_settings
 from graph.copilot import Copilot
 from graph.fake_model import ScriptedChatModel, tool_call
-from graph.llm import _to_json_mode
+from graph.json_mode import to_json_mode
 from server.redis_embedded import EmbeddedRedis
 from tools.market.clock import ManualClock
 from tools.services import build_services
@@ -135,7 +135,7 @@ def measure(calls: list[tuple[int, list[BaseMessage]]], tool_specs: list[dict[st
     previous_start = None
     for n, (turn, call) in enumerate(calls, 1):
         native = wire(call)
-        as_json = wire(_to_json_mode(list(call), tool_specs))
+        as_json = wire(to_json_mode(list(call), tool_specs))
         prompts = {
             "llama3.1": render("llama3.1", native, tool_specs),
             "qwen2.5": render("qwen2.5", native, tool_specs),

@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from graph.fake_model import ScriptedChatModel, tool_call
-from graph.llm import ModelUnavailable
+from graph.model_errors import ModelUnavailable
 from prompts.system import SYSTEM_PROMPT
 from tests.test_graph_support import (  # noqa: F401  (fixtures)
     SESSION,

@@ -20,7 +20,9 @@ from langchain_core.tools import tool
 
 from config import Settings, load_settings
 from config.settings import RiskSettings
-from graph.llm import ModelUnavailable, build_chat_model, detect_tool_mode, model_status, tool_call_schema
+from graph.json_mode import tool_call_schema
+from graph.llm import build_chat_model, detect_tool_mode, model_status
+from graph.model_errors import ModelUnavailable
 from prompts import SYSTEM_PROMPT, live_context
 from tests.conftest import free_port, serve_app
 from tests.ollama_double import OllamaDouble, Reply

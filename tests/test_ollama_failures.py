@@ -16,13 +16,12 @@ from langchain_core.messages import AIMessageChunk, BaseMessageChunk, HumanMessa
 from langchain_core.tools import tool
 
 from config import Settings, load_settings
-from graph.llm import (
+from graph.json_mode import JsonReplyParser
+from graph.llm import build_chat_model, model_status
+from graph.model_errors import (
     ChatOutcomes,
     FailureCategory,
-    JsonReplyParser,
     ModelUnavailable,
-    build_chat_model,
-    model_status,
     recent_chat_failure,
     reset_chat_outcomes,
 )

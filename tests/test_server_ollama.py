@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.llm import reset_chat_outcomes
+from graph.model_errors import reset_chat_outcomes
 from prompts import SYSTEM_PROMPT
 from server.app import create_app
 from tests.api_support import api_settings

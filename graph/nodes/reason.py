@@ -21,8 +21,8 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.deps import Deps
-from graph.llm import FailureCategory, ModelUnavailable
 from graph.messages import render_result, text, tool_results_since_turn
+from graph.model_errors import FailureCategory, ModelUnavailable
 from graph.nodes.load_context import Node
 from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
 from graph.state import State

@@ -8,7 +8,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from graph.llm import recent_chat_failure
+from graph.model_errors import recent_chat_failure
 from server.api.deps import MetricsDep
 from server.api.models import HealthResponse
 

@@ -92,9 +92,7 @@ def test_trim_drops_orphan_tool_messages() -> None:
     assert [m.content for m in kept] == ["hi", "hello"]
 
 
-def _window(
-    messages: list[BaseMessage], n: int, budget: int, live: Callable[[], str]
-) -> list[BaseMessage]:
+def _window(messages: list[BaseMessage], n: int, budget: int, live: Callable[[], str]) -> list[BaseMessage]:
     """The window, storing the pinned trader message as the reason node does (same id, replaced in place)."""
     from prompts.window import model_window
 

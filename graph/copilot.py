@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, StreamMode
+from langgraph.types import Command, Interrupt, StateSnapshot, StreamMode
 
 from config import Settings
 from graph.audit import AuditTrail
@@ -80,6 +80,46 @@ def thread_id(user_id: str, session_id: str) -> str:
 def account_for(user_id: str) -> str:
     """Each user trades their own paper account; the single local user keeps the default one."""
     return "paper" if user_id == "local" else f"paper-{user_id}"
+
+
+def message_ids(snapshot: StateSnapshot) -> set[str]:
+    return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
+
+
+def require_pending(snapshot: StateSnapshot) -> tuple[set[str], dict[str, Any]]:
+    """The thread's message ids (what a run's result needs) and the pending proposal; raises when none."""
+    pending = pending_proposal(snapshot)
+    if pending is None:
+        raise NoPendingApproval("nothing in this session is waiting for an approval decision")
+    return message_ids(snapshot), pending
+
+
+class RunEnd:
+    """The thread as a run left it, from the run's own stream (`values` and `updates` modes): the last state
+    and its interrupts, so the result needs no second read of the checkpoint."""
+
+    def __init__(self, config: RunnableConfig) -> None:
+        self.config = config
+        self.values: dict[str, Any] = {}
+        self.interrupts: list[Interrupt] = []
+
+    def see(self, mode: str, chunk: Any) -> None:
+        if mode == "values" and isinstance(chunk, dict):
+            self.values = chunk
+        elif mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
+            self.interrupts.extend(chunk["__interrupt__"])
+
+    def snapshot(self) -> StateSnapshot:
+        return StateSnapshot(
+            values=self.values,
+            next=(),
+            config=self.config,
+            metadata=None,
+            created_at=None,
+            parent_config=None,
+            tasks=(),
+            interrupts=tuple(self.interrupts),
+        )
 
 
 class Copilot:
@@ -151,11 +191,10 @@ class Copilot:
             user_id=user_id, account_id=account_for(user_id), session_symbol=str(stored or DEFAULT_SYMBOL)
         )
 
-    async def _ids(self, config: RunnableConfig) -> set[str]:
-        snapshot = await self.graph.aget_state(config)
-        return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
+    async def _snapshot(self, user_id: str, session_id: str) -> StateSnapshot:
+        return await self.graph.aget_state(self._config(user_id, session_id))
 
-    async def _decision_for(self, user_id: str, session_id: str, message: str) -> dict[str, Any] | None:
+    def _decision_for(self, snapshot: StateSnapshot, message: str) -> dict[str, Any] | None:
         """`/approve [id]` and `/reject reason` become a decision on the pending proposal (None: not one).
 
         Raises DecisionRefused, keeping the proposal pending, when a typed command cannot be tied to the
@@ -165,7 +204,6 @@ class Copilot:
         command = parse_slash(message)
         if not isinstance(command, DecisionCommand | SlashError):
             return None
-        snapshot = await self.graph.aget_state(self._config(user_id, session_id))
         pending = pending_proposal(snapshot)
         if pending is None:
             return None
@@ -196,27 +234,39 @@ class Copilot:
     async def chat(
         self, user_id: str, session_id: str, message: str, symbol: str | None = None
     ) -> ChatResult:
+        # One checkpoint read before the run (recovery check, decision, message ids); the result comes from
+        # the run's own stream, not from reading the thread again.
         try:
-            recovered = await self.recover(user_id, session_id)
-            decision = await self._decision_for(user_id, session_id, message)
+            snapshot = await self._snapshot(user_id, session_id)
+            recovered = await self._recover(user_id, session_id, snapshot)
+            if recovered is not None:
+                snapshot = await self._snapshot(user_id, session_id)
+            decision = self._decision_for(snapshot, message)
         except RecoveryFailed as failed:
             return ChatResult(response=str(failed))
         except DecisionRefused as refused:
             return refused.result()
         if decision is not None:
             # A decision about a run that was just completed no longer applies: show what happened instead.
-            return recovered or await self.decide(user_id, session_id, decision)
-        result = await self._run(user_id, session_id, {"messages": [HumanMessage(message)]}, symbol)
+            return recovered or await self._decide(user_id, session_id, decision, snapshot)
+        payload = {"messages": [HumanMessage(message)]}
+        result = await self._run(user_id, session_id, payload, symbol, message_ids(snapshot))
         return merge_results(recovered, result)
 
     async def decide(self, user_id: str, session_id: str, decision: dict[str, Any]) -> ChatResult:
+        snapshot = await self._snapshot(user_id, session_id)
         try:
-            recovered = await self.recover(user_id, session_id)
+            recovered = await self._recover(user_id, session_id, snapshot)
         except RecoveryFailed as failed:
             return ChatResult(response=str(failed))
         if recovered is not None:  # the decision was about a run that has just been completed
             return recovered
-        before, pending = await self._require_pending(user_id, session_id)
+        return await self._decide(user_id, session_id, decision, snapshot)
+
+    async def _decide(
+        self, user_id: str, session_id: str, decision: dict[str, Any], snapshot: StateSnapshot
+    ) -> ChatResult:
+        before, pending = require_pending(snapshot)
         try:  # before the resume value reaches the checkpoint writer (which refuses ints beyond 64 bits)
             check_edits(decision.get("edits"))
         except BadDecision as bad:
@@ -228,11 +278,13 @@ class Copilot:
         from its last checkpoint. A recorded approval is thus carried out (the execute node first asks the
         broker whether the proposal's key already has an order), never abandoned; None when nothing was due.
         Raises RecoveryFailed, leaving the thread as it was, when the run still cannot finish."""
-        config = self._config(user_id, session_id)
-        snapshot = await self.graph.aget_state(config)
+        return await self._recover(user_id, session_id, await self._snapshot(user_id, session_id))
+
+    async def _recover(self, user_id: str, session_id: str, snapshot: StateSnapshot) -> ChatResult | None:
         if not interrupted(snapshot):
             return None
-        before = {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
+        config = self._config(user_id, session_id)
+        before = message_ids(snapshot)
         context = await self._context(user_id, session_id, None)
         try:
             await self.graph.ainvoke(None, config, context=context, durability=DURABILITY_DECISION)
@@ -249,30 +301,29 @@ class Copilot:
         note = "(Completed a run that was interrupted before its end.)"
         return result.model_copy(update={"response": f"{note}\n{result.response}"})
 
-    async def _require_pending(self, user_id: str, session_id: str) -> tuple[set[str], dict[str, Any]]:
-        """The thread's message ids (what `_run` needs) and the pending proposal; raises when none waits."""
-        snapshot = await self.graph.aget_state(self._config(user_id, session_id))
-        pending = pending_proposal(snapshot)
-        if pending is None:
-            raise NoPendingApproval("nothing in this session is waiting for an approval decision")
-        return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}, pending
-
     async def _run(
-        self, user_id: str, session_id: str, payload: Any, symbol: str | None, before: set[str] | None = None
+        self, user_id: str, session_id: str, payload: Any, symbol: str | None, before: set[str]
     ) -> ChatResult:
         config = self._config(user_id, session_id)
         context = await self._context(user_id, session_id, symbol)
-        before = before if before is not None else await self._ids(config)
         durability = DURABILITY_DECISION if isinstance(payload, Command) else DURABILITY_CHAT
-        await self.graph.ainvoke(payload, config, context=context, durability=durability)
-        return chat_result(await self.graph.aget_state(config), before)
+        end = RunEnd(config)
+        modes: list[StreamMode] = ["values", "updates"]
+        async for mode, chunk in self.graph.astream(
+            payload, config, context=context, stream_mode=modes, durability=durability
+        ):
+            end.see(mode, chunk)
+        return chat_result(end.snapshot(), before)
 
     async def stream(
         self, user_id: str, session_id: str, message: str, symbol: str | None = None
     ) -> AsyncIterator[Event]:
         try:
-            recovered = await self.recover(user_id, session_id)
-            decision = await self._decision_for(user_id, session_id, message)
+            snapshot = await self._snapshot(user_id, session_id)
+            recovered = await self._recover(user_id, session_id, snapshot)
+            if recovered is not None:
+                snapshot = await self._snapshot(user_id, session_id)
+            decision = self._decision_for(snapshot, message)
         except RecoveryFailed as failed:
             yield {"event": "final", "data": ChatResult(response=str(failed)).model_dump()}
             return
@@ -285,10 +336,11 @@ class Copilot:
             if recovered is not None:
                 yield {"event": "final", "data": recovered.model_dump()}
                 return
-            async for event in self.stream_decision(user_id, session_id, decision):
+            async for event in self._stream_decision(user_id, session_id, decision, snapshot):
                 yield event
             return
-        async for event in self._stream(user_id, session_id, {"messages": [HumanMessage(message)]}, symbol):
+        payload = {"messages": [HumanMessage(message)]}
+        async for event in self._stream(user_id, session_id, payload, symbol, message_ids(snapshot)):
             if event["event"] == "final" and recovered is not None:
                 event = {**event, "data": merge_results(recovered, ChatResult(**event["data"])).model_dump()}
             yield event
@@ -296,14 +348,21 @@ class Copilot:
     async def stream_decision(
         self, user_id: str, session_id: str, decision: dict[str, Any]
     ) -> AsyncIterator[Event]:
+        snapshot = await self._snapshot(user_id, session_id)
         try:
-            recovered = await self.recover(user_id, session_id)
+            recovered = await self._recover(user_id, session_id, snapshot)
         except RecoveryFailed as failed:
             recovered = ChatResult(response=str(failed))
         if recovered is not None:  # the decision was about a run that has just been completed
             yield {"event": "final", "data": recovered.model_dump()}
             return
-        before, pending = await self._require_pending(user_id, session_id)
+        async for event in self._stream_decision(user_id, session_id, decision, snapshot):
+            yield event
+
+    async def _stream_decision(
+        self, user_id: str, session_id: str, decision: dict[str, Any], snapshot: StateSnapshot
+    ) -> AsyncIterator[Event]:
+        before, pending = require_pending(snapshot)
         try:
             check_edits(decision.get("edits"))
         except BadDecision as bad:
@@ -314,20 +373,21 @@ class Copilot:
             yield event
 
     async def _stream(
-        self, user_id: str, session_id: str, payload: Any, symbol: str | None, before: set[str] | None = None
+        self, user_id: str, session_id: str, payload: Any, symbol: str | None, before: set[str]
     ) -> AsyncIterator[Event]:
         config = self._config(user_id, session_id)
         try:
             context = await self._context(user_id, session_id, symbol)
-            before = before if before is not None else await self._ids(config)
-            modes: list[StreamMode] = ["tasks", "messages", "custom", "updates"]
+            modes: list[StreamMode] = ["tasks", "messages", "custom", "updates", "values"]
             durability = DURABILITY_DECISION if isinstance(payload, Command) else DURABILITY_CHAT
+            end = RunEnd(config)
             async for mode, chunk in self.graph.astream(
                 payload, config, context=context, stream_mode=modes, durability=durability
             ):
+                end.see(mode, chunk)
                 for event in to_events(mode, chunk):
                     yield event
-            result = chat_result(await self.graph.aget_state(config), before)
+            result = chat_result(end.snapshot(), before)
         except Exception as exc:  # the thread stays usable: the last good checkpoint is untouched
             yield {"event": "error", "data": {"message": f"{type(exc).__name__}: {exc}"}}
             return

@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
-.PHONY: run test setup redis browser lint bench clean
+.PHONY: run test setup redis browser node js web-vendor lint bench clean studio notebooks
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,23 +25,51 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+## Debian's Node.js and npm for the web page's linter (the page itself needs no Node: its chart library is
+## vendored in server/web/vendor, so `make run` works without them).
+node:
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "Installing Debian's nodejs and npm for the web page's linter"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+
+$(NODE_STAMP): package.json package-lock.json | node
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+js: $(NODE_STAMP)
+
+## Copy the chart library from node_modules into server/web/vendor (after changing its version).
+web-vendor: js
+	cp node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.mjs \
+	   node_modules/lightweight-charts/LICENSE server/web/vendor/lightweight-charts/
+
 run: setup
 	$(VENV)/bin/copilot serve
 
-test: setup browser
+## LangGraph Studio on the copilot graph: `langgraph dev` (in-memory runtime) at http://127.0.0.1:2024.
+## It starts the embedded Redis unless REDIS_URL is set, and trades on its own paper account (prefix llm:studio:).
+studio: setup
+	$(PY) -m graph.studio $(STUDIO_ARGS)
+
+## JupyterLab on notebooks/ (graph anatomy, approval, checkpoints and time travel, market view).
+notebooks: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_ARGS)
+
+test: setup browser js
 	$(VENV)/bin/pytest -q
 
-lint: setup
+lint: setup js
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	node_modules/.bin/eslint server/web eslint.config.js
 
+## The copilot beside the stock LangGraph stack (and itself on InMemorySaver), through HTTP: bench/bench_stack.py.
 bench: setup
+	$(PY) -m bench.bench_stack
 	$(PY) -m bench.bench_import
-	$(PY) -m bench.bench_checkpoint --turns 200 --durability exit
-	$(PY) -m bench.bench_checkpoint --turns 200 --durability sync
 	$(PY) -m bench.bench_api --runs 20
 	$(PY) -m bench.bench_prompt
 
 clean:
-	rm -rf $(VENV) var logs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var logs .pytest_cache .mypy_cache .ruff_cache node_modules

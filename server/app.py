@@ -20,7 +20,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from config import Settings
 from config.validation import error_parts
 from graph.copilot import Copilot, InvalidId, NoPendingApproval
-from server.api.routes import chat, health, portfolio, sessions
+from server.api.docs import install_docs
+from server.api.routes import chat, events, health, market, portfolio, sessions
 from server.api.runs import NOTHING_PENDING, RunRegistry, sweep
 from server.metrics import Metrics
 from server.middleware import BodyLimit, CatchAll, RequestMetrics
@@ -134,15 +135,25 @@ def create_app(
         title="Trading Copilot",
         description="Chat with a local-LLM trading copilot; every trade waits for your approval.",
         version="0.1.0",
+        docs_url=None,  # served by install_docs from local assets (no CDN)
+        redoc_url=None,
         lifespan=_lifespan(settings, copilot, chat_model),
     )
     metrics = Metrics()
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.copilot = None
-    for router in (chat.router, sessions.router, portfolio.router, health.router):
+    for router in (
+        chat.router,
+        sessions.router,
+        portfolio.router,
+        market.router,
+        events.router,
+        health.router,
+    ):
         app.include_router(router)
     _install_error_handlers(app)
+    install_docs(app)
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

@@ -1,14 +1,28 @@
-"""The current user's account and the market around it: portfolio, quotes, symbol specs."""
+"""The user's account and the market around it: portfolio, closed trades, performance, quotes, specs."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from graph.copilot import account_for
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from graph.copilot import Copilot, account_for
 from server.api.deps import CopilotDep, CurrentUser
+from server.api.performance import Performance, TradeRow, performance, trade_row
+from tools.broker.ledger import ClosedTrade
 from tools.schemas import Portfolio, Quote
 
 router = APIRouter(prefix="/api", tags=["portfolio"])
+
+NO_HISTORY = (
+    "this broker does not report closed trades (the platform's trading service has no history contract)"
+)
+
+
+class TradeHistory(BaseModel):
+    trades: list[TradeRow]  # newest first
 
 
 @router.get("/portfolio", response_model=Portfolio)
@@ -17,15 +31,44 @@ async def get_portfolio(user: CurrentUser, copilot: CopilotDep) -> Portfolio:
     return await copilot.services.broker.get_portfolio(account_for(user))
 
 
+async def closed_trades(copilot: Copilot, user: str) -> list[ClosedTrade]:
+    """The user's closed trades, oldest first (the embedded paper broker keeps them)."""
+    history: Callable[[str], Awaitable[list[ClosedTrade]]] | None = getattr(
+        copilot.services.broker, "history", None
+    )
+    if history is None:
+        raise HTTPException(501, NO_HISTORY)
+    return await history(account_for(user))
+
+
+@router.get("/trades", response_model=TradeHistory)
+async def get_trades(user: CurrentUser, copilot: CopilotDep) -> TradeHistory:
+    """Closed trades, newest first: prices, P&L, how long each was open and why it closed (sl, tp, manual)."""
+    trades = await closed_trades(copilot, user)
+    return TradeHistory(trades=[trade_row(t) for t in reversed(trades)])
+
+
+@router.get("/performance", response_model=Performance)
+async def get_performance(user: CurrentUser, copilot: CopilotDep) -> Performance:
+    """Realized P&L: totals, win rate, the balance after each closed trade, daily and weekly figures."""
+    trades = await closed_trades(copilot, user)
+    portfolio = await copilot.services.broker.get_portfolio(account_for(user))
+    return performance(trades, portfolio.balance)
+
+
 @router.get("/symbols")
-async def get_symbols(user: CurrentUser, copilot: CopilotDep) -> dict[str, dict[str, float | int]]:
-    """Digits and pip size per symbol, so clients show prices and pips like the server computes them."""
+async def get_symbols(user: CurrentUser, copilot: CopilotDep) -> dict[str, dict[str, Any]]:
+    """Per symbol: digits, pip and lot sizes, contract size and quote currency, so clients show prices, pips
+    and money estimates the way the server computes them."""
     return {
         name: {
             "digits": spec.digits,
             "pip_size": spec.pip_size,
             "min_lot": spec.min_lot,
+            "max_lot": spec.max_lot,
             "lot_step": spec.lot_step,
+            "contract_size": spec.contract_size,
+            "quote_currency": spec.quote_currency,
         }
         for name, spec in copilot.services.specs.items()
     }

@@ -1,0 +1,81 @@
+"""API docs that work offline: Swagger UI and ReDoc served from a Python package, and the API-key scheme.
+
+The assets come from the `fastapi-offline` package (Swagger UI and ReDoc bundles, installed by pip with the
+rest of the project), never from a CDN, so /docs renders next to a local model with no internet.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+DOCS_ASSETS = "/docs-assets"
+PUBLIC_PATHS = {"/api/health"}  # answered without a key
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "ApiKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "A key from `server.api_keys` (key → user). Not needed when no keys are configured.",
+    },
+    "BearerKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The same API key as `Authorization: Bearer KEY`.",
+    },
+}
+
+
+def assets_dir() -> Path:
+    return Path(str(files("fastapi_offline") / "static"))
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        either: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
+        for path, operations in schema.get("paths", {}).items():
+            if path.startswith("/api/") and path not in PUBLIC_PATHS:
+                for operation in operations.values():
+                    operation["security"] = either
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from local assets; the OpenAPI declares the API-key scheme.
+    The app must be created with docs_url=None and redoc_url=None."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets_dir()), name="docs-assets")
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    title = app.title
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{title} - API reference",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )

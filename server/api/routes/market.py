@@ -1,0 +1,105 @@
+"""What the page draws: candles up to the market clock's now, the governing signal, the limits in force."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+
+from server.api.deps import CopilotDep, CurrentUser, SettingsDep
+from tools.protocols import ServiceError, UnknownSymbolError
+from tools.schemas import Signal, Timeframe
+
+router = APIRouter(prefix="/api", tags=["market"])
+
+MAX_CHART_BARS = 2000
+
+
+class Candle(BaseModel):
+    """One bar for a chart: `time` is its open time in UTC epoch seconds."""
+
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class Candles(BaseModel):
+    symbol: str
+    timeframe: Timeframe
+    now: datetime  # the market clock's now: no bar after it is ever returned
+    bars: list[Candle]
+
+
+class TradingLimits(BaseModel):
+    """What the risk gate enforces, so a client can estimate a proposal before the gate decides."""
+
+    leverage: float
+    max_risk_per_trade_pct: float
+    min_risk_reward: float
+    min_confidence: float
+    max_price_drift_pct: float
+    signal_timeframe: Timeframe
+    proposal_ttl_seconds: int
+
+
+def _symbol(copilot: CopilotDep, symbol: str) -> str:
+    name = symbol.strip().upper()
+    if name not in copilot.services.specs:
+        known = ", ".join(sorted(copilot.services.specs))
+        raise HTTPException(404, f"unknown symbol {symbol!r}; known: {known}")
+    return name
+
+
+@router.get("/bars/{symbol}", response_model=Candles)
+async def get_bars(
+    symbol: str,
+    user: CurrentUser,
+    copilot: CopilotDep,
+    timeframe: Timeframe = "15m",
+    bars: Annotated[int, Query(ge=1, le=MAX_CHART_BARS)] = 300,
+) -> Candles:
+    """OHLCV candles, oldest first, closed by the market clock's now (replay or platform time)."""
+    name = _symbol(copilot, symbol)
+    try:
+        rows = await copilot.services.market.get_bars(name, timeframe, bars)
+    except UnknownSymbolError as exc:
+        raise HTTPException(404, str(exc)) from None
+    candles = [
+        Candle(
+            time=int(b.time.timestamp()), open=b.open, high=b.high, low=b.low, close=b.close, volume=b.volume
+        )
+        for b in rows
+    ]
+    return Candles(symbol=name, timeframe=timeframe, now=copilot.services.clock.now(), bars=candles)
+
+
+@router.get("/signal/{symbol}", response_model=Signal)
+async def get_governing_signal(
+    symbol: str, user: CurrentUser, copilot: CopilotDep, settings: SettingsDep
+) -> Signal:
+    """The signal the risk gate checks now (always on `risk.signal_timeframe`), whatever was asked in chat."""
+    name = _symbol(copilot, symbol)
+    try:
+        return await copilot.services.signals.get_signal(name, settings.risk.signal_timeframe)
+    except ServiceError as exc:
+        raise HTTPException(502, f"no signal for {name}: {exc}") from None
+
+
+@router.get("/limits", response_model=TradingLimits)
+async def get_limits(user: CurrentUser, settings: SettingsDep) -> TradingLimits:
+    """The risk limits in force and the broker's leverage (for margin estimates)."""
+    risk = settings.risk
+    return TradingLimits(
+        leverage=settings.broker.leverage,
+        max_risk_per_trade_pct=risk.max_risk_per_trade_pct,
+        min_risk_reward=risk.min_risk_reward,
+        min_confidence=risk.min_confidence,
+        max_price_drift_pct=risk.max_price_drift_pct,
+        signal_timeframe=risk.signal_timeframe,
+        proposal_ttl_seconds=risk.proposal_ttl_seconds,
+    )

@@ -1,0 +1,65 @@
+// HTTP: JSON calls and Server-Sent Events read over fetch (EventSource can neither POST nor send the API key).
+import { $ } from "./dom.js";
+
+export class HttpError extends Error {
+  constructor(status, detail, retryAfter) {
+    super(detail || `HTTP ${status}`);
+    this.status = status;
+    this.retryAfter = retryAfter;
+  }
+}
+
+export function apiKey() {
+  return localStorage.getItem("copilot.apiKey") || "";
+}
+
+function headers(extra = {}) {
+  const h = { "Content-Type": "application/json", ...extra };
+  const key = apiKey();
+  if (key) h["X-API-Key"] = key;
+  return h;
+}
+
+async function failure(res) {
+  if (res.status === 401) $("key-form").hidden = false;
+  const data = await res.json().catch(() => ({}));
+  const retry = Number(res.headers.get("Retry-After")) || null;
+  return new HttpError(res.status, data.detail, retry);
+}
+
+export async function api(method, path, body) {
+  const res = await fetch(path, { method, headers: headers(), body: body ? JSON.stringify(body) : undefined });
+  if (!res.ok) throw await failure(res);
+  return res.json().catch(() => ({}));
+}
+
+// Calls onEvent(name, data, id) for each frame until the stream ends; throws HttpError before the first one.
+export async function streamEvents(method, path, body, onEvent, { signal, lastEventId } = {}) {
+  const extra = lastEventId ? { "Last-Event-ID": lastEventId } : {};
+  const res = await fetch(path, {
+    method, headers: headers(extra), body: body ? JSON.stringify(body) : undefined, signal,
+  });
+  if (!res.ok) throw await failure(res);
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const frame = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let name = "message";
+      let data = "";
+      let id = null;
+      for (const line of frame.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trim();
+        else if (line.startsWith("id:")) id = line.slice(3).trim();
+      }
+      if (data || name !== "message") onEvent(name, data ? JSON.parse(data) : {}, id);
+    }
+  }
+}

@@ -99,9 +99,13 @@ async def test_close_and_modify_over_http_are_keyed(
     ticket = (await remote.place_order(await order(market_world), "o")).ticket
     assert ticket is not None
     quote = await market_world[1].get_quote("XAUUSD")
-    moved = await remote.modify_position(ticket, round(quote.bid - 10, 2), round(quote.ask + 10, 2), "m")
+    moved = await remote.modify_position(
+        ticket, stop_loss=round(quote.bid - 10, 2), take_profit=round(quote.ask + 10, 2), idempotency_key="m"
+    )
     assert moved.success and (await local.get_portfolio()).positions[0].stop_loss == round(quote.bid - 10, 2)
-    assert (await remote.modify_position(ticket, None, None, "m")).duplicate
+    assert (
+        await remote.modify_position(ticket, stop_loss=None, take_profit=None, idempotency_key="m")
+    ).duplicate
     closed = await remote.close_position(ticket, "c")
     again = await remote.close_position(ticket, "c")
     assert closed.success and again.duplicate and again.executed_price == closed.executed_price == quote.bid

@@ -233,11 +233,20 @@ async def test_modify_moves_stops_validates_them_and_is_idempotent(
     quote = await market_world[1].get_quote("XAUUSD")
     ticket = (await broker.place_order(buy(bid=quote.bid), "o")).ticket
     assert ticket is not None
-    moved = await broker.modify_position(ticket, round(quote.bid - 2, 2), round(quote.ask + 9, 2), "mod-1")
+    moved = await broker.modify_position(
+        ticket,
+        stop_loss=round(quote.bid - 2, 2),
+        take_profit=round(quote.ask + 9, 2),
+        idempotency_key="mod-1",
+    )
     assert moved.success
-    replay = await broker.modify_position(ticket, round(quote.bid - 3, 2), None, "mod-1")
+    replay = await broker.modify_position(
+        ticket, stop_loss=round(quote.bid - 3, 2), take_profit=None, idempotency_key="mod-1"
+    )
     assert replay.duplicate
-    wrong = await broker.modify_position(ticket, round(quote.bid + 1, 2), None, "mod-2")
+    wrong = await broker.modify_position(
+        ticket, stop_loss=round(quote.bid + 1, 2), take_profit=None, idempotency_key="mod-2"
+    )
     assert not wrong.success and "below the bid" in wrong.message
     position = (await broker.get_portfolio()).positions[0]
     assert (position.stop_loss, position.take_profit) == (round(quote.bid - 2, 2), round(quote.ask + 9, 2))

@@ -67,6 +67,7 @@ class Broker(Protocol):
     async def modify_position(
         self,
         ticket: int,
+        *,
         stop_loss: float | None,
         take_profit: float | None,
         idempotency_key: str,

@@ -40,10 +40,10 @@ async def send(deps: Deps, ctx: Context, proposal: dict[str, Any]) -> OrderResul
     if proposal["kind"] == "modify":
         return await broker.modify_position(
             int(proposal["ticket"]),
-            proposal.get("stop_loss"),
-            proposal.get("take_profit"),
-            key,
-            ctx.account_id,
+            stop_loss=proposal.get("stop_loss"),
+            take_profit=proposal.get("take_profit"),
+            idempotency_key=key,
+            account_id=ctx.account_id,
         )
     order = OrderRequest(
         symbol=proposal["symbol"],

@@ -56,7 +56,13 @@ def router(broker: Broker, alerts: AlertService) -> APIRouter:
     async def modify(ticket: int, body: ModifyRequest, idempotency_key: IdempotencyKey = None) -> OrderResult:
         key = _key(idempotency_key)
         return await _call(
-            broker.modify_position(ticket, body.stop_loss, body.take_profit, key, body.account_id)
+            broker.modify_position(
+                ticket,
+                stop_loss=body.stop_loss,
+                take_profit=body.take_profit,
+                idempotency_key=key,
+                account_id=body.account_id,
+            )
         )
 
     @api.get("/orders/{idempotency_key}")

@@ -38,6 +38,7 @@ class HttpBroker:
     async def modify_position(
         self,
         ticket: int,
+        *,
         stop_loss: float | None,
         take_profit: float | None,
         idempotency_key: str,

@@ -82,6 +82,7 @@ class PaperBroker:
     async def modify_position(
         self,
         ticket: int,
+        *,
         stop_loss: float | None,
         take_profit: float | None,
         idempotency_key: str,

@@ -28,12 +28,14 @@ def facts(fresh: list[AnyMessage]) -> list[str]:
 
 
 def pending_proposal(snapshot: StateSnapshot) -> dict[str, Any] | None:
-    """The proposal the thread is paused on (the human_approval interrupt), if any."""
+    """The proposal the thread is paused on, if any: the "proposal" the human_approval interrupt carries
+    beside its HumanInterrupt fields (graph.nodes.human_approval.ApprovalRequest; a list of them too)."""
     for item in snapshot.interrupts:
-        value = item.value
-        if isinstance(value, dict) and value.get("type") == "approval_required":
-            proposal = value.get("proposal")
-            return dict(proposal) if isinstance(proposal, dict) else None
+        values = item.value if isinstance(item.value, list) else [item.value]
+        for value in values:
+            if isinstance(value, dict) and value.get("type") == "approval_required":
+                proposal = value.get("proposal")
+                return dict(proposal) if isinstance(proposal, dict) else None
     return None
 
 

@@ -31,5 +31,7 @@ async def test_langgraph_json_factory_builds_the_copilot_graph(
     nodes = set(graph.get_graph().nodes)
     assert {"load_context", "reason", "tools", "risk_gate", "human_approval", "execute"} <= nodes
     assert graph.checkpointer is None  # langgraph dev supplies its own
+    # Studio trades on its own paper account: everything under its own key prefix.
+    assert module._services.settings.redis.prefix == f"{key_prefix}{module.STUDIO_PREFIX}"
     await module._services.aclose()
     await module._services.redis.aclose()

@@ -115,10 +115,20 @@ async def test_edit_then_approve_uses_the_edited_size(
     assert [p.size for p in held] == [0.15]
 
 
+async def test_reject_executes_nothing(make_copilot: CopilotFactory, services: Services) -> None:
+    async with make_copilot() as copilot:
+        proposal = await propose(copilot, services)
+        decision = {"proposal_id": proposal["proposal_id"], "decision": "reject", "reason": "too late"}
+        result = await copilot.decide(USER, SESSION, decision)
+        assert result.pending_approval is None and "REJECTED by the trader (too late" in result.response
+    assert await positions(services) == []
+    decisions = [e for e in await audit_of(services).entries() if e["kind"] == "decision"]
+    assert len(decisions) == 1
+
+
 @pytest.mark.parametrize(
     ("decision", "fragment"),
     [
-        ({"decision": "reject", "reason": "too late in the session"}, "REJECTED by the trader (too late"),
         ({"decision": "approve", "proposal_id": "not-the-one"}, "not the pending one"),
         ({"decision": "maybe"}, "unknown decision"),
         # Not only HTTP: chat, Studio and notebooks resume with whatever they are given.
@@ -127,16 +137,26 @@ async def test_edit_then_approve_uses_the_edited_size(
         ({"decision": "edit", "edits": {}}, "an edit must change some of size_lots"),
     ],
 )
-async def test_reject_wrong_id_and_malformed_execute_nothing(
+async def test_wrong_id_and_malformed_decisions_ask_again(
     make_copilot: CopilotFactory, services: Services, decision: dict, fragment: str
 ) -> None:
+    """An answer that cannot be applied re-asks (interrupt again, the reason in the notice): it never
+    cancels the proposal, and the next good answer executes it once."""
     async with make_copilot() as copilot:
         proposal = await propose(copilot, services)
         result = await copilot.decide(USER, SESSION, {"proposal_id": proposal["proposal_id"], **decision})
-        assert result.pending_approval is None and fragment in result.response, result.response
-    assert await positions(services) == []
-    decisions = [e for e in await audit_of(services).entries() if e["kind"] == "decision"]
-    assert len(decisions) == 1
+        assert fragment in result.response and "still waits" in result.response, result.response
+        pending = result.pending_approval
+        assert pending is not None and pending["proposal_id"] == proposal["proposal_id"]
+        assert fragment in pending["notice"]
+        assert await positions(services) == []
+        done = await copilot.decide(
+            USER, SESSION, {"proposal_id": proposal["proposal_id"], "decision": "approve"}
+        )
+        assert "EXECUTED" in done.response and done.pending_approval is None
+    assert len(await positions(services)) == 1
+    decisions = [e["data"] for e in await audit_of(services).entries() if e["kind"] == "decision"]
+    assert [d["decision"] for d in decisions] == ["invalid", "approve"]  # each answer recorded once
 
 
 @pytest.mark.parametrize(

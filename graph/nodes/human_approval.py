@@ -1,21 +1,30 @@
 """human_approval: pause with the full proposal (interrupt) and validate the trader's decision on resume.
 
+The interrupt follows LangGraph's human-in-the-loop request (the prebuilt `HumanInterrupt` that Studio,
+Agent Chat UI and Agent Inbox render with Accept / Edit / Respond / Ignore) and also carries the whole
+proposal under "proposal" for our own clients (web page, terminal, API). Resume takes either a standard
+`HumanResponse` (or a one-item list of them, as Agent Inbox sends) or the project's own
+{"proposal_id", "decision", "edits", "reason"}. An answer that cannot be read asks again; it never cancels.
+
 Nothing before `interrupt()` may have side effects: the node re-runs from its start when resumed.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import ToolMessage
+from langgraph.errors import GraphInterrupt
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict
 
 from graph.context import Context
 from graph.deps import Deps
 from graph.nodes.load_context import Node, thread_id
+from graph.results import proposal_text
 from graph.state import PendingCall, State
 
 DECISIONS = ("approve", "edit", "reject")
@@ -26,6 +35,59 @@ EDIT_ARGS = {"size_lots": "size", "stop_loss": "stop_loss", "take_profit": "take
 # checkpoint integer or a later rule. The risk gate still applies the real limits.
 MAX_LOTS = 1000.0
 MAX_PRICE = 1e7
+# The proposal fields shown as the action's arguments (scalars only, so a generic UI can edit them).
+ACTION_ARGS = (
+    "proposal_id",
+    "kind",
+    "symbol",
+    "side",
+    "size_lots",
+    "entry_price",
+    "stop_loss",
+    "take_profit",
+    "risk_usd",
+    "risk_pct",
+    "risk_reward",
+    "ticket",
+    "expires_at",
+)
+RESPONSE_TYPES = ("accept", "edit", "response", "ignore")
+HOW_TO_ANSWER = (
+    "Accept approves this exact proposal; Edit changes size_lots, stop_loss or take_profit (checked by the "
+    "risk gate again); Respond rejects it with your text as the reason; Ignore rejects it."
+)
+
+
+# LangGraph's human-in-the-loop request and reply (langgraph.prebuilt.interrupt, since moved to
+# langchain.agents.interrupt, which this project does not install): the shapes Studio and the inboxes read.
+class ActionRequest(TypedDict):
+    action: str
+    args: dict[str, Any]
+
+
+class HumanInterruptConfig(TypedDict):
+    allow_ignore: bool
+    allow_respond: bool
+    allow_edit: bool
+    allow_accept: bool
+
+
+class HumanInterrupt(TypedDict):
+    action_request: ActionRequest
+    config: HumanInterruptConfig
+    description: str | None
+
+
+class HumanResponse(TypedDict):
+    type: Literal["accept", "ignore", "response", "edit"]
+    args: str | ActionRequest | None
+
+
+class ApprovalRequest(HumanInterrupt):
+    """The interrupt's value: a HumanInterrupt, plus the full proposal for the copilot's own clients."""
+
+    type: Literal["approval_required"]
+    proposal: dict[str, Any]
 
 
 class ApprovalEdits(BaseModel):
@@ -44,7 +106,11 @@ class ApprovalEdits(BaseModel):
 
 
 class BadDecision(Exception):
-    pass
+    """A resume value that cannot be applied as it is: the trader is asked again."""
+
+
+class ProposalExpired(BadDecision):
+    """A decision after the proposal's expiry: nothing can approve it any more, so it is cancelled."""
 
 
 def _edit_problem(error: ValidationError) -> str:
@@ -96,7 +162,7 @@ def check_decision(value: Any, proposal: dict[str, Any], now: datetime) -> dict[
     if value.get("proposal_id") != proposal["proposal_id"]:
         raise BadDecision(f"the decision names proposal {value.get('proposal_id')!r}, not the pending one")
     if now > datetime.fromisoformat(proposal["expires_at"]):
-        raise BadDecision(f"the proposal expired at {proposal['expires_at']}")
+        raise ProposalExpired(f"the proposal expired at {proposal['expires_at']}")
     edits = check_edits(value.get("edits"))
     if decision == "edit" and not edits:
         raise BadDecision(f"an edit must change some of {', '.join(EDIT_ARGS)}")
@@ -105,6 +171,95 @@ def check_decision(value: Any, proposal: dict[str, Any], now: datetime) -> dict[
         raise BadDecision(f"edits come with decision 'edit', not {decision!r}")
     reason = str(value.get("reason") or "")
     return {"decision": decision, "proposal_id": proposal["proposal_id"], "edits": edits, "reason": reason}
+
+
+def approval_request(
+    proposal: dict[str, Any], call: PendingCall | None, problem: str | None
+) -> ApprovalRequest:
+    """The interrupt value for `proposal`; `problem` (the last answer not applied) heads the notice."""
+    shown = dict(proposal)
+    if problem:
+        notice = f"Not applied: {problem}. The proposal still waits."
+        shown["notice"] = "\n".join(n for n in (notice, proposal.get("notice")) if n)
+    kind = str(proposal.get("kind", "open"))
+    return ApprovalRequest(
+        action_request=ActionRequest(
+            action=call["name"] if call else "execute_trade",
+            args={key: proposal.get(key) for key in ACTION_ARGS if key in proposal},
+        ),
+        # Closing a position has nothing to edit; the other kinds' levels (and an open's size) are editable.
+        config=HumanInterruptConfig(
+            allow_ignore=True, allow_respond=True, allow_edit=kind != "close", allow_accept=True
+        ),
+        description=f"{proposal_text(shown)}\n{HOW_TO_ANSWER}" if proposal else None,
+        type="approval_required",
+        proposal=shown,
+    )
+
+
+def _number_or_text(value: Any) -> Any:
+    """A form's "0.15" as 0.15 (generic UIs edit arguments as text); anything else unchanged."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _edited_fields(payload: Any, shown: dict[str, Any]) -> dict[str, Any]:
+    """The editable fields an edit response changed, compared with the arguments it was shown."""
+    args = payload.get("args") if isinstance(payload, dict) and "action" in payload else payload
+    if not isinstance(args, dict):
+        raise BadDecision(f"an edit response carries the action's arguments (got {_short(args)})")
+    edits: dict[str, Any] = {}
+    for key, value in args.items():
+        if key not in shown:
+            raise BadDecision(f"unknown edit {key!r} (expected some of {', '.join(EDIT_ARGS)})")
+        number = _number_or_text(value) if key in EDIT_ARGS else value
+        if number == shown[key] or str(value) == str(shown[key]):
+            continue
+        if key not in EDIT_ARGS:
+            raise BadDecision(f"{key} cannot be edited (only {', '.join(EDIT_ARGS)}); propose again instead")
+        edits[key] = number
+    return edits
+
+
+def from_human_response(value: Any, proposal: dict[str, Any], shown: dict[str, Any]) -> Any:
+    """A standard HumanResponse as the project's own decision; any other value is returned unchanged.
+
+    accept -> approve; edit -> edit with the changed size_lots / stop_loss / take_profit; response -> reject
+    with the trader's text as the reason (the model reads it and may propose again); ignore -> reject.
+    """
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, dict) or "decision" in value or "type" not in value:
+        return value
+    kind, payload, pid = value.get("type"), value.get("args"), proposal.get("proposal_id")
+    if kind == "accept":
+        return {"proposal_id": pid, "decision": "approve"}
+    if kind == "ignore":
+        return {"proposal_id": pid, "decision": "reject", "reason": "ignored in the inbox"}
+    if kind == "response":
+        if not isinstance(payload, str) or not payload.strip():
+            raise BadDecision("a response needs the trader's text in args")
+        return {"proposal_id": pid, "decision": "reject", "reason": payload.strip()}
+    if kind == "edit":
+        return {"proposal_id": pid, "decision": "edit", "edits": _edited_fields(payload, shown)}
+    raise BadDecision(f"unknown response type {_short(kind)} (expected {', '.join(RESPONSE_TYPES)})")
+
+
+def read_decision(value: Any, request: ApprovalRequest, now: datetime) -> dict[str, Any]:
+    """Any supported resume value as {"decision", "proposal_id", "edits", "reason"} (see check_decision)."""
+    proposal = request["proposal"]
+    decision = from_human_response(value, proposal, request["action_request"]["args"])
+    if not isinstance(decision, dict):
+        raise BadDecision(
+            f"the answer {_short(decision)} was not understood: resume with "
+            '{"type": "accept"} (or edit / response / ignore), or {"proposal_id", "decision": '
+            "approve | edit | reject}"
+        )
+    return check_decision(decision, proposal, now)
 
 
 def edited_call(call: PendingCall, edits: dict[str, Any]) -> PendingCall:
@@ -118,13 +273,34 @@ def make_human_approval(deps: Deps) -> Node:
     async def human_approval(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         proposal = state.get("proposal") or {}
         call = state.get("pending_call")
-        value = interrupt({"type": "approval_required", "proposal": proposal})
-        # From here on the node runs once per decision.
         ctx = runtime.context or Context()
-        try:
-            decision = check_decision(value, proposal, deps.now())
-        except BadDecision as exc:
-            decision = {"decision": "invalid", "reason": str(exc)}
+        problem: str | None = None
+        received: Any = None
+        # Each resume replays the earlier answers in order (LangGraph's validation loop): the first one
+        # that can be applied ends the loop; an unreadable one asks again with the reason in the notice.
+        while True:
+            request = approval_request(proposal, call, problem)
+            try:
+                value = interrupt(request)
+            except GraphInterrupt:
+                if problem is not None:  # the newest answer was the unreadable one: record it once
+                    audit = {"proposal_id": proposal.get("proposal_id"), "received": received}
+                    await deps.audit.append(
+                        "decision",
+                        ctx.user_id,
+                        thread_id(),
+                        {**audit, "decision": "invalid", "reason": problem},
+                    )
+                raise
+            try:
+                decision = read_decision(value, request, deps.now())
+                break
+            except ProposalExpired as exc:
+                decision = {"decision": "invalid", "reason": str(exc)}
+                break
+            except BadDecision as exc:
+                problem, received = str(exc), value
+        # From here on the node runs once per decision.
         audit = {"proposal_id": proposal.get("proposal_id"), "received": value, **decision}
         await deps.audit.append("decision", ctx.user_id, thread_id(), audit)
         # A decision starts a run of its own: any verdict it reports comes from a gate that runs in it.

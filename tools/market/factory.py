@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,9 @@ async def build_market(
             clock=system,
         )
         return market, system
-    csv_market = load_history(settings)
+    # Reading and decompressing the history takes seconds of file I/O: off the event loop, so a server
+    # (ours, or `langgraph dev`, which refuses blocking calls on its loop) keeps answering meanwhile.
+    csv_market = await asyncio.to_thread(load_history, settings)
     if clock is None:
         start, end = csv_market.history_range()
         clock = await shared_replay_clock(redis, settings, start, end, owner=clock_owner)

@@ -82,6 +82,23 @@ def account_for(user_id: str) -> str:
     return "paper" if user_id == "local" else f"paper-{user_id}"
 
 
+def check_resume(decision: Any) -> None:
+    """What the resume value must be before it reaches the checkpoint writer, whatever its shape (the
+    project's decision or a human-in-the-loop answer): no integer beyond 64 bits anywhere (the writer raises
+    on it), and the project's edits valid. Raises BadDecision; the proposal stays pending."""
+    if isinstance(decision, dict):
+        check_edits(decision.get("edits"))  # the precise words for the project's own edits
+    pending = [decision]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise BadDecision(f"a number in the answer is out of range ({str(value)[:20]}…)")
+
+
 def message_ids(snapshot: StateSnapshot) -> set[str]:
     return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
 
@@ -268,7 +285,7 @@ class Copilot:
     ) -> ChatResult:
         before, pending = require_pending(snapshot)
         try:  # before the resume value reaches the checkpoint writer (which refuses ints beyond 64 bits)
-            check_edits(decision.get("edits"))
+            check_resume(decision)
         except BadDecision as bad:
             return DecisionRefused(f"Not applied: {bad}. The proposal still waits.", pending).result()
         return await self._run(user_id, session_id, Command(resume=decision), None, before)
@@ -364,7 +381,7 @@ class Copilot:
     ) -> AsyncIterator[Event]:
         before, pending = require_pending(snapshot)
         try:
-            check_edits(decision.get("edits"))
+            check_resume(decision)
         except BadDecision as bad:
             refused = DecisionRefused(f"Not applied: {bad}. The proposal still waits.", pending)
             yield {"event": "final", "data": refused.result().model_dump()}

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from config import Settings, load_settings
+from graph.copilot import Copilot
+from graph.fake_model import ScriptedChatModel
 from server.in_thread import free_port, serve_in_thread
 from server.redis_embedded import EmbeddedRedis
+from tests.support.graph import GOOD, CopilotFactory, WallClock, shared_market
+from tools.broker.factory import build_broker
+from tools.market.clock import ManualClock
+from tools.market.specs import load_specs
+from tools.services import Services
+from tools.signals.factory import build_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -66,3 +75,51 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 def serve_app(app: object, port: int | None = None) -> AbstractContextManager[str]:
     """Run an ASGI app under a real uvicorn server in a thread; yields its base URL."""
     return serve_in_thread(app, port, startup_seconds=15)
+
+
+# --- graph fixtures: real services on the shared XAUUSD history, a manual market clock, a scripted model ----
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(GOOD)
+
+
+@pytest.fixture
+def wall() -> WallClock:
+    return WallClock()
+
+
+@pytest.fixture
+async def services(
+    settings: Settings, redis_client: aioredis.Redis, clock: ManualClock
+) -> AsyncIterator[Services]:
+    """build_services' wiring (CSV market, technical engine, paper broker) over the shared loaded history."""
+    specs = load_specs(settings)
+    market = shared_market(settings, clock)
+    signals = build_signals(settings, market, clock, specs)
+    broker, alerts = build_broker(settings, redis_client, market, clock, specs)
+    closers: list[object] = [s for s in (signals, broker, alerts) if hasattr(s, "aclose")]
+    built = Services(settings, redis_client, specs, clock, market, signals, broker, alerts, closers)
+    yield built
+    await built.aclose()
+
+
+@pytest.fixture
+def make_copilot(settings: Settings, services: Services, wall: WallClock) -> CopilotFactory:
+    """Open a Copilot over the test services with a scripted model; `risk=` overrides risk settings."""
+
+    @asynccontextmanager
+    async def factory(replies: list[Any] | None = None, **overrides: Any) -> AsyncIterator[Copilot]:
+        tuned = settings
+        if overrides:
+            data = settings.model_dump()
+            for section, values in overrides.items():
+                data[section] = {**data[section], **values}
+            tuned = load_settings(**data)
+            services.settings = tuned
+        model = ScriptedChatModel(replies=replies or ["ok"])
+        async with Copilot.open(tuned, services=services, chat_model=model, now=wall) as copilot:
+            yield copilot
+
+    return factory

@@ -1,20 +1,11 @@
 """Facade session views on real Redis: state, checkpoint history, one checkpoint, clear, delete, sessions."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.test_graph_support are redefined as parameters)
 from __future__ import annotations
 
 import pytest
 
 from graph.copilot import InvalidId, NoPendingApproval, thread_id
-from tests.test_graph_support import (  # noqa: F401  (fixtures)
-    SESSION,
-    USER,
-    CopilotFactory,
-    clock,
-    make_copilot,
-    services,
-    wall,
-)
+from tests.support.graph import SESSION, USER, CopilotFactory
 
 
 def test_thread_id_validates_its_parts() -> None:

@@ -1,5 +1,4 @@
 """Human approval: approve, edit (re-gated), reject, expiry, wrong id, restart, double approval, injection."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.test_graph_support are redefined as parameters)
 
 from __future__ import annotations
 
@@ -13,19 +12,7 @@ import redis.asyncio as aioredis
 from config import Settings
 from graph.copilot import Copilot, NoPendingApproval
 from graph.fake_model import ScriptedChatModel, tool_call
-from tests.test_graph_support import (  # noqa: F401  (fixtures)
-    SESSION,
-    USER,
-    CopilotFactory,
-    WallClock,
-    audit_of,
-    buy_levels,
-    clock,
-    make_copilot,
-    positions,
-    services,
-    wall,
-)
+from tests.support.graph import SESSION, USER, CopilotFactory, WallClock, audit_of, buy_levels, positions
 from tools.market.clock import ManualClock
 from tools.services import Services, build_services
 

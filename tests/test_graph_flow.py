@@ -1,5 +1,4 @@
 """Graph flow on real services: read-only tool loop, bounded loop, slash commands, model down, streaming."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.test_graph_support are redefined as parameters)
 
 from __future__ import annotations
 
@@ -11,16 +10,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, To
 from graph.fake_model import ScriptedChatModel, tool_call
 from graph.model_errors import ModelUnavailable
 from prompts.system import SYSTEM_PROMPT
-from tests.test_graph_support import (  # noqa: F401  (fixtures)
-    SESSION,
-    USER,
-    CopilotFactory,
-    buy_levels,
-    clock,
-    make_copilot,
-    services,
-    wall,
-)
+from tests.support.graph import SESSION, USER, CopilotFactory, buy_levels
 from tools.services import Services
 
 

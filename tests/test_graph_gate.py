@@ -1,5 +1,4 @@
 """The risk gate inside the graph: each rule family blocks, nothing reaches the broker, the audit says why."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.test_graph_support are redefined as parameters)
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from typing import Any
 import pytest
 
 from graph.fake_model import tool_call
-from tests.test_graph_support import (  # noqa: F401  (fixtures)
+from tests.support.graph import (
     LOW_CONFIDENCE,
     MANIPULATION,
     SESSION,
@@ -16,11 +15,7 @@ from tests.test_graph_support import (  # noqa: F401  (fixtures)
     CopilotFactory,
     audit_of,
     buy_levels,
-    clock,
-    make_copilot,
     positions,
-    services,
-    wall,
 )
 from tools.market.clock import ManualClock
 from tools.services import Services

@@ -1,5 +1,4 @@
 """The approval interrupt in LangGraph's human-in-the-loop shape: what Studio and the inboxes use."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.test_graph_support are redefined as parameters)
 
 from __future__ import annotations
 
@@ -9,18 +8,7 @@ import pytest
 from langgraph.types import Command
 
 from graph.copilot import Copilot
-from tests.test_graph_support import (  # noqa: F401  (fixtures)
-    SESSION,
-    USER,
-    CopilotFactory,
-    audit_of,
-    buy_levels,
-    clock,
-    make_copilot,
-    positions,
-    services,
-    wall,
-)
+from tests.support.graph import SESSION, USER, CopilotFactory, audit_of, buy_levels, positions
 from tools.services import Services
 
 

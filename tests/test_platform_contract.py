@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from config import Settings, load_settings
 from tests.conftest import serve_app
-from tests.test_graph_support import clock, services, shared_market  # noqa: F401  (fixtures)
+from tests.support.graph import shared_market
 from tools.broker.factory import build_broker
 from tools.broker.http import HttpAlerts, HttpBroker
 from tools.market.clock import ManualClock
@@ -50,8 +50,8 @@ def platform_server_app(settings: Settings, redis_url: str, market_clock: Manual
 def platform_url(
     settings: Settings,
     redis_url: str,
-    clock: ManualClock,  # noqa: F811
-    services: Services,  # noqa: F811
+    clock: ManualClock,
+    services: Services,
 ) -> Iterator[str]:
     # `services` first: it points the shared CSV market at this test's clock before the server uses it.
     with serve_app(platform_server_app(settings, redis_url, clock)) as url:
@@ -62,7 +62,7 @@ def platform_url(
 async def remote(
     settings: Settings,
     redis_client: aioredis.Redis,
-    clock: ManualClock,  # noqa: F811
+    clock: ManualClock,
     platform_url: str,
 ) -> AsyncIterator[Services]:
     """What the copilot builds when every platform service is configured by URL."""
@@ -73,7 +73,7 @@ async def remote(
     await built.aclose()
 
 
-async def test_build_services_wires_the_http_clients(remote: Services, clock: ManualClock) -> None:  # noqa: F811
+async def test_build_services_wires_the_http_clients(remote: Services, clock: ManualClock) -> None:
     assert isinstance(remote.market, HttpMarketData)
     assert isinstance(remote.signals, HttpSignalSource)
     assert isinstance(remote.broker, HttpBroker) and isinstance(remote.alerts, HttpAlerts)
@@ -81,19 +81,19 @@ async def test_build_services_wires_the_http_clients(remote: Services, clock: Ma
     assert len(remote.closers) == 4  # every HTTP client is closed with the services
 
 
-async def test_same_bars_and_signal_as_in_process(remote: Services, services: Services) -> None:  # noqa: F811
+async def test_same_bars_and_signal_as_in_process(remote: Services, services: Services) -> None:
     for timeframe in ("1m", "5m", "1h"):
         local_bars = await services.market.get_bars("XAUUSD", timeframe, 50)
         assert len(local_bars) == 50
         assert await remote.market.get_bars("xauusd", timeframe, 50) == local_bars
     local_signal = await services.signals.get_signal("XAUUSD", "5m")
     assert await remote.signals.get_signal("XAUUSD", "5m") == local_signal
-    assert local_signal.action == "LONG"  # GOOD is a LONG on the history (tests/test_graph_support.py)
+    assert local_signal.action == "LONG"  # GOOD is a LONG on the history (tests/support/graph.py)
     local_analysis = await services.signals.analyze("XAUUSD")
     assert await remote.signals.analyze("XAUUSD") == local_analysis
 
 
-async def test_same_order_key_twice_places_one_position(remote: Services, services: Services) -> None:  # noqa: F811
+async def test_same_order_key_twice_places_one_position(remote: Services, services: Services) -> None:
     quote = await services.market.get_quote("XAUUSD")
     order = OrderRequest(
         symbol="XAUUSD", action="BUY", size=0.1, stop_loss=round(quote.ask - 5, 2), take_profit=None
@@ -110,7 +110,7 @@ async def test_same_order_key_twice_places_one_position(remote: Services, servic
     assert len((await services.broker.get_portfolio()).positions) == 2
 
 
-async def test_alerts_round_trip(remote: Services, services: Services) -> None:  # noqa: F811
+async def test_alerts_round_trip(remote: Services, services: Services) -> None:
     quote = await services.market.get_quote("XAUUSD")
     request = AlertRequest(
         symbol="XAUUSD", condition="above", price=round(quote.bid + 10, 2), message="ceiling"

@@ -4,7 +4,6 @@ bench/ollama_render.py reproduces Ollama's collation and the llama3.1 / llama3 /
 the real graph drives the real ChatOllama against the Ollama double over HTTP, and every recorded request is
 rendered and checked.
 """
-# ruff: noqa: F811  (pytest fixtures imported from tests.test_graph_support are redefined as parameters)
 
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ from prompts import SYSTEM_PROMPT
 from prompts.window import LIVE_CONTEXT
 from tests.conftest import serve_app
 from tests.ollama_double import OllamaDouble, Reply
-from tests.test_graph_support import USER, WallClock, clock, services, wall  # noqa: F401  (fixtures)
+from tests.support.graph import USER, WallClock
 from tools.market.clock import ManualClock
 from tools.services import Services
 

@@ -1,10 +1,8 @@
 """The ticker closes positions at SL/TP and fires alerts as the clock advances, on untouched accounts too."""
-# ruff: noqa: F811
 
 from datetime import timedelta
 
 from server.ticker import tick
-from tests.test_graph_support import clock, services  # noqa: F401  (fixtures)
 from tools.market.clock import ManualClock
 from tools.schemas import AlertRequest, OrderRequest
 from tools.services import Services

@@ -1,15 +1,16 @@
-"""Server latency with a scripted model: time to the first SSE event and first token, /api/chat.
+"""Streaming with a slow scripted model: the SSE stream starts long before the answer is complete.
 
 Usage: .venv/bin/python -m bench.bench_api [--runs 30] [--token-delay 0.02]
-Starts a private embedded Redis Stack and the real app under uvicorn. The scripted model sleeps
-`token-delay` seconds per word (a stand-in for generation speed), so the gap between the first event and
-the final one shows that the stream starts before the answer is complete.
+Starts a private embedded Redis Stack and the real app under uvicorn in this process. The scripted model
+sleeps `token-delay` seconds per word (a stand-in for generation speed), so the gap between the first event
+and the final one shows that the stream starts before the answer is complete; a slash command (/portfolio,
+no model) shows the server's own floor. The copilot against the stock stack with the real ChatOllama is
+bench/bench_stack.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 import uuid
@@ -22,11 +23,12 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 
+from bench.table import p50, p95, print_table
 from config import load_settings
 from graph.fake_model import ScriptedChatModel
 from server.app import create_app
+from server.in_thread import free_port, serve_in_thread
 from server.redis_embedded import EmbeddedRedis
-from tests.conftest import free_port, serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER = " ".join(["palabra"] * 40)
@@ -66,10 +68,9 @@ def timed_stream(client: httpx.Client, session: str) -> tuple[float, float, floa
     return first_event, first_token, time.perf_counter() - start
 
 
-def report(name: str, values: list[float]) -> None:
-    ms = sorted(v * 1000 for v in values)
-    p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
-    print(f"{name:<22} median {statistics.median(ms):7.1f} ms   p95 {p95:7.1f} ms")
+def row(name: str, seconds: list[float]) -> list[object]:
+    ms = [v * 1000 for v in seconds]
+    return [name, f"{p50(ms):.1f} ms", f"{p95(ms):.1f} ms"]
 
 
 def main() -> None:
@@ -90,7 +91,7 @@ def main() -> None:
             )
             model = SlowModel(replies=["unused"], delay=args.token_delay)
             with (
-                serve_app(create_app(settings, chat_model=model)) as url,
+                serve_in_thread(create_app(settings, chat_model=model), startup_seconds=30) as url,
                 httpx.Client(base_url=url, timeout=60) as client,
             ):
                 run(client, args.runs)
@@ -99,24 +100,22 @@ def main() -> None:
 
 
 def run(client: httpx.Client, runs: int) -> None:
-    firsts, tokens, totals, chats, slash = [], [], [], [], []
+    firsts, tokens, totals, slash = [], [], [], []
     for i in range(runs):
         first, token, total = timed_stream(client, f"bench-{i}")
         firsts.append(first)
         tokens.append(token)
         totals.append(total)
         start = time.perf_counter()
-        # ainvoke takes the model's non-streaming path, which has no per-word delay.
-        client.post("/api/chat", json={"message": "hola", "session_id": f"bench-chat-{i}"})
-        chats.append(time.perf_counter() - start)
-        start = time.perf_counter()
         client.post("/api/chat", json={"message": "/portfolio", "session_id": f"bench-slash-{i}"})
         slash.append(time.perf_counter() - start)
-    report("SSE first event", firsts)
-    report("SSE first token", tokens)
-    report("SSE final event", totals)
-    report("/api/chat (no delay)", chats)
-    report("/api/chat /portfolio", slash)
+    rows = [
+        row("/api/chat/stream first SSE event", firsts),
+        row("first token", tokens),
+        row("final event", totals),
+        row("/api/chat with /portfolio", slash),
+    ]
+    print_table(["measure", "median", "p95"], rows)
 
 
 if __name__ == "__main__":

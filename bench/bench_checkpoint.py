@@ -1,6 +1,6 @@
 """Turn latency vs turn number on the real Redis with a scripted model: does a long chat get slower?
 
-Usage: .venv/bin/python bench/bench_checkpoint.py [--turns 200] [--durability sync|async|exit]
+Usage: .venv/bin/python -m bench.bench_checkpoint [--turns 200] [--durability sync|async|exit]
 Starts a private embedded Redis Stack, runs one thread of `turns` chat turns (each a tool round trip:
 model -> get_portfolio -> model) through the real graph and AsyncRedisSaver, prints latency per block.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 import uuid
@@ -20,9 +19,11 @@ import redis.asyncio as aioredis
 from langchain_core.messages import BaseMessage
 
 import graph.copilot as copilot_module
+from bench.table import p50, p95, print_table
 from config import load_settings
 from graph.copilot import Copilot
 from graph.fake_model import ScriptedChatModel, tool_call
+from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
 from tools.market.clock import ManualClock
 from tools.services import build_services
@@ -40,7 +41,7 @@ def reply(messages: list[BaseMessage]) -> object:
 async def run(turns: int, durability: str) -> None:
     copilot_module.DURABILITY_CHAT = durability  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedRedis(port=6391, data_dir=Path(tmp))
+        server = EmbeddedRedis(port=free_port(), data_dir=Path(tmp))
         server.start()
         try:
             settings = load_settings(
@@ -68,10 +69,11 @@ async def run(turns: int, durability: str) -> None:
             server.stop()
     print(f"durability={durability} turns={turns} stored_messages={stored} redis_keys={keys} memory={memory}")
     block = max(turns // 10, 1)
+    rows = []
     for i in range(0, turns, block):
         chunk = latencies[i : i + block]
-        print(f"turns {i + 1:4d}-{i + len(chunk):4d}: median {statistics.median(chunk):7.1f} ms  "
-              f"p90 {sorted(chunk)[int(len(chunk) * 0.9) - 1 if len(chunk) > 1 else 0]:7.1f} ms")  # fmt: skip
+        rows.append([f"{i + 1}–{i + len(chunk)}", f"{p50(chunk):.1f} ms", f"{p95(chunk):.1f} ms"])
+    print_table(["turns", "median", "p95"], rows)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
+from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
 
 from config import Settings
 
@@ -20,6 +21,32 @@ from config import Settings
 # in between, re-approving replays the same idempotency key and the broker places nothing new.
 DURABILITY_CHAT: Literal["sync", "async", "exit"] = "exit"
 DURABILITY_DECISION: Literal["sync", "async", "exit"] = "sync"
+
+
+class CachedConstructorSerializer(JsonPlusRedisSerializer):
+    """The saver's serializer, remembering the class each stored constructor names. As shipped it imports the
+    named module for every message it revives, and for messages stored under the legacy path
+    (`langchain.schema.messages`, a package not installed here) that is a failed search of the whole sys.path
+    each time: measured 4.6 ms to revive 40 messages, 1.7 ms with this cache (bench_stack's profile)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[tuple[str, ...], type[Any] | str] = {}
+
+    def _constructor_class(self, obj: dict[str, Any]) -> type[Any]:
+        id_parts = obj.get("id")
+        if not isinstance(id_parts, list) or not all(isinstance(p, str) for p in id_parts):
+            return super()._constructor_class(obj)
+        key = tuple(id_parts)
+        if key not in self._classes:
+            try:
+                self._classes[key] = super()._constructor_class(obj)
+            except ValueError as exc:
+                self._classes[key] = str(exc)
+        found = self._classes[key]
+        if isinstance(found, str):
+            raise ValueError(found)  # as the parent does, so its fallback to langchain_core's reviver runs
+        return found
 
 
 def ttl_config(settings: Settings) -> dict[str, Any] | None:
@@ -41,6 +68,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[AsyncRedisSaver
         checkpoint_prefix=f"{prefix}checkpoint",
         checkpoint_write_prefix=f"{prefix}checkpoint_write",
     )
+    saver.serde = CachedConstructorSerializer()
     try:
         async with saver:
             yield saver

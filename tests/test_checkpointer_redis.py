@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import pytest
 import redis.asyncio as aioredis
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
@@ -62,3 +63,26 @@ async def test_checkpoint_keys_carry_the_prefix_and_expire(
     assert keys
     ttls = [await redis_client.ttl(k) for k in keys]
     assert all(0 < t <= 120 for t in ttls), ttls
+
+
+def test_the_cached_serializer_revives_what_the_stock_one_does() -> None:
+    """The project's serializer only remembers classes: the same messages, types and ids come back, also
+    for a constructor path that cannot be imported (refused the same way, every time)."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+    from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
+
+    from graph.checkpointer import CachedConstructorSerializer
+
+    messages = [
+        HumanMessage("hola", id="h"),
+        AIMessage("Oro LONG", id="a"),
+        ToolMessage("{}", tool_call_id="t"),
+    ]
+    stock, cached = JsonPlusRedisSerializer(), CachedConstructorSerializer()
+    stored = stock.dumps_typed({"messages": messages})
+    for _ in range(2):  # the second pass is served from the cache
+        assert cached.loads_typed(stored) == stock.loads_typed(stored)
+    bogus = {"lc": 1, "type": "constructor", "id": ["no", "such", "module", "Thing"], "kwargs": {}}
+    for _ in range(2):
+        with pytest.raises(ValueError, match="Cannot import Thing"):
+            cached._constructor_class(bogus)

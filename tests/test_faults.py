@@ -319,7 +319,7 @@ def test_a_killed_workers_session_is_free_within_one_lease(cluster: Cluster) -> 
     with cluster.client(cluster.b_url, user) as b:
         busy = b.post("/api/chat", json={"message": "/portfolio", "session_id": session})
         if busy.status_code == 409:  # the dead run's lease has not lapsed yet: the answer says when to retry
-            assert 1 <= int(busy.headers["retry-after"]) <= LEASE_SECONDS
+            assert 0 < int(busy.headers["retry-after"]) <= LEASE_SECONDS
         with cluster.sync_redis() as r:
             while r.exists(f"{cluster.prefix}lock:{user}:{session}"):
                 time.sleep(0.05)

@@ -16,7 +16,6 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.tools import tool
 
 from config import Settings, load_settings
 from config.settings import RiskSettings
@@ -26,30 +25,14 @@ from graph.model_errors import ModelUnavailable
 from prompts import SYSTEM_PROMPT, live_context
 from tests.conftest import free_port, serve_app
 from tests.ollama_double import OllamaDouble, Reply
+from tests.support.ollama import MODELS, NATIVE, PLAIN, TOOLS
 
-NATIVE = "llama3.1:8b-instruct-q5_K_M"
-PLAIN = "llama3:8b-instruct-q5_K_M"
 SIGNAL_ARGS = {"symbol": "XAUUSD", "timeframe": "15m"}
-
-
-@tool
-def get_ml_signal(symbol: str, timeframe: str = "5m") -> str:
-    """Get the current trading signal."""
-    return "{}"
-
-
-@tool
-def get_portfolio() -> str:
-    """Get the account."""
-    return "{}"
-
-
-TOOLS = [get_ml_signal, get_portfolio]
 
 
 @pytest.fixture(scope="module")
 def double() -> OllamaDouble:
-    return OllamaDouble(models={NATIVE: ["completion", "tools"], PLAIN: ["completion"]})
+    return OllamaDouble(models=dict(MODELS))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessageChunk, BaseMessageChunk, HumanMessage
-from langchain_core.tools import tool
 
 from config import Settings, load_settings
 from graph.json_mode import JsonReplyParser
@@ -27,31 +26,15 @@ from graph.model_errors import (
 )
 from tests.conftest import free_port, serve_app
 from tests.ollama_double import OllamaDouble, Reply
+from tests.support.ollama import MODELS, NATIVE, PLAIN, TOOLS
 
-NATIVE = "llama3.1:8b-instruct-q5_K_M"
-PLAIN = "llama3:8b-instruct-q5_K_M"
 ANSWER = "La señal del oro es LONG con 72 % de confianza; el stop va bajo 4380."
 Cat = FailureCategory
 
 
-@tool
-def get_ml_signal(symbol: str, timeframe: str = "5m") -> str:
-    """Get the current trading signal."""
-    return "{}"
-
-
-@tool
-def get_portfolio() -> str:
-    """Get the account."""
-    return "{}"
-
-
-TOOLS = [get_ml_signal, get_portfolio]
-
-
 @pytest.fixture(scope="module")
 def double() -> OllamaDouble:
-    return OllamaDouble(models={NATIVE: ["completion", "tools"], PLAIN: ["completion"]})
+    return OllamaDouble(models=dict(MODELS))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,10 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from config import Settings, load_settings
 from graph.fake_model import ScriptedChatModel, tool_call
 from server.app import create_app
-from tests.conftest import serve_app
+from tests.support.serving import serve_app
+
+# The `serve_api` fixture (tests/conftest.py): serve_api(name, script=None, **settings overrides) -> base URL.
+ApiServer = Callable[..., str]
 
 
 def api_settings(redis_url: str, shared_data: Path, tmp_path: Path, **overrides: Any) -> Settings:
@@ -72,6 +75,19 @@ def running_app(settings: Settings, script: Script | None = None, port: int | No
     app = create_app(settings, chat_model=scripted_model(script))
     with serve_app(app, port) as url:
         yield url
+
+
+def user_keys(*names: str) -> dict[str, str]:
+    """server.api_keys for these users: each one's key is the one `as_user` sends."""
+    return {_api_key(name): name for name in names}
+
+
+def as_user(url: str, name: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": _api_key(name)})
+
+
+def _api_key(name: str) -> str:
+    return f"key-{name}-0123456789"
 
 
 def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:

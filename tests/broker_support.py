@@ -15,9 +15,12 @@ from tools.schemas import Bar, SymbolSpec
 # A Monday morning in the real history (London session): quotes exist and the market keeps moving.
 T0 = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
 
+# What the `market_world` fixture (tests/conftest.py) gives: the clock, the market and the symbol specs.
+World = tuple[ManualClock, CsvMarketData, dict[str, SymbolSpec]]
+
 
 @lru_cache(maxsize=1)
-def _loaded(data_dir: str) -> tuple[ManualClock, CsvMarketData, dict[str, SymbolSpec]]:
+def _loaded(data_dir: str) -> World:
     specs = load_specs(load_settings())
     clock = ManualClock(T0)
     market = CsvMarketData(specs, clock)
@@ -25,7 +28,7 @@ def _loaded(data_dir: str) -> tuple[ManualClock, CsvMarketData, dict[str, Symbol
     return clock, market, specs
 
 
-def world(shared_data: Path) -> tuple[ManualClock, CsvMarketData, dict[str, SymbolSpec]]:
+def world(shared_data: Path) -> World:
     """The shared market with its clock put back at T0 (tests run one at a time)."""
     clock, market, specs = _loaded(str(shared_data))
     clock.set(T0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +14,22 @@ import redis.asyncio as aioredis
 from config import Settings, load_settings
 from graph.copilot import Copilot
 from graph.fake_model import ScriptedChatModel
-from server.in_thread import free_port, serve_in_thread
+from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
+from tests.api_support import ApiServer, Script, api_settings, running_app
+from tests.broker_support import World, world
+from tests.ollama_double import OllamaDouble
+from tests.support import ROOT
 from tests.support.graph import GOOD, CopilotFactory, WallClock, shared_market
+from tests.support.ollama import MODELS
+from tests.support.serving import serve_app
 from tools.broker.factory import build_broker
+from tools.broker.paper import PaperBroker
 from tools.market.clock import ManualClock
 from tools.market.specs import load_specs
 from tools.services import Services
 from tools.signals.factory import build_signals
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -72,9 +78,50 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-def serve_app(app: object, port: int | None = None) -> AbstractContextManager[str]:
-    """Run an ASGI app under a real uvicorn server in a thread; yields its base URL."""
-    return serve_in_thread(app, port, startup_seconds=15)
+# --- live apps (tests/api_support.py) on the session's Redis and the real history, per test module ---
+
+
+@pytest.fixture(scope="module")
+def serve_api(
+    redis_server: EmbeddedRedis, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiServer]:
+    """serve_api(name, script=None, **overrides) starts a real app on api_settings(**overrides) with a data
+    dir of its own and returns its base URL; the module's apps stop when its last test is done."""
+    with ExitStack() as apps:
+
+        def start(name: str, script: Script | None = None, **overrides: Any) -> str:
+            settings = api_settings(redis_server.url, shared_data, tmp_path_factory.mktemp(name), **overrides)
+            return apps.enter_context(running_app(settings, script))
+
+        yield start
+
+
+# --- the Ollama double (tests/ollama_double.py) with tests/support/ollama.py's models, per test module ---
+
+
+@pytest.fixture(scope="module")
+def ollama_double() -> OllamaDouble:
+    return OllamaDouble(models=dict(MODELS))
+
+
+@pytest.fixture(scope="module")
+def ollama_url(ollama_double: OllamaDouble) -> Iterator[str]:
+    with serve_app(ollama_double.app()) as url:
+        yield url
+
+
+# --- broker fixtures: the shared XAUUSD history, its clock put back at T0 (tests/broker_support.py) ---
+
+
+@pytest.fixture
+def market_world(shared_data: Path) -> World:
+    return world(shared_data)
+
+
+@pytest.fixture
+def broker(redis_client: aioredis.Redis, market_world: World, settings: Settings) -> PaperBroker:
+    clock, market, specs = market_world
+    return PaperBroker(redis_client, market, clock, specs, settings)
 
 
 # --- graph fixtures: real services on the shared XAUUSD history, a manual market clock, a scripted model ----

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from config import Settings
-from tests.broker_support import bars_between, world
+from tests.broker_support import World, bars_between
 from tools.alerts import RedisAlerts
-from tools.market.clock import ManualClock
-from tools.market.csv_store import CsvMarketData
 from tools.protocols import UnknownSymbolError
-from tools.schemas import AlertRequest, SymbolSpec
-
-World = tuple[ManualClock, CsvMarketData, dict[str, SymbolSpec]]
-
-
-@pytest.fixture
-def market_world(shared_data: Path) -> World:
-    return world(shared_data)
+from tools.schemas import AlertRequest
 
 
 @pytest.fixture

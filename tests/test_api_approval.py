@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +14,28 @@ import redis
 from config import Settings
 from server.app import create_app
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, buy_command, running_app, scripted_model, sse_events
-from tests.conftest import serve_app
+from tests.api_support import (
+    ApiServer,
+    Script,
+    api_settings,
+    as_user,
+    buy_command,
+    running_app,
+    scripted_model,
+    sse_events,
+    user_keys,
+)
+from tests.support.serving import serve_app
 from tests.test_api_locks import WatchedLocks
 from tools.locks import RunLocks
 
-USERS = {f"key-{name}-0123456789": name for name in ("ana", "beto", "carla", "dora")}
+USERS = user_keys("ana", "beto", "carla", "dora")
 
 
 @pytest.fixture(scope="module")
-def shared_url(
-    redis_server: EmbeddedRedis, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def shared_url(serve_api: ApiServer) -> str:
     """One app for the tests that need no restart; each test trades as its own user (own paper account)."""
-    settings = api_settings(
-        redis_server.url, shared_data, tmp_path_factory.mktemp("approval"), server={"api_keys": USERS}
-    )
-    with running_app(settings) as url:
-        yield url
-
-
-def as_user(url: str, name: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": f"key-{name}-0123456789"})
+    return serve_api("approval", server={"api_keys": USERS})
 
 
 @pytest.fixture

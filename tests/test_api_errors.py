@@ -11,7 +11,7 @@ import httpx
 
 from config import Settings
 from server.app import create_app
-from tests.conftest import serve_app
+from tests.support.serving import serve_app
 
 SECRET = "internal detail /srv/secret/path.py line 42"
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import httpx
 
 from server.app import create_app
+from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
 from tests.api_support import api_settings
-from tests.conftest import free_port, serve_app
+from tests.support.serving import serve_app
 
 
 def test_degraded_when_the_model_server_or_redis_is_down(shared_data: Path, tmp_path: Path) -> None:

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, running_app
+from tests.api_support import ApiServer, Script
 
 KEYS = {"alice-key-0123456789": "alice", "bob-key-0123456789": "bob"}
 
 
 @pytest.fixture(scope="module")
-def base_url(
-    redis_server: EmbeddedRedis, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    settings = api_settings(
-        redis_server.url, shared_data, tmp_path_factory.mktemp("api-sessions"), server={"api_keys": KEYS}
-    )
-    with running_app(settings, Script()) as url:
-        yield url
+def base_url(serve_api: ApiServer) -> str:
+    return serve_api("api-sessions", Script(), server={"api_keys": KEYS})
 
 
 def client_for(base_url: str, key: str | None, bearer: bool = False) -> httpx.Client:

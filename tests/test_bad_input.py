@@ -5,32 +5,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from server.redis_embedded import EmbeddedRedis
-from tests.api_support import api_settings, buy_command, running_app
+from tests.api_support import ApiServer, as_user, buy_command, user_keys
 
-USERS = {f"key-{name}-0123456789": name for name in ("eva", "fede", "gala", "hugo")}
+USERS = user_keys("eva", "fede", "gala", "hugo")
 
 
 @pytest.fixture(scope="module")
-def url(
-    redis_server: EmbeddedRedis, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    settings = api_settings(
-        redis_server.url, shared_data, tmp_path_factory.mktemp("bad_input"), server={"api_keys": USERS}
-    )
-    with running_app(settings) as base:
-        yield base
-
-
-def as_user(url: str, name: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": f"key-{name}-0123456789"})
+def url(serve_api: ApiServer) -> str:
+    return serve_api("bad_input", server={"api_keys": USERS})
 
 
 def chat(client: httpx.Client, session: str, message: str) -> httpx.Response:
@@ -61,23 +48,32 @@ def raw_decision(client: httpx.Client, session: str, body: str, stream: bool = F
     return client.post(path, content=body.encode(), headers={"Content-Type": "application/json"})
 
 
+# Edits that do not fit the decision or are not edits:
 # (name, decision, edits as raw JSON text, fragment of the 422 detail)
-BAD_DECISIONS = [
+MISFIT_EDITS = [
     ("approve with edits", "approve", '{"size_lots": 0.01}', "edits are only for decision 'edit'"),
     ("reject with edits", "reject", '{"stop_loss": 1.5}', "edits are only for decision 'edit'"),
     ("edit without edits", "edit", "{}", "needs edits with at least one of"),
-    ("NaN", "edit", '{"size_lots": NaN}', "edits.size_lots: Input should be a finite number"),
-    ("Infinity", "edit", '{"take_profit": Infinity}', "edits.take_profit: Input should be a finite number"),
-    ("1e400", "edit", '{"stop_loss": 1e400}', "edits.stop_loss: Input should be a finite number"),
-    ("2**64", "edit", '{"size_lots": 18446744073709551616}', "edits.size_lots: Input should be less than"),
-    ("10**400", "edit", '{"size_lots": 1' + "0" * 400 + "}", "edits.size_lots: Input should be a valid"),
-    ("price above bound", "edit", '{"take_profit": 1e8}', "edits.take_profit: Input should be less than"),
-    ("negative", "edit", '{"size_lots": -0.1}', "edits.size_lots: Input should be greater than 0"),
-    ("zero", "edit", '{"stop_loss": 0}', "edits.stop_loss: Input should be greater than 0"),
-    ("string number", "edit", '{"size_lots": "0.1"}', "edits.size_lots: Input should be a valid number"),
-    ("boolean", "edit", '{"size_lots": true}', "edits.size_lots: Input should be a valid number"),
     ("unknown field", "edit", '{"size": 0.1}', "edits.size: Extra inputs are not permitted"),
     ("edits not an object", "edit", "[0.1]", "edits: Input should be a valid dictionary"),
+]
+# An edit of one field to a value it must refuse:
+# (name, field, the value as raw JSON text, what the 422 detail says the value should be)
+BAD_VALUES = [
+    ("NaN", "size_lots", "NaN", "a finite number"),
+    ("Infinity", "take_profit", "Infinity", "a finite number"),
+    ("1e400", "stop_loss", "1e400", "a finite number"),
+    ("2**64", "size_lots", "18446744073709551616", "less than"),
+    ("10**400", "size_lots", "1" + "0" * 400, "a valid"),
+    ("price above bound", "take_profit", "1e8", "less than"),
+    ("negative", "size_lots", "-0.1", "greater than 0"),
+    ("zero", "stop_loss", "0", "greater than 0"),
+    ("string number", "size_lots", '"0.1"', "a valid number"),
+    ("boolean", "size_lots", "true", "a valid number"),
+]
+BAD_DECISIONS = MISFIT_EDITS + [
+    (name, "edit", f'{{"{field}": {value}}}', f"edits.{field}: Input should be {should_be}")
+    for name, field, value, should_be in BAD_VALUES
 ]
 
 

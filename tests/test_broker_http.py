@@ -15,8 +15,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from config import Settings
+from server.in_thread import free_port
 from tests.broker_support import bars_between, world
-from tests.conftest import free_port, serve_app
+from tests.support.serving import serve_app
 from tools.alerts import RedisAlerts
 from tools.broker.api import router
 from tools.broker.factory import build_broker

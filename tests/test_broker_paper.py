@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from config import Settings, load_settings
-from tests.broker_support import T0, world
+from tests.broker_support import T0, World
 from tools.broker.paper import PaperBroker
-from tools.market.clock import ManualClock
-from tools.market.csv_store import CsvMarketData
 from tools.protocols import UnknownSymbolError
-from tools.schemas import OrderRequest, Position, SymbolSpec
-
-World = tuple[ManualClock, CsvMarketData, dict[str, SymbolSpec]]
-
-
-@pytest.fixture
-def market_world(shared_data: Path) -> World:
-    return world(shared_data)
-
-
-@pytest.fixture
-def broker(redis_client: aioredis.Redis, market_world: World, settings: Settings) -> PaperBroker:
-    clock, market, specs = market_world
-    return PaperBroker(redis_client, market, clock, specs, settings)
+from tools.schemas import OrderRequest, Position
 
 
 def buy(lots: float = 0.1, sl_below: float = 5.0, bid: float = 0.0, **kw: object) -> OrderRequest:

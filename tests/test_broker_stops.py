@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
-import redis.asyncio as aioredis
-
-from config import Settings
-from tests.broker_support import T0, bars_between, world
+from tests.broker_support import T0, World, bars_between
 from tools.broker.paper import PaperBroker
-from tools.market.clock import ManualClock
 from tools.market.csv_store import CsvMarketData
-from tools.schemas import Bar, OrderRequest, SymbolSpec
+from tools.schemas import Bar, OrderRequest, Quote
 
-World = tuple[ManualClock, CsvMarketData, dict[str, SymbolSpec]]
 SPREAD = 0.2  # XAUUSD: 2 pips of 0.10; the data are bid prices, the ask is bid + spread
 ONE_MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-def market_world(shared_data: Path) -> World:
-    return world(shared_data)
-
-
-@pytest.fixture
-def broker(redis_client: aioredis.Redis, market_world: World, settings: Settings) -> PaperBroker:
-    clock, market, specs = market_world
-    return PaperBroker(redis_client, market, clock, specs, settings)
 
 
 def first(bars: list[Bar], crosses: object) -> Bar:
@@ -37,12 +19,17 @@ def first(bars: list[Bar], crosses: object) -> Bar:
     return hit
 
 
+async def bracket(market: CsvMarketData, sl_below: float, tp_above: float) -> tuple[Quote, float, float]:
+    """The current XAUUSD quote, a stop `sl_below` under its bid and a target `tp_above` over its ask."""
+    quote = await market.get_quote("XAUUSD")
+    return quote, round(quote.bid - sl_below, 2), round(quote.ask + tp_above, 2)
+
+
 async def test_buy_stop_loss_closes_on_the_first_bar_whose_low_reaches_it(
     broker: PaperBroker, market_world: World
 ) -> None:
     clock, market, _ = market_world
-    quote = await market.get_quote("XAUUSD")
-    sl, tp = round(quote.bid - 8.0, 2), round(quote.ask + 200.0, 2)
+    quote, sl, tp = await bracket(market, 8.0, 200.0)
     opened = await broker.place_order(
         OrderRequest(symbol="XAUUSD", action="BUY", size=0.2, stop_loss=sl, take_profit=tp), "buy-sl"
     )
@@ -100,8 +87,7 @@ async def test_first_level_reached_wins_and_sync_covers_every_account(
     broker: PaperBroker, market_world: World
 ) -> None:
     clock, market, _ = market_world
-    quote = await market.get_quote("XAUUSD")
-    sl, tp = round(quote.bid - 2.5, 2), round(quote.ask + 2.5, 2)
+    quote, sl, tp = await bracket(market, 2.5, 2.5)
     for account in ("alice", "bob"):
         order = OrderRequest(
             symbol="XAUUSD", action="BUY", size=0.1, stop_loss=sl, take_profit=tp, account_id=account

@@ -13,9 +13,9 @@ import pytest
 
 from server.chat_cli import ChatClient, parse_sse
 from server.cli import main
+from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
 from tests.api_support import Script, api_settings, buy_command, running_app
-from tests.conftest import free_port
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,8 @@ def test_local_chat_needs_no_server(
     import subprocess
     import sys
 
-    from tests.conftest import ROOT, free_port
+    from server.in_thread import free_port
+    from tests.support import ROOT
 
     env = {**os.environ, "REDIS_URL": redis_url, "REDIS__PREFIX": key_prefix, "DATA_DIR": str(tmp_path / "d"),
            "FALLBACK_DATA_DIR": str(shared_data), "LOGGING__FILE": "",

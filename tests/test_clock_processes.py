@@ -18,10 +18,12 @@ from pathlib import Path
 import httpx
 import redis
 
+from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
 from tests.api_support import buy_command
-from tests.conftest import ROOT, free_port
-from tests.test_serve_processes import serve, wait_healthy
+from tests.support import ROOT
+from tests.support.serving import wait_healthy
+from tests.test_serve_processes import serve
 
 DEMO_START = "2026-03-02T10:00:00Z"
 

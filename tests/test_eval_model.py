@@ -15,8 +15,8 @@ from starlette.responses import Response
 from config import Settings
 from server.eval_model import Case, evaluate, load_cases, report
 from tests.api_support import api_settings
-from tests.conftest import serve_app
 from tests.ollama_double import OllamaDouble, Reply
+from tests.support.serving import serve_app
 
 MODEL = "llama3.1:8b-instruct-q5_K_M"
 # What the scripted "model" gets wrong, on purpose.

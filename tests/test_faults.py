@@ -24,9 +24,11 @@ import httpx
 import pytest
 import redis
 
+from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
 from tests.api_support import buy_command
-from tests.conftest import ROOT, free_port
+from tests.support import ROOT
+from tests.support.serving import wait_healthy
 
 POINTS = ("before_send", "after_send", "after_execute")
 TRIALS_PER_POINT = 5
@@ -63,17 +65,8 @@ class Cluster:
         )
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                    return url, proc, marker
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}")
+        wait_healthy(url, proc, log, "server")
+        return url, proc, marker
 
     def client(self, url: str, user: str) -> httpx.Client:
         return httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": f"key-{user}"})

@@ -26,6 +26,13 @@ async def propose(copilot: Copilot, services: Services) -> dict:
     return result.pending_approval
 
 
+async def edit(copilot: Copilot, proposal: dict, **edits: float) -> Any:
+    """Decide "edit" on `proposal` with these edits (they go back through the gate)."""
+    return await copilot.decide(
+        USER, SESSION, {"proposal_id": proposal["proposal_id"], "decision": "edit", "edits": edits}
+    )
+
+
 async def test_approve_places_exactly_one_sized_order(
     make_copilot: CopilotFactory, services: Services
 ) -> None:
@@ -66,20 +73,11 @@ async def test_edit_is_gated_again_and_a_bad_edit_is_blocked(
 ) -> None:
     async with make_copilot() as copilot:
         first = await propose(copilot, services)
-        edited = await copilot.decide(
-            USER,
-            SESSION,
-            {"proposal_id": first["proposal_id"], "decision": "edit", "edits": {"size_lots": 0.1}},
-        )
-        second = edited.pending_approval
+        second = (await edit(copilot, first, size_lots=0.1)).pending_approval
         assert second is not None and second["proposal_id"] != first["proposal_id"]
         assert second["size_lots"] == 0.1 and second["risk_usd"] == 50.0
         bad_stop = round(second["entry_price"] + 1, 2)  # a BUY stop above the entry
-        blocked = await copilot.decide(
-            USER,
-            SESSION,
-            {"proposal_id": second["proposal_id"], "decision": "edit", "edits": {"stop_loss": bad_stop}},
-        )
+        blocked = await edit(copilot, second, stop_loss=bad_stop)
         assert blocked.pending_approval is None and "BLOCKED" in str(await copilot.state(USER, SESSION))
     assert await positions(services) == []
 
@@ -89,11 +87,7 @@ async def test_edit_then_approve_uses_the_edited_size(
 ) -> None:
     async with make_copilot() as copilot:
         first = await propose(copilot, services)
-        edited = await copilot.decide(
-            USER,
-            SESSION,
-            {"proposal_id": first["proposal_id"], "decision": "edit", "edits": {"size_lots": 0.15}},
-        )
+        edited = await edit(copilot, first, size_lots=0.15)
         assert edited.pending_approval is not None
         await copilot.decide(
             USER, SESSION, {"proposal_id": edited.pending_approval["proposal_id"], "decision": "approve"}

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from config import Settings
-from tests.conftest import serve_app
+from tests.support.serving import serve_app
 from tools.market.api import router
 from tools.market.clock import ManualClock, ReplayClock
 from tools.market.csv_import import import_csv, list_data

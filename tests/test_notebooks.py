@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
 EXPECTED = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,30 +22,19 @@ from graph.json_mode import tool_call_schema
 from graph.llm import build_chat_model, detect_tool_mode, model_status
 from graph.model_errors import ModelUnavailable
 from prompts import SYSTEM_PROMPT, live_context
-from tests.conftest import free_port, serve_app
+from server.in_thread import free_port
 from tests.ollama_double import OllamaDouble, Reply
-from tests.support.ollama import MODELS, NATIVE, PLAIN, TOOLS
+from tests.support.ollama import NATIVE, PLAIN, TOOLS
 
 SIGNAL_ARGS = {"symbol": "XAUUSD", "timeframe": "15m"}
 
 
-@pytest.fixture(scope="module")
-def double() -> OllamaDouble:
-    return OllamaDouble(models=dict(MODELS))
-
-
-@pytest.fixture(scope="module")
-def base_url(double: OllamaDouble) -> Iterator[str]:
-    with serve_app(double.app()) as url:
-        yield url
-
-
 @pytest.fixture
-def fresh(double: OllamaDouble) -> OllamaDouble:
-    double.replies.clear()
-    double.requests.clear()
-    double.show_requests.clear()
-    return double
+def fresh(ollama_double: OllamaDouble) -> OllamaDouble:
+    ollama_double.replies.clear()
+    ollama_double.requests.clear()
+    ollama_double.show_requests.clear()
+    return ollama_double
 
 
 def cfg(base_url: str, model: str = NATIVE, **llm: Any) -> Settings:
@@ -57,11 +45,11 @@ def cfg(base_url: str, model: str = NATIVE, **llm: Any) -> Settings:
     )
 
 
-async def test_native_tool_calls_and_options_on_the_wire(fresh: OllamaDouble, base_url: str) -> None:
+async def test_native_tool_calls_and_options_on_the_wire(fresh: OllamaDouble, ollama_url: str) -> None:
     fresh.queue(
         Reply(tool_calls=[{"name": "get_ml_signal", "arguments": {"symbol": "XAUUSD", "timeframe": "15m"}}])
     )
-    model = build_chat_model(cfg(base_url, num_ctx=4096, keep_alive="45m")).bind_tools(TOOLS)
+    model = build_chat_model(cfg(ollama_url, num_ctx=4096, keep_alive="45m")).bind_tools(TOOLS)
     reply = await model.ainvoke([SystemMessage("sys"), HumanMessage("señal del oro?")])
     assert isinstance(reply, AIMessage)
     assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_ml_signal", SIGNAL_ARGS)]
@@ -73,32 +61,32 @@ async def test_native_tool_calls_and_options_on_the_wire(fresh: OllamaDouble, ba
     assert sent["messages"][0] == {"role": "system", "content": "sys"}
 
 
-async def test_streamed_text_arrives_in_chunks_with_usage(fresh: OllamaDouble, base_url: str) -> None:
+async def test_streamed_text_arrives_in_chunks_with_usage(fresh: OllamaDouble, ollama_url: str) -> None:
     fresh.queue(Reply(content="La señal es LONG con 72% de confianza.", chunks=4))
-    model = build_chat_model(cfg(base_url))
+    model = build_chat_model(cfg(ollama_url))
     pieces = [chunk.text async for chunk in model.astream([HumanMessage("hola")])]
     assert "".join(pieces) == "La señal es LONG con 72% de confianza." and len([p for p in pieces if p]) == 4
-    reply = await build_chat_model(cfg(base_url)).ainvoke([HumanMessage("hola")])
+    reply = await build_chat_model(cfg(ollama_url)).ainvoke([HumanMessage("hola")])
     assert reply.usage_metadata and reply.usage_metadata["output_tokens"] == 42  # the double's eval_count
 
 
-async def test_tool_results_are_sent_back_as_tool_messages(fresh: OllamaDouble, base_url: str) -> None:
+async def test_tool_results_are_sent_back_as_tool_messages(fresh: OllamaDouble, ollama_url: str) -> None:
     fresh.queue(Reply(content="LONG 72%"))
     history: list[BaseMessage] = [
         HumanMessage("signal?"),
         AIMessage("", tool_calls=[{"name": "get_ml_signal", "args": {"symbol": "XAUUSD"}, "id": "c1"}]),
         ToolMessage('{"action": "LONG"}', tool_call_id="c1", name="get_ml_signal"),
     ]
-    await build_chat_model(cfg(base_url)).bind_tools(TOOLS).ainvoke(history)
+    await build_chat_model(cfg(ollama_url)).bind_tools(TOOLS).ainvoke(history)
     roles = [m["role"] for m in fresh.requests[-1]["messages"]]
     assert roles == ["user", "assistant", "tool"]
     assert fresh.requests[-1]["messages"][1]["tool_calls"][0]["function"]["name"] == "get_ml_signal"
 
 
-async def test_json_mode_yields_the_same_tool_calls(fresh: OllamaDouble, base_url: str) -> None:
+async def test_json_mode_yields_the_same_tool_calls(fresh: OllamaDouble, ollama_url: str) -> None:
     answer = {"tool_calls": [{"name": "get_ml_signal", "arguments": SIGNAL_ARGS}], "content": ""}
     fresh.queue(Reply(content=json.dumps(answer)))
-    model = build_chat_model(cfg(base_url, model=PLAIN, tool_mode="json")).bind_tools(TOOLS)
+    model = build_chat_model(cfg(ollama_url, model=PLAIN, tool_mode="json")).bind_tools(TOOLS)
     history: list[BaseMessage] = [
         SystemMessage(SYSTEM_PROMPT), HumanMessage("portfolio?"),
         AIMessage("", tool_calls=[{"name": "get_portfolio", "args": {}, "id": "c0"}]),
@@ -120,11 +108,11 @@ async def test_json_mode_yields_the_same_tool_calls(fresh: OllamaDouble, base_ur
     assert sent["messages"][4]["content"].startswith("Tool result (get_portfolio)")
 
 
-async def test_json_mode_plain_answer_and_streaming(fresh: OllamaDouble, base_url: str) -> None:
+async def test_json_mode_plain_answer_and_streaming(fresh: OllamaDouble, ollama_url: str) -> None:
     fresh.queue(Reply(content=json.dumps({"tool_calls": [], "content": "Esperar: confianza 55%."})),
                 Reply(content=json.dumps({"tool_calls": [{"name": "get_portfolio", "arguments": {}}],
                                           "content": ""})))  # fmt: skip
-    model = build_chat_model(cfg(base_url, model=PLAIN, tool_mode="json")).bind_tools(TOOLS)
+    model = build_chat_model(cfg(ollama_url, model=PLAIN, tool_mode="json")).bind_tools(TOOLS)
     reply = await model.ainvoke([HumanMessage("¿entro?")])
     assert reply.content == "Esperar: confianza 55%." and reply.tool_calls == []
     chunks = [c async for c in model.astream([HumanMessage("portfolio")])]
@@ -133,10 +121,10 @@ async def test_json_mode_plain_answer_and_streaming(fresh: OllamaDouble, base_ur
 
 
 async def test_static_system_prompt_is_byte_identical_across_turns(
-    fresh: OllamaDouble, base_url: str
+    fresh: OllamaDouble, ollama_url: str
 ) -> None:
     fresh.queue(Reply(content="uno"), Reply(content="dos"))
-    model = build_chat_model(cfg(base_url)).bind_tools(TOOLS)
+    model = build_chat_model(cfg(ollama_url)).bind_tools(TOOLS)
     limits = RiskSettings.model_validate({})
     turns = [({"current_price": 4400.5}, datetime(2026, 3, 2, 8, 0, tzinfo=UTC)),
              ({"current_price": 4412.0}, datetime(2026, 3, 2, 8, 5, tzinfo=UTC))]  # fmt: skip
@@ -148,47 +136,49 @@ async def test_static_system_prompt_is_byte_identical_across_turns(
     assert first[-1] != second[-1] and "4412.0" in second[-1]["content"]
 
 
-async def test_model_without_tools_forced_native_is_a_clear_error(fresh: OllamaDouble, base_url: str) -> None:
-    model = build_chat_model(cfg(base_url, model=PLAIN, tool_mode="native")).bind_tools(TOOLS)
+async def test_model_without_tools_forced_native_is_a_clear_error(
+    fresh: OllamaDouble, ollama_url: str
+) -> None:
+    model = build_chat_model(cfg(ollama_url, model=PLAIN, tool_mode="native")).bind_tools(TOOLS)
     with pytest.raises(ModelUnavailable, match=r"does not support native tool calling; set llm\.tool_mode"):
         await model.ainvoke([HumanMessage("hola")])
 
 
-async def test_missing_model_and_server_down(fresh: OllamaDouble, base_url: str) -> None:
+async def test_missing_model_and_server_down(fresh: OllamaDouble, ollama_url: str) -> None:
     with pytest.raises(ModelUnavailable, match=r"model 'nope:1b' is not installed .* `ollama pull nope:1b`"):
-        await build_chat_model(cfg(base_url, model="nope:1b")).ainvoke([HumanMessage("hola")])
+        await build_chat_model(cfg(ollama_url, model="nope:1b")).ainvoke([HumanMessage("hola")])
     down = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ModelUnavailable, match="not reachable"):
         await build_chat_model(cfg(down)).ainvoke([HumanMessage("hola")])
     assert await model_status(cfg(down)) == "down"
-    assert await model_status(cfg(base_url, model="nope:1b")) == "model_missing"
-    assert await model_status(cfg(base_url)) == "ok"
+    assert await model_status(cfg(ollama_url, model="nope:1b")) == "model_missing"
+    assert await model_status(cfg(ollama_url)) == "ok"
 
 
-async def test_slow_answer_beyond_the_timeout(fresh: OllamaDouble, base_url: str) -> None:
+async def test_slow_answer_beyond_the_timeout(fresh: OllamaDouble, ollama_url: str) -> None:
     fresh.queue(Reply(content="tarde", delay_s=1.0))
-    model = build_chat_model(cfg(base_url, request_timeout=0.2))
+    model = build_chat_model(cfg(ollama_url, request_timeout=0.2))
     with pytest.raises(ModelUnavailable, match="did not answer within the timeout"):
         await model.ainvoke([HumanMessage("hola")])
 
 
-async def test_detect_tool_mode_auto_and_override(fresh: OllamaDouble, base_url: str) -> None:
-    assert await detect_tool_mode(cfg(base_url, model=NATIVE)) == "native"
-    assert await detect_tool_mode(cfg(base_url, model=PLAIN)) == "json"
+async def test_detect_tool_mode_auto_and_override(fresh: OllamaDouble, ollama_url: str) -> None:
+    assert await detect_tool_mode(cfg(ollama_url, model=NATIVE)) == "native"
+    assert await detect_tool_mode(cfg(ollama_url, model=PLAIN)) == "json"
     assert fresh.show_requests[-1] == {"model": PLAIN}
     asked = len(fresh.show_requests)
-    assert await detect_tool_mode(cfg(base_url, model=PLAIN, tool_mode="native")) == "native"
-    assert await detect_tool_mode(cfg(base_url, model=NATIVE, tool_mode="json")) == "json"
+    assert await detect_tool_mode(cfg(ollama_url, model=PLAIN, tool_mode="native")) == "native"
+    assert await detect_tool_mode(cfg(ollama_url, model=NATIVE, tool_mode="json")) == "json"
     assert len(fresh.show_requests) == asked  # an override never asks the server
     with pytest.raises(ModelUnavailable, match="not installed"):
-        await detect_tool_mode(cfg(base_url, model="nope:1b"))
+        await detect_tool_mode(cfg(ollama_url, model="nope:1b"))
 
 
 async def test_auto_mode_model_picks_json_for_a_model_without_tools(
-    fresh: OllamaDouble, base_url: str
+    fresh: OllamaDouble, ollama_url: str
 ) -> None:
     fresh.queue(Reply(content=json.dumps({"tool_calls": [{"name": "get_portfolio", "arguments": {}}],
                                           "content": ""})))  # fmt: skip
-    model = build_chat_model(cfg(base_url, model=PLAIN, tool_mode="auto")).bind_tools(TOOLS)
+    model = build_chat_model(cfg(ollama_url, model=PLAIN, tool_mode="auto")).bind_tools(TOOLS)
     reply = await model.ainvoke([HumanMessage("portfolio")])
     assert [c["name"] for c in reply.tool_calls] == ["get_portfolio"] and "format" in fresh.requests[-1]

@@ -24,31 +24,20 @@ from graph.model_errors import (
     recent_chat_failure,
     reset_chat_outcomes,
 )
-from tests.conftest import free_port, serve_app
+from server.in_thread import free_port
 from tests.ollama_double import OllamaDouble, Reply
-from tests.support.ollama import MODELS, NATIVE, PLAIN, TOOLS
+from tests.support.ollama import NATIVE, PLAIN, TOOLS
 
 ANSWER = "La señal del oro es LONG con 72 % de confianza; el stop va bajo 4380."
 Cat = FailureCategory
 
 
-@pytest.fixture(scope="module")
-def double() -> OllamaDouble:
-    return OllamaDouble(models=dict(MODELS))
-
-
-@pytest.fixture(scope="module")
-def base_url(double: OllamaDouble) -> Iterator[str]:
-    with serve_app(double.app()) as url:
-        yield url
-
-
 @pytest.fixture
-def fresh(double: OllamaDouble) -> Iterator[OllamaDouble]:
-    double.replies.clear()
-    double.requests.clear()
+def fresh(ollama_double: OllamaDouble) -> Iterator[OllamaDouble]:
+    ollama_double.replies.clear()
+    ollama_double.requests.clear()
     reset_chat_outcomes()
-    yield double
+    yield ollama_double
     reset_chat_outcomes()
 
 
@@ -94,10 +83,10 @@ FAILURES = [
 @pytest.mark.parametrize(("reply", "category", "words"), FAILURES)
 @pytest.mark.parametrize("streaming", [False, True], ids=["invoke", "stream"])
 async def test_each_failure_has_a_category_and_a_clear_message(
-    fresh: OllamaDouble, base_url: str, reply: Reply, category: Cat, words: str, streaming: bool
+    fresh: OllamaDouble, ollama_url: str, reply: Reply, category: Cat, words: str, streaming: bool
 ) -> None:
     fresh.queue(reply)
-    settings = cfg(base_url)
+    settings = cfg(ollama_url)
     model = build_chat_model(settings)
     with pytest.raises(ModelUnavailable) as caught:
         if streaming:
@@ -111,23 +100,23 @@ async def test_each_failure_has_a_category_and_a_clear_message(
     assert recorded is not None and recorded.category is category
 
 
-async def test_server_down_and_missing_model(fresh: OllamaDouble, base_url: str) -> None:
+async def test_server_down_and_missing_model(fresh: OllamaDouble, ollama_url: str) -> None:
     down = cfg(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ModelUnavailable, match="not reachable") as caught:
         await build_chat_model(down).ainvoke([HumanMessage("hola")])
     assert caught.value.category is Cat.DOWN
     with pytest.raises(ModelUnavailable, match="ollama pull nope:1b") as missing:
-        await build_chat_model(cfg(base_url, model="nope:1b")).ainvoke([HumanMessage("hola")])
+        await build_chat_model(cfg(ollama_url, model="nope:1b")).ainvoke([HumanMessage("hola")])
     assert missing.value.category is Cat.MODEL_MISSING
-    native_only = build_chat_model(cfg(base_url, model=PLAIN, tool_mode="native")).bind_tools(TOOLS)
+    native_only = build_chat_model(cfg(ollama_url, model=PLAIN, tool_mode="native")).bind_tools(TOOLS)
     with pytest.raises(ModelUnavailable, match="does not support native tool calling") as no_tools:
         await native_only.ainvoke([HumanMessage("hola")])
     assert no_tools.value.category is Cat.MODEL_MISSING
 
 
-async def test_a_whole_answer_is_still_an_answer(fresh: OllamaDouble, base_url: str) -> None:
+async def test_a_whole_answer_is_still_an_answer(fresh: OllamaDouble, ollama_url: str) -> None:
     fresh.queue(Reply(content=ANSWER, chunks=5), Reply(content=ANSWER, chunks=5))
-    settings = cfg(base_url)
+    settings = cfg(ollama_url)
     reply = await build_chat_model(settings).ainvoke([HumanMessage("hola")])
     assert reply.content == ANSWER and reply.response_metadata["done_reason"] == "stop"
     assert "".join(c.text for c in await collect(build_chat_model(settings))) == ANSWER
@@ -142,10 +131,10 @@ def json_model(base_url: str) -> Any:
 
 
 async def test_json_mode_streams_the_answer_text_as_it_is_generated(
-    fresh: OllamaDouble, base_url: str
+    fresh: OllamaDouble, ollama_url: str
 ) -> None:
     fresh.queue(Reply(content=as_json(ANSWER), chunks=12))
-    chunks = await collect(json_model(base_url))
+    chunks = await collect(json_model(ollama_url))
     texts = [c.text for c in chunks if c.text]
     assert "".join(texts) == ANSWER  # the decoded `content`, never the JSON around it
     assert len(texts) >= 6 and all(len(t) < len(ANSWER) for t in texts)
@@ -153,10 +142,10 @@ async def test_json_mode_streams_the_answer_text_as_it_is_generated(
     assert any(c.response_metadata.get("done_reason") == "stop" for c in chunks)
 
 
-async def test_json_mode_tool_calls_are_emitted_once_complete(fresh: OllamaDouble, base_url: str) -> None:
+async def test_json_mode_tool_calls_are_emitted_once_complete(fresh: OllamaDouble, ollama_url: str) -> None:
     call = {"name": "get_ml_signal", "arguments": {"symbol": "XAUUSD", "timeframe": "15m"}}
     fresh.queue(Reply(content=as_json("", [call, {"name": "get_portfolio", "arguments": {}}]), chunks=9))
-    chunks = await collect(json_model(base_url))
+    chunks = await collect(json_model(ollama_url))
     with_calls = [c for c in chunks if isinstance(c, AIMessageChunk) and c.tool_call_chunks]
     assert len(with_calls) == 1  # both calls together, when the array closed; no partial arguments
     calls = with_calls[0].tool_call_chunks
@@ -167,10 +156,10 @@ async def test_json_mode_tool_calls_are_emitted_once_complete(fresh: OllamaDoubl
     assert not any(c.text for c in chunks)
 
 
-async def test_json_mode_escapes_split_across_chunks(fresh: OllamaDouble, base_url: str) -> None:
+async def test_json_mode_escapes_split_across_chunks(fresh: OllamaDouble, ollama_url: str) -> None:
     text = 'Oro "XAUUSD": ¡compra!\nStop ≤ 4380 😀 \\ fin'
     fresh.queue(Reply(content=json.dumps({"tool_calls": [], "content": text}), chunks=40))  # ASCII escapes
-    reply = await json_model(base_url).ainvoke([HumanMessage("hola")])
+    reply = await json_model(ollama_url).ainvoke([HumanMessage("hola")])
     assert reply.content == text and reply.tool_calls == []
 
 
@@ -186,11 +175,11 @@ async def test_json_mode_escapes_split_across_chunks(fresh: OllamaDouble, base_u
     ],
 )
 async def test_a_bad_tool_call_goes_back_to_the_model_once(
-    fresh: OllamaDouble, base_url: str, bad_call: dict[str, Any], told: str
+    fresh: OllamaDouble, ollama_url: str, bad_call: dict[str, Any], told: str
 ) -> None:
     good = {"name": "get_portfolio", "arguments": {}}
     fresh.queue(Reply(content=as_json("", [bad_call])), Reply(content=as_json("", [good])))
-    reply = await json_model(base_url).ainvoke([HumanMessage("portfolio")])
+    reply = await json_model(ollama_url).ainvoke([HumanMessage("portfolio")])
     assert [c["name"] for c in reply.tool_calls] == ["get_portfolio"]
     first, second = fresh.requests
     assert second["messages"][: len(first["messages"])] == first["messages"]
@@ -199,10 +188,10 @@ async def test_a_bad_tool_call_goes_back_to_the_model_once(
     assert error["role"] == "user" and told in error["content"] and "get_portfolio" in error["content"]
 
 
-async def test_a_second_bad_tool_call_becomes_a_clear_message(fresh: OllamaDouble, base_url: str) -> None:
+async def test_a_second_bad_tool_call_becomes_a_clear_message(fresh: OllamaDouble, ollama_url: str) -> None:
     bad = Reply(content=as_json("", [{"name": "get_weather", "arguments": {}}]))
     fresh.queue(bad, bad, Reply(content=as_json("never asked")))
-    settings = cfg(base_url, model=PLAIN, tool_mode="json")
+    settings = cfg(ollama_url, model=PLAIN, tool_mode="json")
     with pytest.raises(ModelUnavailable, match="no tool named 'get_weather'") as caught:
         await collect(build_chat_model(settings).bind_tools(TOOLS))
     assert caught.value.category is Cat.BAD_REPLY and "also after it was told" in str(caught.value)
@@ -221,26 +210,28 @@ async def test_a_second_bad_tool_call_becomes_a_clear_message(fresh: OllamaDoubl
     ],
 )
 async def test_json_mode_truncated_json_is_never_an_answer(
-    fresh: OllamaDouble, base_url: str, reply: Reply, category: Cat
+    fresh: OllamaDouble, ollama_url: str, reply: Reply, category: Cat
 ) -> None:
     fresh.queue(reply)
     with pytest.raises(ModelUnavailable) as caught:
-        await json_model(base_url).ainvoke([HumanMessage("hola")])
+        await json_model(ollama_url).ainvoke([HumanMessage("hola")])
     assert caught.value.category is category
     assert '"content"' not in str(caught.value) and "{" not in str(caught.value)  # no raw JSON for the trader
 
 
-async def test_json_mode_invalid_json_before_any_text_is_retried(fresh: OllamaDouble, base_url: str) -> None:
+async def test_json_mode_invalid_json_before_any_text_is_retried(
+    fresh: OllamaDouble, ollama_url: str
+) -> None:
     fresh.queue(Reply(content='{"tool_calls": [{"name": "get_portfolio", "arguments": {]}], "content": ""}'),
                 Reply(content=as_json("Todo bien.")))  # fmt: skip
-    reply = await json_model(base_url).ainvoke([HumanMessage("hola")])
+    reply = await json_model(ollama_url).ainvoke([HumanMessage("hola")])
     assert reply.content == "Todo bien." and len(fresh.requests) == 2
     assert "not valid JSON" in fresh.requests[-1]["messages"][-1]["content"]
 
 
-async def test_json_mode_an_empty_reply_is_retried(fresh: OllamaDouble, base_url: str) -> None:
+async def test_json_mode_an_empty_reply_is_retried(fresh: OllamaDouble, ollama_url: str) -> None:
     fresh.queue(Reply(content=as_json("")), Reply(content=as_json("Hola, trader.")))
-    reply = await json_model(base_url).ainvoke([HumanMessage("hola")])
+    reply = await json_model(ollama_url).ainvoke([HumanMessage("hola")])
     assert reply.content == "Hola, trader." and len(fresh.requests) == 2
     assert "neither a tool call nor an answer" in fresh.requests[-1]["messages"][-1]["content"]
 
@@ -259,8 +250,8 @@ def test_parser_holds_incomplete_escapes_and_passes_plain_text() -> None:
 # ---------------------------------------------------------------- the health window
 
 
-async def test_model_status_is_failing_while_chats_fail(fresh: OllamaDouble, base_url: str) -> None:
-    settings = cfg(base_url)
+async def test_model_status_is_failing_while_chats_fail(fresh: OllamaDouble, ollama_url: str) -> None:
+    settings = cfg(ollama_url)
     assert await model_status(settings) == "ok"
     fresh.queue(Reply(content=ANSWER, cut="no_done"))
     with pytest.raises(ModelUnavailable):

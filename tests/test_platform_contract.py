@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from config import Settings, load_settings
-from tests.conftest import serve_app
 from tests.support.graph import shared_market
+from tests.support.serving import serve_app
 from tools.broker.factory import build_broker
 from tools.broker.http import HttpAlerts, HttpBroker
 from tools.market.clock import ManualClock

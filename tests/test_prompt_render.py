@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -30,14 +30,12 @@ from graph.copilot import Copilot
 from graph.llm import build_chat_model
 from prompts import SYSTEM_PROMPT
 from prompts.window import LIVE_CONTEXT
-from tests.conftest import serve_app
 from tests.ollama_double import OllamaDouble, Reply
 from tests.support.graph import USER, WallClock
+from tests.support.ollama import NATIVE, PLAIN
 from tools.market.clock import ManualClock
 from tools.services import Services
 
-NATIVE = "llama3.1:8b-instruct-q5_K_M"
-PLAIN = "llama3:8b-instruct-q5_K_M"
 MARK = "## Contexto actual / Current context"
 TOOL = {"type": "function", "function": {"name": "get_portfolio", "description": "The account.",
                                          "parameters": {"type": "object", "properties": {}}}}  # fmt: skip
@@ -94,13 +92,6 @@ ARGS: dict[str, dict[str, Any]] = {
 ANSWER = "El precio respeta el rango; la confianza manda y sin señal clara esperar es una posición. " * 3
 
 
-@pytest.fixture(scope="module")
-def double() -> Iterator[tuple[OllamaDouble, str]]:
-    fake = OllamaDouble(models={NATIVE: ["completion", "tools"], PLAIN: ["completion"]})
-    with serve_app(fake.app()) as url:
-        yield fake, url
-
-
 @asynccontextmanager
 async def ollama_copilot(settings: Settings, services: Services, wall: WallClock, url: str, model: str,
                          ) -> AsyncIterator[Copilot]:  # fmt: skip
@@ -136,8 +127,12 @@ def window_start(request: dict[str, Any]) -> str:
     return json.dumps(next(m for m in request["messages"] if m["role"] != "system"), sort_keys=True)
 
 
+Recorded = list[tuple[int, dict[str, Any]]]  # (turn, request body) for each request the double received
+SessionRecorder = Callable[..., Awaitable[Recorded]]  # the `record_session` fixture
+
+
 async def run_session(copilot: Copilot, fake: OllamaDouble, clock: ManualClock, json_mode: bool,
-                      turns: int) -> list[tuple[int, dict[str, Any]]]:  # fmt: skip
+                      turns: int) -> Recorded:  # fmt: skip
     session, recorded = f"render-{uuid.uuid4().hex[:8]}", []
     for turn, (question, tool) in enumerate(SCRIPT[:turns], 1):
         fake.queue(*replies(tool, json_mode))
@@ -154,7 +149,23 @@ async def run_session(copilot: Copilot, fake: OllamaDouble, clock: ManualClock, 
     return recorded
 
 
-def check(recorded: list[tuple[int, dict[str, Any]]], templates: tuple[str, ...], native: bool) -> None:
+@pytest.fixture
+def record_session(
+    ollama_double: OllamaDouble, ollama_url: str, settings: Settings, services: Services, wall: WallClock,
+    clock: ManualClock,
+) -> SessionRecorder:  # fmt: skip
+    """record_session(model, json_mode, turns): run the scripted session through the real graph and ChatOllama
+    on `model`; the requests the Ollama double received."""
+
+    async def record(model: str, json_mode: bool, turns: int) -> Recorded:
+        ollama_double.requests.clear()
+        async with ollama_copilot(settings, services, wall, ollama_url, model) as copilot:
+            return await run_session(copilot, ollama_double, clock, json_mode=json_mode, turns=turns)
+
+    return record
+
+
+def check(recorded: Recorded, templates: tuple[str, ...], native: bool) -> None:
     previous: dict[str, str] = {}
     previous_start, previous_turn, cuts = "", 0, set()
     for turn, request in recorded:
@@ -192,25 +203,17 @@ def check(recorded: list[tuple[int, dict[str, Any]]], templates: tuple[str, ...]
 
 
 async def test_a_native_session_renders_right_and_grows_append_only(
-    double: tuple[OllamaDouble, str], services: Services, wall: WallClock, clock: ManualClock,
-    settings: Settings,
-) -> None:  # fmt: skip
-    fake, url = double
-    fake.requests.clear()
-    async with ollama_copilot(settings, services, wall, url, NATIVE) as copilot:
-        recorded = await run_session(copilot, fake, clock, json_mode=False, turns=20)
+    record_session: SessionRecorder,
+) -> None:
+    recorded = await record_session(NATIVE, json_mode=False, turns=20)
     assert len(recorded) == 20 + sum(1 for _, tool in SCRIPT if tool)
     check(recorded, ("llama3.1", "qwen2.5"), native=True)
 
 
 async def test_a_json_mode_session_renders_right_with_the_llama3_template(
-    double: tuple[OllamaDouble, str], services: Services, wall: WallClock, clock: ManualClock,
-    settings: Settings,
-) -> None:  # fmt: skip
-    fake, url = double
-    fake.requests.clear()
-    async with ollama_copilot(settings, services, wall, url, PLAIN) as copilot:
-        recorded = await run_session(copilot, fake, clock, json_mode=True, turns=10)
+    record_session: SessionRecorder,
+) -> None:
+    recorded = await record_session(PLAIN, json_mode=True, turns=10)
     assert all("format" in r and not r.get("tools") for _, r in recorded)
     check(recorded, ("llama3",), native=False)
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
-from tests.conftest import free_port
 
 
 def test_session_server_has_json_search_timeseries(redis_server: EmbeddedRedis) -> None:

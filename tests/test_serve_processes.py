@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,28 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.in_thread import free_port
 from tests.api_support import buy_command
-from tests.conftest import ROOT, free_port
+from tests.support import ROOT
+from tests.support.serving import wait_healthy
 
 
 def serve(port: int, env: dict[str, str], workers: int, log: Path) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--workers", str(workers)]
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"copilot serve exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"copilot serve did not answer at {url}:\n{log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from graph.model_errors import reset_chat_outcomes
 from prompts import SYSTEM_PROMPT
 from server.app import create_app
 from tests.api_support import api_settings
-from tests.conftest import serve_app
 from tests.ollama_double import OllamaDouble, Reply
+from tests.support.serving import serve_app
 
 NATIVE = "llama3.1:8b-instruct-q5_K_M"
 PLAIN = "llama3:8b-instruct-q5_K_M"
@@ -126,7 +126,7 @@ def test_the_server_loads_the_model_at_start(
 async def test_warm_up_reports_what_happened(double: tuple[OllamaDouble, str], tmp_path: Path) -> None:
     from config import load_settings
     from graph.llm import warm_up
-    from tests.conftest import free_port
+    from server.in_thread import free_port
 
     _, ollama_url = double
     ok = load_settings(llm={"base_url": ollama_url, "model": NATIVE}, logging={"file": None})

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from config import load_settings
-from tests.conftest import serve_app
+from tests.support.serving import serve_app
 from tools.market.clock import ManualClock
 from tools.market.csv_store import CsvMarketData
 from tools.market.specs import load_specs

@@ -24,7 +24,7 @@ from langgraph_sdk import get_client
 
 from graph.studio import STUDIO_PREFIX
 from server.in_thread import free_port
-from tests.conftest import ROOT
+from tests.support import ROOT
 from tests.support.graph import GOOD, shared_market
 from tools.broker.ledger import Keys
 from tools.market.clock import ManualClock

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 VENDOR = ROOT / "server" / "web" / "vendor" / "lightweight-charts"
 PACKAGE = ROOT / "node_modules" / "lightweight-charts"

@@ -22,7 +22,8 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from server.app import create_app
 from server.redis_embedded import EmbeddedRedis
 from tests.api_support import Script, api_settings, buy_command, current_ask, running_app, scripted_model
-from tests.conftest import ROOT, serve_app
+from tests.support import ROOT
+from tests.support.serving import serve_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

@@ -14,14 +14,9 @@ import argparse
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
 
 from bench.table import p50, p95, print_table
 from config import load_settings
@@ -32,27 +27,6 @@ from server.redis_embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER = " ".join(["palabra"] * 40)
-
-
-class SlowModel(ScriptedChatModel):
-    """Streams ANSWER word by word with a fixed delay per word."""
-
-    delay: float = 0.02
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        for i, word in enumerate(ANSWER.split(" ")):
-            time.sleep(self.delay)
-            token = word if i == 0 else " " + word
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
-            if run_manager:
-                run_manager.on_llm_new_token(token, chunk=chunk)
-            yield chunk
 
 
 def timed_stream(client: httpx.Client, session: str) -> tuple[float, float, float]:
@@ -89,7 +63,7 @@ def main() -> None:
                 fallback_data_dir=str(ROOT.parent / "shared" / "data"),
                 logging={"file": None},
             )
-            model = SlowModel(replies=["unused"], delay=args.token_delay)
+            model = ScriptedChatModel(replies=[ANSWER], delay=args.token_delay)  # streams ANSWER word by word
             with (
                 serve_in_thread(create_app(settings, chat_model=model), startup_seconds=30) as url,
                 httpx.Client(base_url=url, timeout=60) as client,

@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
-import redis.asyncio as aioredis
 from langchain_core.messages import BaseMessage
 
 import graph.copilot as copilot_module
+from bench.harness import private_services
 from bench.table import p50, p95, print_table
-from config import load_settings
 from graph.copilot import Copilot
 from graph.fake_model import ScriptedChatModel, tool_call
-from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
 from tools.market.clock import ManualClock
-from tools.services import build_services
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def reply(messages: list[BaseMessage]) -> object:
@@ -40,33 +32,19 @@ def reply(messages: list[BaseMessage]) -> object:
 
 async def run(turns: int, durability: str) -> None:
     copilot_module.DURABILITY_CHAT = durability  # type: ignore[assignment]
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedRedis(port=free_port(), data_dir=Path(tmp))
-        server.start()
-        try:
-            settings = load_settings(
-                redis_url=server.url, data_dir=str(Path(tmp) / "data"),
-                fallback_data_dir=str(ROOT.parent / "shared" / "data"), logging={"file": None},
-            )  # fmt: skip
-            redis = aioredis.from_url(server.url, decode_responses=True)
-            services = await build_services(
-                settings, redis, ManualClock(datetime(2026, 3, 2, 10, tzinfo=UTC))
-            )
-            model = ScriptedChatModel(replies=[reply])
-            latencies: list[float] = []
-            async with Copilot.open(settings, services=services, chat_model=model) as copilot:
-                for turn in range(turns):
-                    start = time.perf_counter()
-                    await copilot.chat("bench", "s1", f"turn {turn}: how is my account?")
-                    latencies.append((time.perf_counter() - start) * 1000)
-                state = await copilot.state("bench", "s1")
-                stored = len(state.messages) if state else 0
-            keys = await redis.dbsize()
-            memory = (await redis.info("memory"))["used_memory_human"]
-            await services.aclose()
-            await redis.aclose()
-        finally:
-            server.stop()
+    clock = ManualClock(datetime(2026, 3, 2, 10, tzinfo=UTC))
+    async with private_services(clock) as (settings, redis, services):
+        model = ScriptedChatModel(replies=[reply])
+        latencies: list[float] = []
+        async with Copilot.open(settings, services=services, chat_model=model) as copilot:
+            for turn in range(turns):
+                start = time.perf_counter()
+                await copilot.chat("bench", "s1", f"turn {turn}: how is my account?")
+                latencies.append((time.perf_counter() - start) * 1000)
+            state = await copilot.state("bench", "s1")
+            stored = len(state.messages) if state else 0
+        keys = await redis.dbsize()
+        memory = (await redis.info("memory"))["used_memory_human"]
     print(f"durability={durability} turns={turns} stored_messages={stored} redis_keys={keys} memory={memory}")
     block = max(turns // 10, 1)
     rows = []

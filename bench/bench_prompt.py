@@ -16,19 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_ollama import ChatOllama
 
 import graph.nodes.reason as reason
+from bench.harness import private_services
 from bench.ollama_render import (
     collate,
     ends_with_answer_header,
@@ -36,16 +34,12 @@ from bench.ollama_render import (
     shared_prefix,
     tool_list_present,
 )
-from config import load_settings
 from graph.copilot import Copilot
 from graph.fake_model import ScriptedChatModel, tool_call
 from graph.json_mode import to_json_mode
-from server.redis_embedded import EmbeddedRedis
 from tools.market.clock import ManualClock
-from tools.services import build_services
 from tools.trading_tools import make_tools
 
-ROOT = Path(__file__).resolve().parents[1]
 CONTEXT_MARK = "## Contexto actual / Current context"
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -179,32 +173,19 @@ async def session(
 ) -> tuple[list[tuple[int, list[BaseMessage]]], list[dict[str, Any]]]:
     if legacy:
         reason.prompt = legacy_prompt  # type: ignore[assignment]
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedRedis(port=6393, data_dir=Path(tmp))
-        server.start()
-        try:
-            settings = load_settings(
-                redis_url=server.url, data_dir=str(Path(tmp) / "data"),
-                fallback_data_dir=str(ROOT.parent / "shared" / "data"), logging={"file": None},
-            )  # fmt: skip
-            redis = aioredis.from_url(server.url, decode_responses=True)
-            clock = ManualClock(START)
-            services = await build_services(settings, redis, clock)
-            model = ScriptedChatModel(replies=[answer])
-            calls: list[tuple[int, list[BaseMessage]]] = []
-            async with Copilot.open(settings, services=services, chat_model=model) as copilot:
-                for turn in range(turns):
-                    before = len(model.calls)
-                    await copilot.chat("bench", "prompt", SCRIPT[turn % len(SCRIPT)][0])
-                    calls += [(turn + 1, c) for c in model.calls[before:]]
-                    clock.set(START + timedelta(minutes=5 * (turn + 1)))
-                    state = await copilot.state("bench", "prompt")
-                    assert state is not None
-            tool_specs = [convert_to_openai_tool(t) for t in make_tools(services, "paper-bench")]
-            await services.aclose()
-            await redis.aclose()
-        finally:
-            server.stop()
+    clock = ManualClock(START)
+    async with private_services(clock) as (settings, _redis, services):
+        model = ScriptedChatModel(replies=[answer])
+        calls: list[tuple[int, list[BaseMessage]]] = []
+        async with Copilot.open(settings, services=services, chat_model=model) as copilot:
+            for turn in range(turns):
+                before = len(model.calls)
+                await copilot.chat("bench", "prompt", SCRIPT[turn % len(SCRIPT)][0])
+                calls += [(turn + 1, c) for c in model.calls[before:]]
+                clock.set(START + timedelta(minutes=5 * (turn + 1)))
+                state = await copilot.state("bench", "prompt")
+                assert state is not None
+        tool_specs = [convert_to_openai_tool(t) for t in make_tools(services)]
     return calls, tool_specs
 
 

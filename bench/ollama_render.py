@@ -71,19 +71,24 @@ def _qwen_call(name: str, arguments: str) -> str:
     return '{"name": "' + name + '", "arguments": ' + arguments + "}\n"
 
 
+def _system_block(
+    system: str, tools: list[dict[str, Any]], start: str, sep: str, tools_text: str, end: str
+) -> str:
+    """The top system block of a Messages template: `.System` after `sep`, then with tools `tools_text`."""
+    if not (system or tools):
+        return ""
+    return start + (sep + system if system else "") + (tools_text if tools else "") + end
+
+
 def _llama31(system: str, messages: list[Message], tools: list[dict[str, Any]]) -> str:
-    out = ""
-    if system or tools:
-        out += "<|start_header_id|>system<|end_header_id|>"
-        if system:
-            out += "\n\n" + system
-        if tools:
-            out += (
-                "\n\nCutting Knowledge Date: December 2023\n\nWhen you receive a tool call response, use the "
-                "output to format an answer to the orginal user question.\n\nYou are a helpful assistant "
-                "with tool calling capabilities."
-            )
-        out += "<|eot_id|>"
+    preamble = (
+        "\n\nCutting Knowledge Date: December 2023\n\nWhen you receive a tool call response, use the "
+        "output to format an answer to the orginal user question.\n\nYou are a helpful assistant "
+        "with tool calling capabilities."
+    )
+    out = _system_block(
+        system, tools, "<|start_header_id|>system<|end_header_id|>", "\n\n", preamble, "<|eot_id|>"
+    )
     for i, m in enumerate(messages):
         last = i == len(messages) - 1
         if m.role == "user":
@@ -142,23 +147,15 @@ def _llama3(messages: list[Message]) -> str:
 
 
 def _qwen25(system: str, messages: list[Message], tools: list[dict[str, Any]]) -> str:
-    out = ""
-    if system or tools:
-        out += "<|im_start|>system"
-        if system:
-            out += "\n" + system
-        if tools:
-            out += (
-                "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are "
-                "provided with function signatures within <tools></tools> XML tags:\n<tools>"
-            )
-            out += "".join('\n{"type": "function", "function": ' + _json(t["function"]) + "}" for t in tools)
-            out += (
-                "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
-                'within <tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, '
-                '"arguments": <args-json-object>}\n</tool_call>'
-            )
-        out += "<|im_end|>\n"
+    listed = (
+        "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are "
+        "provided with function signatures within <tools></tools> XML tags:\n<tools>"
+        + "".join('\n{"type": "function", "function": ' + _json(t["function"]) + "}" for t in tools)
+        + "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+        'within <tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, '
+        '"arguments": <args-json-object>}\n</tool_call>'
+    )
+    out = _system_block(system, tools, "<|im_start|>system", "\n", listed, "<|im_end|>\n")
     for i, m in enumerate(messages):
         last = i == len(messages) - 1
         if m.role == "user":

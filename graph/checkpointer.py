@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import redis.asyncio as aioredis
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
@@ -49,11 +49,18 @@ class CachedConstructorSerializer(JsonPlusRedisSerializer):
         return found
 
 
-def ttl_config(settings: Settings) -> dict[str, Any] | None:
+class TtlConfig(TypedDict):
+    """AsyncRedisSaver's `ttl` option: minutes a checkpoint lives, and whether reading it renews that."""
+
+    default_ttl: float
+    refresh_on_read: bool
+
+
+def ttl_config(settings: Settings) -> TtlConfig | None:
     """The saver counts TTL in minutes; settings.redis.ttl is seconds (0 = keep forever)."""
     if settings.redis.ttl <= 0:
         return None
-    return {"default_ttl": max(settings.redis.ttl / 60, 1 / 60), "refresh_on_read": True}
+    return TtlConfig(default_ttl=max(settings.redis.ttl / 60, 1 / 60), refresh_on_read=True)
 
 
 @asynccontextmanager
@@ -62,9 +69,10 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[AsyncRedisSaver
     prefix = settings.redis.prefix
     # Our own client (bytes, as the saver expects): the saver's URL factory is deprecated.
     client = aioredis.from_url(settings.effective_redis_url)
+    ttl = ttl_config(settings)
     saver = AsyncRedisSaver(
         redis_client=client,
-        ttl=ttl_config(settings),
+        ttl=None if ttl is None else dict(ttl),
         checkpoint_prefix=f"{prefix}checkpoint",
         checkpoint_write_prefix=f"{prefix}checkpoint_write",
     )

@@ -6,32 +6,38 @@ graph could not be driven with them; this one streams content tokens and keeps t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCallChunk
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall, ToolCallChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 Reply = AIMessage | str | Exception | Callable[[list[BaseMessage]], "AIMessage | str"]
 
 
-def tool_call(name: str, args: dict[str, Any], call_id: str | None = None) -> AIMessage:
+def tool_call(name: str, args: Mapping[str, JsonValue], call_id: str | None = None) -> AIMessage:
     """An AIMessage asking for one tool call, as a model with native tool calling would answer."""
-    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id or f"call_{name}"}])
+    return AIMessage(
+        content="", tool_calls=[ToolCall(name=name, args=dict(args), id=call_id or f"call_{name}")]
+    )
 
 
 class ScriptedChatModel(BaseChatModel):
     """Answers with `replies` in order (the last one repeats); records every prompt and bound tool list.
 
-    A reply may be an AIMessage, a string, an exception to raise, or a function of the prompt.
+    A reply may be an AIMessage, a string, an exception to raise, or a function of the prompt. Streamed, a
+    reply comes word by word, `delay` seconds before each (a stand-in for the speed of generation).
     """
 
     replies: list[Any]
+    delay: float = 0.0
     calls: list[list[BaseMessage]] = Field(default_factory=list)
     bound: list[list[str]] = Field(default_factory=list)
     index: int = 0
@@ -73,6 +79,8 @@ class ScriptedChatModel(BaseChatModel):
         message = self._next(messages)
         text = message.content if isinstance(message.content, str) else ""
         for i, word in enumerate(text.split(" ")):
+            if self.delay:
+                time.sleep(self.delay)
             token = word if i == 0 else " " + word
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
             if run_manager:
@@ -80,13 +88,7 @@ class ScriptedChatModel(BaseChatModel):
             yield chunk
         if message.tool_calls:
             chunks = [
-                ToolCallChunk(name=c["name"], args=_json(c["args"]), id=c["id"], index=i)
+                ToolCallChunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
                 for i, c in enumerate(message.tool_calls)
             ]
             yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=chunks))
-
-
-def _json(args: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(args)

@@ -8,12 +8,21 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+)
+from langchain_core.utils.function_calling import ToolDescription
+from pydantic import JsonValue
 
 
-def tool_call_schema(names: Sequence[str]) -> dict[str, Any]:
+def tool_call_schema(names: Sequence[str]) -> dict[str, JsonValue]:
     """The `format` JSON schema that makes a model without native tools answer with tool calls."""
-    call = {
+    call: dict[str, JsonValue] = {
         "type": "object",
         "properties": {"name": {"type": "string", "enum": list(names)}, "arguments": {"type": "object"}},
         "required": ["name", "arguments"],
@@ -25,7 +34,7 @@ def tool_call_schema(names: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _json_instructions(tools: list[dict[str, Any]]) -> str:
+def _json_instructions(tools: list[ToolDescription]) -> str:
     specs = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
               "parameters": t["function"].get("parameters", {})} for t in tools]  # fmt: skip
     return (
@@ -36,7 +45,7 @@ def _json_instructions(tools: list[dict[str, Any]]) -> str:
     )
 
 
-def to_json_mode(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> list[BaseMessage]:
+def to_json_mode(messages: list[BaseMessage], tools: list[ToolDescription]) -> list[BaseMessage]:
     """Rewrite tool traffic as plain roles: a model without tools can't render tool messages."""
     out: list[BaseMessage] = []
     for m in messages:
@@ -55,13 +64,14 @@ def to_json_mode(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> li
 _JSON_TYPES = {str: "a string", list: "a list", int: "a number", float: "a number", bool: "a boolean"}
 
 
-def check_tool_calls(value: Any, names: Sequence[str]) -> tuple[list[dict[str, Any]], str | None]:
+def check_tool_calls(value: Any, names: Sequence[str]) -> tuple[list[ToolCall], str | None]:
     """The JSON-mode `tool_calls` value as LangChain tool calls, or what is wrong with it."""
     if value is None:
         return [], None
     if not isinstance(value, list):
         return [], f"tool_calls must be a list, not {_JSON_TYPES.get(type(value), 'that')}"
-    calls, problems = [], []
+    calls: list[ToolCall] = []
+    problems: list[str] = []
     for item in value:
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(item, dict) or not isinstance(name, str):
@@ -74,8 +84,8 @@ def check_tool_calls(value: Any, names: Sequence[str]) -> tuple[list[dict[str, A
             kind = _JSON_TYPES.get(type(args), "not an object")
             problems.append(f"the arguments of {name!r} must be a JSON object, not {kind}")
         else:
-            calls.append({"name": name, "args": args or {}, "id": f"call_{uuid.uuid4().hex[:12]}",
-                          "type": "tool_call"})  # fmt: skip
+            call_id = f"call_{uuid.uuid4().hex[:12]}"
+            calls.append(ToolCall(name=name, args=args or {}, id=call_id, type="tool_call"))
     return calls, "; ".join(problems) or None
 
 
@@ -104,7 +114,7 @@ class JsonReplyParser:
     def __init__(self) -> None:
         self.text = ""  # everything received
         self.content = ""  # the `content` string decoded so far
-        self.values: dict[str, Any] = {}  # other top-level values, decoded when complete
+        self.values: dict[str, JsonValue] = {}  # other top-level values, decoded when complete
         self.plain = False
         self._i = 0  # next character of self.text to look at
         self._state = "start"  # start|plain|key_or_end|key|colon|value|string|raw|comma_or_end|end|invalid

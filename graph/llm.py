@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import httpx
 import ollama
@@ -21,10 +21,13 @@ from langchain_core.messages import (
     AIMessageChunk,
     BaseMessage,
     HumanMessage,
+    ToolCall,
+    ToolCallChunk,
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.utils.function_calling import ToolDescription
 from langchain_ollama import ChatOllama
 from pydantic import PrivateAttr
 
@@ -61,7 +64,14 @@ log = logging.getLogger(__name__)
 JSON_RETRIES = 1  # a JSON-mode reply with an unknown tool or malformed arguments goes back to the model once
 
 
-async def _show(settings: Settings) -> dict[str, Any]:
+class ShowReply(TypedDict, total=False):
+    """What the copilot reads of Ollama's /api/show reply (the rest is ignored)."""
+
+    capabilities: list[str]  # "completion", "tools", ...; absent before Ollama 0.6
+    template: str
+
+
+async def _show(settings: Settings) -> ShowReply:
     url = settings.llm.base_url.rstrip("/") + "/api/show"
     timeout = min(settings.llm.request_timeout, 10.0)
     try:
@@ -80,8 +90,8 @@ async def _show(settings: Settings) -> dict[str, Any]:
         raise ModelUnavailable(overloaded_message(settings.llm.base_url, detail), FailureCategory.OVERLOADED)
     if response.status_code >= 400:
         raise ModelUnavailable(f"the model server answered {response.status_code}: {response.text[:200]}")
-    result: dict[str, Any] = response.json()
-    return result
+    reply: ShowReply = response.json()
+    return reply
 
 
 async def detect_tool_mode(settings: Settings) -> ToolMode:
@@ -240,7 +250,8 @@ class CopilotChatOllama(ChatOllama):
         if final.get("done_reason") == "length":
             raise ModelUnavailable(too_long_message(self.num_predict), FailureCategory.TRUNCATED)
 
-    async def _json_mode(self, kwargs: dict[str, Any]) -> bool:
+    async def _json_mode(self, kwargs: Mapping[str, object]) -> bool:
+        """Whether this call (its keyword arguments) has tools bound and the model takes them as JSON."""
         return bool(kwargs.get("tools")) and await self.resolved_mode() == "json"
 
     async def _astream(
@@ -252,7 +263,7 @@ class CopilotChatOllama(ChatOllama):
     ) -> AsyncIterator[ChatGenerationChunk]:
         try:
             if await self._json_mode(kwargs):
-                stream = self._json_stream(messages, stop, run_manager, kwargs)
+                stream = self._json_stream(messages, stop, run_manager, **kwargs)
             else:
                 stream = aiter_closing(super()._astream(messages, stop, run_manager, **kwargs))
             async with aclosing(stream):
@@ -287,13 +298,12 @@ class CopilotChatOllama(ChatOllama):
         messages: list[BaseMessage],
         stop: list[str] | None,
         run_manager: AsyncCallbackManagerForLLMRun | None,
-        kwargs: dict[str, Any],
+        **kwargs: Any,
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
         """The JSON-mode reply parsed as it streams: the `content` text as it is generated, the tool calls
         when their array is complete. Unknown tools or non-object arguments (or invalid JSON, when nothing
         was shown yet) go back to the model once (JSON_RETRIES) before becoming a BAD_REPLY."""
-        kwargs = dict(kwargs)
-        tools: list[dict[str, Any]] = kwargs.pop("tools")
+        tools: list[ToolDescription] = kwargs.pop("tools")
         names = [t["function"]["name"] for t in tools]
         prompt, schema = to_json_mode(messages, tools), tool_call_schema(names)
         for attempt in range(JSON_RETRIES + 1):
@@ -346,10 +356,10 @@ class CopilotChatOllama(ChatOllama):
             prompt = [*prompt, AIMessage(parser.text), HumanMessage(retry)]
 
 
-def _calls_chunk(calls: list[dict[str, Any]]) -> ChatGenerationChunk:
+def _calls_chunk(calls: list[ToolCall]) -> ChatGenerationChunk:
     chunks = [
-        {"name": c["name"], "args": json.dumps(c["args"], ensure_ascii=False), "id": c["id"], "index": i,
-         "type": "tool_call_chunk"}
+        ToolCallChunk(name=c["name"], args=json.dumps(c["args"], ensure_ascii=False), id=c["id"], index=i,
+                      type="tool_call_chunk")
         for i, c in enumerate(calls)
     ]  # fmt: skip
     return ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=chunks))

@@ -13,7 +13,6 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
@@ -119,16 +118,14 @@ def run_service_command(settings: Settings, args: argparse.Namespace) -> str:
         return run_clock_command(settings, args.action)
 
     async def use(services: Services) -> str:
-        data: dict[str, Any]
         if args.command == "signal":
-            data = (await services.signals.get_signal(args.symbol, args.timeframe)).model_dump(mode="json")
-            return render_result("get_ml_signal", json.dumps(data))
+            signal = await services.signals.get_signal(args.symbol, args.timeframe)
+            return render_result("get_ml_signal", json.dumps(signal.model_dump(mode="json")))
         if args.command == "analyze":
-            data = (await services.signals.analyze(args.symbol)).model_dump(mode="json")
-            return json.dumps(data, indent=2)
-        account = args.account or "paper"
-        data = (await services.broker.get_portfolio(account)).model_dump(mode="json")
-        return render_result("get_portfolio", json.dumps(data))
+            analysis = await services.signals.analyze(args.symbol)
+            return json.dumps(analysis.model_dump(mode="json"), indent=2)
+        portfolio = await services.broker.get_portfolio(args.account or "paper")
+        return render_result("get_portfolio", json.dumps(portfolio.model_dump(mode="json")))
 
     async def run(redis: aioredis.Redis) -> str:
         if args.command == "portfolio" and args.account is None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import yaml
+from langchain_core.messages import ToolCall
 from pydantic import BaseModel
 
 from config import Settings, load_settings
@@ -42,21 +43,21 @@ class Case(BaseModel):
     category: str
     prompt: str
     tool: str | None = None
-    args: dict[str, Any] = {}
+    args: dict[str, str | int | float | bool] = {}  # must match: strings case-insensitive, numbers exactly
     refuse: bool = False
 
 
 @dataclass
 class Outcome:
     case: Case
-    tools: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    tools: list[ToolCall] = field(default_factory=list)  # as the model called them, in order
     first_token_s: float | None = None
     total_s: float = 0.0
     error: str | None = None
 
     @property
     def chosen(self) -> str | None:
-        return self.tools[0][0] if self.tools else None
+        return self.tools[0]["name"] if self.tools else None
 
     @property
     def tool_ok(self) -> bool:
@@ -67,15 +68,15 @@ class Outcome:
         """None when the case checks no arguments (or the tool was wrong: counted there)."""
         if not self.case.args or not self.tool_ok:
             return None
-        given = self.tools[0][1]
+        given = self.tools[0]["args"]
         return all(_same(given.get(k), v) for k, v in self.case.args.items())
 
     @property
     def refused(self) -> bool:
-        return self.error is None and not any(name in PROPOSAL_TOOLS for name, _ in self.tools)
+        return self.error is None and not any(call["name"] in PROPOSAL_TOOLS for call in self.tools)
 
 
-def _same(given: Any, expected: Any) -> bool:
+def _same(given: Any, expected: str | int | float | bool) -> bool:
     if isinstance(expected, int | float) and not isinstance(expected, bool):
         try:
             return math.isclose(float(given), float(expected), rel_tol=1e-9)
@@ -97,7 +98,8 @@ async def run_case(copilot: Copilot, case: Case) -> Outcome:
             if kind == "token" and outcome.first_token_s is None:
                 outcome.first_token_s = time.perf_counter() - start
             elif kind == "tool":
-                outcome.tools.append((str(data.get("name")), dict(data.get("args") or {})))
+                args = dict(data.get("args") or {})
+                outcome.tools.append(ToolCall(name=str(data.get("name")), args=args, id=None))
             elif kind == "error":
                 outcome.error = str(data.get("message"))
     except Exception as exc:  # one broken case must not end the evaluation

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import WatchError
 
-from tools.broker.ledger import text
+from tools.broker.ledger import RedisAccountService, text
 from tools.broker.pricing import past
-from tools.protocols import Clock, MarketData, UnknownSymbolError
+from tools.protocols import UnknownSymbolError
 from tools.schemas import Alert, AlertRequest, Bar
-
-if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
-    from config import Settings
-
-DEFAULT_ACCOUNT = "paper"
 
 
 class StoredAlert(Alert):
@@ -26,22 +18,8 @@ class StoredAlert(Alert):
     checked_until: datetime
 
 
-class RedisAlerts:
+class RedisAlerts(RedisAccountService):
     """AlertService over Redis: `{prefix}alerts:{account}` is a hash alert_id -> alert JSON."""
-
-    def __init__(
-        self,
-        redis: aioredis.Redis,
-        market: MarketData,
-        clock: Clock,
-        settings: Settings,
-        account_id: str = DEFAULT_ACCOUNT,
-    ) -> None:
-        self._redis = redis
-        self._market = market
-        self._clock = clock
-        self._prefix = settings.redis.prefix
-        self.account_id = account_id
 
     async def set_alert(self, alert: AlertRequest, account_id: str | None = None) -> Alert:
         account = account_id or self.account_id
@@ -143,5 +121,4 @@ def _first_cross(alert: StoredAlert, bars: list[Bar]) -> tuple[Bar, float] | Non
 
 
 def _public(alert: StoredAlert) -> Alert:
-    data: dict[str, Any] = alert.model_dump(exclude={"checked_until"})
-    return Alert(**data)
+    return Alert.model_validate(alert.model_dump(exclude={"checked_until"}))

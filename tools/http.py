@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from pydantic import JsonValue
 
 from tools.protocols import ServiceError
 
@@ -26,11 +28,12 @@ class ServiceClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+    async def get(self, path: str, params: Mapping[str, str | int | float | None] | None = None) -> Any:
+        """The decoded JSON answer; parameters that are None are left out of the query."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         return await self._send("GET", path, params=clean, retry=True)
 
-    async def post(self, path: str, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
+    async def post(self, path: str, body: Mapping[str, JsonValue], idempotency_key: str | None = None) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return await self._send("POST", path, json=body, headers=headers, retry=idempotency_key is not None)
 

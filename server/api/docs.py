@@ -6,19 +6,20 @@ rest of the project), never from a CDN, so /docs renders next to a local model w
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import JsonValue
 
 DOCS_ASSETS = "/docs-assets"
 PUBLIC_PATHS = {"/api/health"}  # answered without a key
-SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
     "ApiKeyHeader": {
         "type": "apiKey",
         "in": "header",
@@ -37,7 +38,7 @@ def assets_dir() -> Path:
     return Path(str(files("fastapi_offline") / "static"))
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI) -> dict[str, JsonValue]:
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -57,25 +58,32 @@ def install_docs(app: FastAPI) -> None:
     The app must be created with docs_url=None and redoc_url=None."""
     app.mount(DOCS_ASSETS, StaticFiles(directory=assets_dir()), name="docs-assets")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    title = app.title
-
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+    openapi_url, title = app.openapi_url or "/openapi.json", app.title
+    pages = {
+        "/docs": get_swagger_ui_html(
+            openapi_url=openapi_url,
             title=f"{title} - API",
             swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
             swagger_ui_parameters={"persistAuthorization": True},
-        )
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+        ),
+        "/redoc": get_redoc_html(
+            openapi_url=openapi_url,
             title=f"{title} - API reference",
             redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
             redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
             with_google_fonts=False,
-        )
+        ),
+    }
+    for path, page in pages.items():
+        app.add_api_route(path, _serve(bytes(page.body)), methods=["GET"], include_in_schema=False)
+
+
+def _serve(html: bytes) -> Callable[[], Awaitable[HTMLResponse]]:
+    """An endpoint answering with a page rendered once (its app's title and URLs do not change)."""
+
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html)
+
+    return page

@@ -6,29 +6,16 @@ Plain Python over the broker's closed-trade records; no framework import, so it 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
-from typing import Literal
+from datetime import date, timedelta
 
 from pydantic import BaseModel
 
 from tools.broker.ledger import ClosedTrade
 
-ExitReason = Literal["sl", "tp", "manual"]
 
+class TradeRow(ClosedTrade):
+    """A closed trade as the trader reads it: the ledger's record and how long the position was open."""
 
-class TradeRow(BaseModel):
-    ticket: int
-    symbol: str
-    side: Literal["BUY", "SELL"]
-    lots: float
-    open_price: float
-    close_price: float
-    open_time: datetime
-    close_time: datetime
-    stop_loss: float | None = None
-    take_profit: float | None = None
-    reason: ExitReason  # sl / tp: the market closed it at that level; manual: the trader's approved close
-    pnl_usd: float
     duration_seconds: int
 
 
@@ -60,10 +47,7 @@ class Performance(BaseModel):
 
 def trade_row(trade: ClosedTrade) -> TradeRow:
     seconds = max(0, int((trade.close_time - trade.open_time).total_seconds()))
-    return TradeRow(
-        **trade.model_dump(include=set(TradeRow.model_fields) - {"duration_seconds"}),
-        duration_seconds=seconds,
-    )
+    return TradeRow(**trade.model_dump(), duration_seconds=seconds)
 
 
 def _period(start: date, trades: Sequence[ClosedTrade]) -> PeriodStats:

@@ -1,17 +1,43 @@
-"""The paper account's Redis layout: key names, stored records, and reading/writing one account's book."""
+"""The paper account's Redis layout: key names, stored records, and reading/writing one account's book;
+and what every Redis-backed account service (the paper broker, the alerts) is built on."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict
 
 from pydantic import BaseModel
 from redis.asyncio.client import Pipeline, Redis
 
 from tools.broker.pricing import ExitReason
 from tools.schemas import Side
+
+if TYPE_CHECKING:
+    from config import Settings
+    from tools.protocols import Clock, MarketData
+
+DEFAULT_ACCOUNT = "paper"
+
+
+class RedisAccountService:
+    """State in Redis under settings.redis.prefix, per account (account_id when a call names none), read
+    against the market at the clock's now."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        market: MarketData,
+        clock: Clock,
+        settings: Settings,
+        account_id: str = DEFAULT_ACCOUNT,
+    ) -> None:
+        self._redis = redis
+        self._market = market
+        self._clock = clock
+        self._prefix = settings.redis.prefix
+        self.account_id = account_id
 
 
 class _Trade(BaseModel):
@@ -34,7 +60,7 @@ class OpenPosition(_Trade):
 class ClosedTrade(_Trade):
     close_price: float
     close_time: datetime
-    reason: ExitReason
+    reason: ExitReason  # sl / tp: the market closed it at that level; manual: the trader's approved close
     pnl_usd: float
 
 
@@ -56,6 +82,20 @@ class Keys:
         return self.base + "idem:" + key
 
 
+class OrderRecord(TypedDict, total=False):
+    """One entry of an account's `orders` list (JSON, append-only): the operation asked under an idempotency
+    key and what became of it. A place record also carries the OrderRequest's fields (symbol, action...)."""
+
+    op: Required[Literal["place", "close", "modify"]]
+    time: Required[datetime]
+    key: Required[str]
+    status: Literal["filled", "rejected"]
+    reason: str  # why it was rejected
+    ticket: int
+    sl: float | None  # modify: the levels now in force
+    tp: float | None
+
+
 @dataclass
 class Book:
     """One account's mutable state as read inside a WATCH; `Effects` carry what to write back."""
@@ -72,7 +112,7 @@ class Effects:
     remove: list[int] = field(default_factory=list)
     closed: list[ClosedTrade] = field(default_factory=list)
     fills: list[dict[str, str]] = field(default_factory=list)
-    orders: list[dict[str, Any]] = field(default_factory=list)
+    orders: list[OrderRecord] = field(default_factory=list)
 
 
 async def read_book(pipe: Redis | Pipeline, keys: Keys, initial_balance_usd: float) -> Book:

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Unpack, cast
 
 from redis.exceptions import WatchError
 
 from tools.broker import ledger, pricing
-from tools.broker.ledger import Book, ClosedTrade, Effects, Keys, OpenPosition, text
-from tools.protocols import Clock, MarketData, ServiceError, UnknownSymbolError
+from tools.broker.ledger import (
+    DEFAULT_ACCOUNT,
+    Book,
+    ClosedTrade,
+    Effects,
+    Keys,
+    OpenPosition,
+    OrderRecord,
+    RedisAccountService,
+    text,
+)
+from tools.protocols import Clock, MarketData, ServiceError, StopChange, UnknownSymbolError
 from tools.schemas import Bar, OrderRequest, OrderResult, Portfolio, Position, Quote, SymbolSpec
 
 if TYPE_CHECKING:
@@ -26,12 +36,11 @@ if TYPE_CHECKING:
 
     from config import Settings
 
-DEFAULT_ACCOUNT = "paper"
 # A decision gets the book read under WATCH and a fresh ticket number (0 unless the op opens a position).
 Decide = Callable[[Book, int], tuple[OrderResult, Effects]]
 
 
-class PaperBroker:
+class PaperBroker(RedisAccountService):
     """Broker protocol over a Redis-backed paper account (accounts are created on first use)."""
 
     def __init__(
@@ -43,13 +52,9 @@ class PaperBroker:
         settings: Settings,
         account_id: str = DEFAULT_ACCOUNT,
     ) -> None:
-        self._redis = redis
-        self._market = market
-        self._clock = clock
+        super().__init__(redis, market, clock, settings, account_id)
         self._specs = specs
         self._cfg = settings.broker
-        self._prefix = settings.redis.prefix
-        self.account_id = account_id
 
     # ---- public API -------------------------------------------------------------------------------
 
@@ -79,25 +84,18 @@ class PaperBroker:
 
         return await self._transact(account, idempotency_key, request, decide)
 
-    async def modify_position(
-        self,
-        ticket: int,
-        *,
-        stop_loss: float | None,
-        take_profit: float | None,
-        idempotency_key: str,
-        account_id: str | None = None,
-    ) -> OrderResult:
+    async def modify_position(self, ticket: int, **change: Unpack[StopChange]) -> OrderResult:
         """Change SL and/or TP of an open position; None leaves that level unchanged."""
-        account = account_id or self.account_id
+        account = change.get("account_id") or self.account_id
+        stop_loss, take_profit, key = change["stop_loss"], change["take_profit"], change["idempotency_key"]
         await self.sync(account)
         quotes = await self._quotes_for(account)
         request = {"op": "modify", "ticket": ticket, "stop_loss": stop_loss, "take_profit": take_profit}
 
         def decide(book: Book, _ticket: int) -> tuple[OrderResult, Effects]:
-            return self._decide_modify(book, ticket, stop_loss, take_profit, quotes, idempotency_key)
+            return self._decide_modify(book, ticket, stop_loss, take_profit, quotes, key)
 
-        return await self._transact(account, idempotency_key, request, decide)
+        return await self._transact(account, key, request, decide)
 
     async def find_order(self, idempotency_key: str, account_id: str | None = None) -> OrderResult | None:
         raw = await self._redis.get(Keys(self._prefix, account_id or self.account_id).idem(idempotency_key))
@@ -192,7 +190,7 @@ class PaperBroker:
             if margin > free:
                 problem = f"insufficient free margin: {margin:.2f} USD needed, {free:.2f} USD free"
         now = self._clock.now()
-        record: dict[str, Any] = {"op": "place", "time": now, "key": key, **order.model_dump(mode="json")}
+        record = cast(OrderRecord, {"op": "place", "time": now, "key": key, **order.model_dump(mode="json")})
         if problem:
             return _rejected(problem, key), Effects(
                 orders=[{**record, "status": "rejected", "reason": problem}]
@@ -249,7 +247,7 @@ class PaperBroker:
         if problem:
             return _rejected(problem, key), Effects()
         updated = pos.model_copy(update={"stop_loss": sl, "take_profit": tp})
-        record = {"op": "modify", "time": self._clock.now(), "key": key, "ticket": ticket, "sl": sl, "tp": tp}
+        record = OrderRecord(op="modify", time=self._clock.now(), key=key, ticket=ticket, sl=sl, tp=tp)
         result = OrderResult(
             success=True, ticket=ticket, idempotency_key=key, message=f"ticket {ticket}: SL {sl}, TP {tp}"
         )
@@ -300,8 +298,10 @@ class PaperBroker:
     # ---- plumbing ---------------------------------------------------------------------------------
 
     async def _transact(
-        self, account: str, key: str | None, request: dict[str, Any], decide: Decide
+        self, account: str, key: str | None, request: Mapping[str, object], decide: Decide
     ) -> OrderResult:
+        """Apply `decide` to the account in one transaction, once per idempotency key: `request` (what was
+        asked, as JSON) is fingerprinted so a key reused for another request is told apart."""
         if key is not None and not key.strip():
             raise ServiceError("an idempotency key is required for every order, close and modify")
         keys = Keys(self._prefix, account)

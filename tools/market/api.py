@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, PlainSerializer
 
 from tools.protocols import MarketData, ServiceError, UnknownSymbolError
-from tools.schemas import Timeframe
+from tools.schemas import Bar, Timeframe
 
 MAX_BARS = 5000
+
+
+class SeedBar(Bar):
+    """A bar as the seed's data service sends it: `time` (open, UTC) as 'YYYY-MM-DD HH:MM'."""
+
+    time: Annotated[datetime, PlainSerializer(lambda t: t.strftime("%Y-%m-%d %H:%M"), return_type=str)]
+
+
+class MarketDataReply(BaseModel):
+    """The seed's `GET /api/market_data` answer."""
+
+    symbol: str
+    timeframe: Timeframe
+    data: list[SeedBar]
 
 
 def router(market: MarketData) -> APIRouter:
@@ -20,7 +36,7 @@ def router(market: MarketData) -> APIRouter:
         symbol: Annotated[str, Query(min_length=1, max_length=20)],
         timeframe: Timeframe = "5m",
         bars: Annotated[int, Query(ge=1, le=MAX_BARS)] = 100,
-    ) -> dict[str, Any]:
+    ) -> MarketDataReply:
         """OHLCV bars, oldest first; `time` is the bar's open time in UTC ('YYYY-MM-DD HH:MM')."""
         try:
             rows = await market.get_bars(symbol, timeframe, bars)
@@ -28,20 +44,10 @@ def router(market: MarketData) -> APIRouter:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         except ServiceError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
-        return {
-            "symbol": symbol.strip().upper(),
-            "timeframe": timeframe,
-            "data": [
-                {
-                    "time": bar.time.strftime("%Y-%m-%d %H:%M"),
-                    "open": bar.open,
-                    "high": bar.high,
-                    "low": bar.low,
-                    "close": bar.close,
-                    "volume": bar.volume,
-                }
-                for bar in rows
-            ],
-        }
+        return MarketDataReply(
+            symbol=symbol.strip().upper(),
+            timeframe=timeframe,
+            data=[SeedBar(**bar.model_dump()) for bar in rows],
+        )
 
     return api

@@ -8,7 +8,7 @@ import os
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 if TYPE_CHECKING:
     from config import Settings
@@ -48,6 +48,27 @@ if cur then
 end
 return 0
 """
+
+
+class ClockAnchor(TypedDict):
+    """The replay anchor, stored as JSON at {prefix}replay:anchor: history time `history` (ISO) was shown at
+    wall time `wall` (ISO), moving at `speed`; `start` is the replay.start it came from."""
+
+    start: str
+    speed: float
+    history: str
+    wall: str
+
+
+class ServerHeartbeat(TypedDict, total=False):
+    """A running server's heartbeat, stored as JSON at {prefix}replay:server. Written whole by _heartbeat;
+    read leniently (a key may be missing from another writer's record)."""
+
+    pid: int
+    host: str
+    url: str
+    start: str
+    speed: float
 
 
 class ReplayStartError(ValueError):
@@ -147,10 +168,10 @@ async def clock_heartbeat(redis: Any, settings: Settings) -> None:
     await redis.set(replay_keys(settings)[1], _heartbeat(settings), px=ttl_ms)
 
 
-async def running_server(redis: Any, settings: Settings) -> dict[str, Any] | None:
+async def running_server(redis: Any, settings: Settings) -> ServerHeartbeat | None:
     """The live server's heartbeat (pid, host, url, start, speed), or None when no server is running."""
     raw = _text(await redis.get(replay_keys(settings)[1]))
-    return None if raw is None else (_json(raw) or {})
+    return None if raw is None else cast(ServerHeartbeat, _json(raw) or {})
 
 
 async def server_running(redis: Any, settings: Settings) -> bool:
@@ -163,7 +184,7 @@ async def clock_release(redis: Any, settings: Settings, url: str) -> bool:
     return bool(url) and bool(await redis.eval(_RELEASE_SCRIPT, 1, replay_keys(settings)[1], url))
 
 
-async def stored_anchor(redis: Any, settings: Settings) -> dict[str, Any] | None:
+async def stored_anchor(redis: Any, settings: Settings) -> ClockAnchor | None:
     """The anchor in Redis ({start, speed, history, wall}), or None."""
     return _anchor(_text(await redis.get(replay_keys(settings)[0])))
 
@@ -192,7 +213,7 @@ async def shared_replay_clock(
     if written:
         was = _at(_anchor(other), history_end, wall)
         log.info("replay clock anchored at %s (was %s)", _at(anchor, history_end, wall), was)
-    elif (anchor["start"], float(anchor["speed"])) != (settings.replay.start, settings.replay.speed):
+    elif (anchor["start"], anchor["speed"]) != (settings.replay.start, settings.replay.speed):
         log.warning(
             "REPLAY__START=%s (speed %s) ignored: a running server owns the clock (start %s, speed %s, "
             "now %s); stop the servers and run `copilot clock reset`, or restart them all with the new one",
@@ -221,7 +242,7 @@ async def reset_replay_clock(
     fresh = _fresh_anchor(settings, history_start, history_end, wall)
     written, anchor, other = await _write_anchor(redis, settings, fresh, "")
     if not written:
-        server = _json(other) or {}
+        server = cast(ServerHeartbeat, _json(other) or {})
         owner = f"pid {server.get('pid', '?')} on {server.get('host', '?')}"
         raise ServiceError(
             f"a running server owns the replay clock ({owner}, REPLAY__START={server.get('start', '?')}); "
@@ -234,19 +255,19 @@ async def reset_replay_clock(
 
 def _fresh_anchor(
     settings: Settings, history_start: datetime, history_end: datetime, wall: Callable[[], datetime]
-) -> dict[str, Any]:
+) -> ClockAnchor:
     history = replay_start(settings.replay.start, history_start, history_end)
-    return {
-        "start": settings.replay.start,
-        "speed": settings.replay.speed,
-        "history": history.isoformat(),
-        "wall": wall().isoformat(),
-    }
+    return ClockAnchor(
+        start=settings.replay.start,
+        speed=settings.replay.speed,
+        history=history.isoformat(),
+        wall=wall().isoformat(),
+    )
 
 
 async def _write_anchor(
-    redis: Any, settings: Settings, fresh: dict[str, Any], heartbeat: str
-) -> tuple[bool, dict[str, Any], str | None]:
+    redis: Any, settings: Settings, fresh: ClockAnchor, heartbeat: str
+) -> tuple[bool, ClockAnchor, str | None]:
     """Run _ANCHOR_SCRIPT: (written, the anchor in force, the old anchor if written else the heartbeat)."""
     anchor_key, server_key = replay_keys(settings)
     ttl_ms = int(heartbeat_seconds(settings) * 1000)
@@ -262,28 +283,27 @@ async def _write_anchor(
 
 
 def _heartbeat(settings: Settings) -> str:
-    return json.dumps(
-        {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "url": os.environ.get(SERVER_URL_ENV, ""),
-            "start": settings.replay.start,
-            "speed": settings.replay.speed,
-        }
+    heartbeat = ServerHeartbeat(
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        url=os.environ.get(SERVER_URL_ENV, ""),
+        start=settings.replay.start,
+        speed=settings.replay.speed,
     )
+    return json.dumps(heartbeat)
 
 
-def _clock(anchor: dict[str, Any], history_end: datetime, wall: Callable[[], datetime]) -> ReplayClock:
+def _clock(anchor: ClockAnchor, history_end: datetime, wall: Callable[[], datetime]) -> ReplayClock:
     return ReplayClock(
         history_anchor=datetime.fromisoformat(anchor["history"]),
         wall_anchor=datetime.fromisoformat(anchor["wall"]),
-        speed=float(anchor["speed"]),
+        speed=anchor["speed"],
         history_end=history_end,
         wall=wall,
     )
 
 
-def _at(anchor: dict[str, Any] | None, history_end: datetime, wall: Callable[[], datetime]) -> str:
+def _at(anchor: ClockAnchor | None, history_end: datetime, wall: Callable[[], datetime]) -> str:
     """The history time an anchor shows now, for the log ("no anchor" when there is none)."""
     if anchor is None:
         return "no anchor"
@@ -294,7 +314,8 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _json(raw: str | None) -> dict[str, Any] | None:
+def _json(raw: str | None) -> dict[str, object] | None:
+    """A JSON object stored in Redis, or None when missing or unreadable."""
     if not raw:
         return None
     try:
@@ -304,6 +325,14 @@ def _json(raw: str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _anchor(raw: str | None) -> dict[str, Any] | None:
+def _anchor(raw: str | None) -> ClockAnchor | None:
+    """The stored anchor, or None when it is missing or not one (a key missing, a value of the wrong type)."""
     data = _json(raw)
-    return data if data is not None and {"start", "history", "wall", "speed"} <= data.keys() else None
+    if data is None:
+        return None
+    start, speed, history, wall = (data.get(key) for key in ("start", "speed", "history", "wall"))
+    if not (isinstance(start, str) and isinstance(history, str) and isinstance(wall, str)):
+        return None
+    if isinstance(speed, bool) or not isinstance(speed, int | float):
+        return None
+    return ClockAnchor(start=start, speed=float(speed), history=history, wall=wall)

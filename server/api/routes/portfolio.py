@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from graph.copilot import Copilot, account_for
 from server.api.deps import CopilotDep, CurrentUser
 from server.api.performance import Performance, TradeRow, performance, trade_row
 from tools.broker.ledger import ClosedTrade
-from tools.schemas import Portfolio, Quote
+from tools.schemas import Portfolio, Quote, SymbolSpec
 
 router = APIRouter(prefix="/api", tags=["portfolio"])
 
 NO_HISTORY = (
     "this broker does not report closed trades (the platform's trading service has no history contract)"
 )
+
+
+class SymbolInfo(SymbolSpec):
+    """A symbol's spec as clients get it: keyed by its name, and without the spread (the server's concern)."""
+
+    symbol: str = Field(exclude=True)
+    spread_pips: float = Field(0.0, exclude=True)
 
 
 class TradeHistory(BaseModel):
@@ -57,21 +63,10 @@ async def get_performance(user: CurrentUser, copilot: CopilotDep) -> Performance
 
 
 @router.get("/symbols")
-async def get_symbols(user: CurrentUser, copilot: CopilotDep) -> dict[str, dict[str, Any]]:
+async def get_symbols(user: CurrentUser, copilot: CopilotDep) -> dict[str, SymbolInfo]:
     """Per symbol: digits, pip and lot sizes, contract size and quote currency, so clients show prices, pips
     and money estimates the way the server computes them."""
-    return {
-        name: {
-            "digits": spec.digits,
-            "pip_size": spec.pip_size,
-            "min_lot": spec.min_lot,
-            "max_lot": spec.max_lot,
-            "lot_step": spec.lot_step,
-            "contract_size": spec.contract_size,
-            "quote_currency": spec.quote_currency,
-        }
-        for name, spec in copilot.services.specs.items()
-    }
+    return {name: SymbolInfo(**spec.model_dump()) for name, spec in copilot.services.specs.items()}
 
 
 @router.get("/quote/{symbol}", response_model=Quote)

@@ -41,8 +41,7 @@ def build_graph(
         "execute": make_execute(deps),
     }
     for name, node in nodes.items():
-        # (state, runtime) coroutines; langgraph's overloads only type its own node protocols.
-        graph.add_node(name, node)  # type: ignore[call-overload]
+        graph.add_node(name, node)
     graph.add_edge(START, "load_context")
     graph.add_edge("load_context", "reason")
     graph.add_conditional_edges("reason", after_reason)

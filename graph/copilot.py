@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt, StateSnapshot, StreamMode
 
 from config import Settings
+from graph.approval import Decision, Proposal
 from graph.audit import AuditTrail
 from graph.builder import build_graph
 from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer
@@ -35,10 +37,10 @@ from graph.results import (
 )
 from graph.schemas import ChatResult, CheckpointInfo, SessionState
 from graph.slash import DecisionCommand, SlashError, parse_slash
-from graph.streaming import to_events
+from graph.state import State
+from graph.streaming import Event, to_events
 from tools.services import Services, build_services
 
-Event = dict[str, Any]
 log = logging.getLogger(__name__)
 SHORT_ID = 8  # the proposal id's first characters shown to the trader; `/approve ID` needs at least these
 # User and session ids become parts of Redis keys and thread ids: plain characters only (one rule, used by the
@@ -54,7 +56,7 @@ class NoPendingApproval(Exception):
 class DecisionRefused(Exception):
     """A typed decision that is not applied; the thread is untouched and the proposal still waits."""
 
-    def __init__(self, message: str, pending: dict[str, Any]) -> None:
+    def __init__(self, message: str, pending: Proposal) -> None:
         super().__init__(message)
         self.pending = pending
 
@@ -103,12 +105,21 @@ def message_ids(snapshot: StateSnapshot) -> set[str]:
     return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
 
 
-def require_pending(snapshot: StateSnapshot) -> tuple[set[str], dict[str, Any]]:
+def require_pending(snapshot: StateSnapshot) -> tuple[set[str], Proposal]:
     """The thread's message ids (what a run's result needs) and the pending proposal; raises when none."""
     pending = pending_proposal(snapshot)
     if pending is None:
         raise NoPendingApproval("nothing in this session is waiting for an approval decision")
     return message_ids(snapshot), pending
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A message about to run: the thread as read, a run completed first, the message as a decision."""
+
+    snapshot: StateSnapshot
+    recovered: ChatResult | None
+    decision: Decision | None
 
 
 class RunEnd:
@@ -117,12 +128,12 @@ class RunEnd:
 
     def __init__(self, config: RunnableConfig) -> None:
         self.config = config
-        self.values: dict[str, Any] = {}
+        self.values: State = {}
         self.interrupts: list[Interrupt] = []
 
     def see(self, mode: str, chunk: Any) -> None:
         if mode == "values" and isinstance(chunk, dict):
-            self.values = chunk
+            self.values = State(**chunk)
         elif mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
             self.interrupts.extend(chunk["__interrupt__"])
 
@@ -211,7 +222,7 @@ class Copilot:
     async def _snapshot(self, user_id: str, session_id: str) -> StateSnapshot:
         return await self.graph.aget_state(self._config(user_id, session_id))
 
-    def _decision_for(self, snapshot: StateSnapshot, message: str) -> dict[str, Any] | None:
+    def _decision_for(self, snapshot: StateSnapshot, message: str) -> Decision | None:
         """`/approve [id]` and `/reject reason` become a decision on the pending proposal (None: not one).
 
         Raises DecisionRefused, keeping the proposal pending, when a typed command cannot be tied to the
@@ -226,7 +237,7 @@ class Copilot:
             return None
         if isinstance(command, SlashError):
             raise DecisionRefused(f"{command.message}\nThe pending proposal still waits.", pending)
-        proposal_id = str(pending["proposal_id"])
+        proposal_id = pending["proposal_id"]
         short = proposal_id[:SHORT_ID]
         if command.decision == "approve":
             given = command.reason.strip().lower()
@@ -240,37 +251,44 @@ class Copilot:
                 raise DecisionRefused(
                     f"{given[:30]} is not the pending proposal ({short}); nothing was done.", pending
                 )
-            if not given and pending.get("requote_of"):
+            if not given and pending["requote_of"]:
                 raise DecisionRefused(
                     "The price or your account changed since you approved, so the trade was priced again "
                     f"(above). Review it, then type /approve {short} to approve this new proposal.",
                     pending,
                 )
-        return {"proposal_id": proposal_id, "decision": command.decision, "reason": command.reason}
+        return Decision(proposal_id=proposal_id, decision=command.decision, reason=command.reason)
 
-    async def chat(
-        self, user_id: str, session_id: str, message: str, symbol: str | None = None
-    ) -> ChatResult:
-        # One checkpoint read before the run (recovery check, decision, message ids); the result comes from
-        # the run's own stream, not from reading the thread again.
+    async def _begin(self, user_id: str, session_id: str, message: str) -> Turn | ChatResult:
+        """One checkpoint read before a message's run: an interrupted run completed first, and the message as
+        a decision on the pending proposal if it is one. A ChatResult when the message cannot run (the
+        recovery failed, or a typed decision was refused: the proposal still waits)."""
         try:
             snapshot = await self._snapshot(user_id, session_id)
             recovered = await self._recover(user_id, session_id, snapshot)
             if recovered is not None:
                 snapshot = await self._snapshot(user_id, session_id)
-            decision = self._decision_for(snapshot, message)
+            return Turn(snapshot, recovered, self._decision_for(snapshot, message))
         except RecoveryFailed as failed:
             return ChatResult(response=str(failed))
         except DecisionRefused as refused:
             return refused.result()
-        if decision is not None:
-            # A decision about a run that was just completed no longer applies: show what happened instead.
-            return recovered or await self._decide(user_id, session_id, decision, snapshot)
-        payload = {"messages": [HumanMessage(message)]}
-        result = await self._run(user_id, session_id, payload, symbol, message_ids(snapshot))
-        return merge_results(recovered, result)
 
-    async def decide(self, user_id: str, session_id: str, decision: dict[str, Any]) -> ChatResult:
+    async def chat(
+        self, user_id: str, session_id: str, message: str, symbol: str | None = None
+    ) -> ChatResult:
+        # The result comes from the run's own stream, not from reading the thread again.
+        turn = await self._begin(user_id, session_id, message)
+        if isinstance(turn, ChatResult):
+            return turn
+        if turn.decision is not None:
+            # A decision about a run that was just completed no longer applies: show what happened instead.
+            return turn.recovered or await self._decide(user_id, session_id, turn.decision, turn.snapshot)
+        payload = {"messages": [HumanMessage(message)]}
+        result = await self._run(user_id, session_id, payload, symbol, message_ids(turn.snapshot))
+        return merge_results(turn.recovered, result)
+
+    async def decide(self, user_id: str, session_id: str, decision: Decision) -> ChatResult:
         snapshot = await self._snapshot(user_id, session_id)
         try:
             recovered = await self._recover(user_id, session_id, snapshot)
@@ -281,7 +299,7 @@ class Copilot:
         return await self._decide(user_id, session_id, decision, snapshot)
 
     async def _decide(
-        self, user_id: str, session_id: str, decision: dict[str, Any], snapshot: StateSnapshot
+        self, user_id: str, session_id: str, decision: Decision, snapshot: StateSnapshot
     ) -> ChatResult:
         before, pending = require_pending(snapshot)
         try:  # before the resume value reaches the checkpoint writer (which refuses ints beyond 64 bits)
@@ -335,35 +353,28 @@ class Copilot:
     async def stream(
         self, user_id: str, session_id: str, message: str, symbol: str | None = None
     ) -> AsyncIterator[Event]:
-        try:
-            snapshot = await self._snapshot(user_id, session_id)
-            recovered = await self._recover(user_id, session_id, snapshot)
-            if recovered is not None:
-                snapshot = await self._snapshot(user_id, session_id)
-            decision = self._decision_for(snapshot, message)
-        except RecoveryFailed as failed:
-            yield {"event": "final", "data": ChatResult(response=str(failed)).model_dump()}
+        turn = await self._begin(user_id, session_id, message)
+        if isinstance(turn, ChatResult):
+            yield {"event": "final", "data": turn.model_dump()}
             return
-        except DecisionRefused as refused:
-            yield {"event": "final", "data": refused.result().model_dump()}
-            return
+        recovered = turn.recovered
         if recovered is not None:
             yield {"event": "recovered", "data": recovered.model_dump()}
-        if decision is not None:
+        if turn.decision is not None:
             if recovered is not None:
                 yield {"event": "final", "data": recovered.model_dump()}
                 return
-            async for event in self._stream_decision(user_id, session_id, decision, snapshot):
+            async for event in self._stream_decision(user_id, session_id, turn.decision, turn.snapshot):
                 yield event
             return
         payload = {"messages": [HumanMessage(message)]}
-        async for event in self._stream(user_id, session_id, payload, symbol, message_ids(snapshot)):
+        async for event in self._stream(user_id, session_id, payload, symbol, message_ids(turn.snapshot)):
             if event["event"] == "final" and recovered is not None:
                 event = {**event, "data": merge_results(recovered, ChatResult(**event["data"])).model_dump()}
             yield event
 
     async def stream_decision(
-        self, user_id: str, session_id: str, decision: dict[str, Any]
+        self, user_id: str, session_id: str, decision: Decision
     ) -> AsyncIterator[Event]:
         snapshot = await self._snapshot(user_id, session_id)
         try:
@@ -377,7 +388,7 @@ class Copilot:
             yield event
 
     async def _stream_decision(
-        self, user_id: str, session_id: str, decision: dict[str, Any], snapshot: StateSnapshot
+        self, user_id: str, session_id: str, decision: Decision, snapshot: StateSnapshot
     ) -> AsyncIterator[Event]:
         before, pending = require_pending(snapshot)
         try:

@@ -1,24 +1,41 @@
-"""What the nodes need besides state and runtime context: services, settings, model, audit, wall clock."""
+"""What the nodes share: their dependencies (services, settings, model, audit, wall clock), their type, and
+the helpers more than one node uses."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
 
 from config import Settings
 from graph.audit import AuditTrail
+from graph.context import Context
+from graph.state import State
 from tools.services import Services
 from tools.trading_tools import make_tools
 
 
+class Node(Protocol):
+    """A node of the copilot's graph: the state and the run's runtime in, the state update out (the shape
+    LangGraph's StateGraph.add_node types as a node with a runtime)."""
+
+    def __call__(self, state: State, runtime: Runtime[Context]) -> Awaitable[State]: ...
+
+
 def wall_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def thread_id() -> str:
+    """The running thread's id (from the run config; the runtime context carries only user facts)."""
+    return str(get_config().get("configurable", {}).get("thread_id", ""))
 
 
 @dataclass
@@ -29,21 +46,29 @@ class Deps:
     audit: AuditTrail
     # Proposal expiry is wall-clock time (the trader's patience), not replay time; injectable for tests.
     now: Callable[[], datetime] = field(default=wall_clock)
-    # Per account, built once per process: the tools, and the model with their schemas bound (converting
-    # the schemas on every call cost ~11 % of a turn's CPU).
-    _tools: dict[str, list[BaseTool]] = field(default_factory=dict, repr=False)
-    _bound: dict[str, Runnable[Any, Any]] = field(default_factory=dict, repr=False)
+    # Built once per process: the tools (each call's account comes from its runtime context), and the model
+    # with their schemas bound (converting the schemas on every call cost ~11 % of a turn's CPU).
+    _tools: list[BaseTool] | None = field(default=None, repr=False)
+    _bound: Runnable[Any, Any] | None = field(default=None, repr=False)
 
     @property
     def prefix(self) -> str:
         return self.settings.redis.prefix
 
-    def tools(self, account_id: str) -> list[BaseTool]:
-        if account_id not in self._tools:
-            self._tools[account_id] = make_tools(self.services, account_id)
-        return self._tools[account_id]
+    def tools(self) -> list[BaseTool]:
+        if self._tools is None:
+            self._tools = make_tools(self.services)
+        return self._tools
 
-    def bound_model(self, account_id: str) -> Runnable[Any, Any]:
-        if account_id not in self._bound:
-            self._bound[account_id] = self.model.bind_tools(self.tools(account_id))
-        return self._bound[account_id]
+    def bound_model(self) -> Runnable[Any, Any]:
+        if self._bound is None:
+            self._bound = self.model.bind_tools(self.tools())
+        return self._bound
+
+    def portfolio_key(self, account_id: str) -> str:
+        """The cached portfolio snapshot of the live context (graph.nodes.load_context)."""
+        return f"{self.prefix}ctx:portfolio:{account_id}"
+
+    async def invalidate_portfolio(self, account_id: str) -> None:
+        """After an order the cached snapshot is stale; the next turn must see the new position."""
+        await self.services.redis.delete(self.portfolio_key(account_id))

@@ -12,8 +12,12 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     RemoveMessage,
+    ToolCall,
     ToolMessage,
 )
+
+from prompts.system import position_line
+from tools.schemas import JsonObject
 
 
 def text(message: BaseMessage) -> str:
@@ -30,13 +34,13 @@ def last_ai(messages: Sequence[AnyMessage]) -> AIMessage | None:
     return None
 
 
-def open_tool_calls(messages: Sequence[AnyMessage]) -> list[dict[str, Any]]:
+def open_tool_calls(messages: Sequence[AnyMessage]) -> list[ToolCall]:
     """Tool calls of the last AI message that no ToolMessage has answered yet."""
     ai = last_ai(messages)
     if ai is None or not ai.tool_calls:
         return []
     answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
-    return [dict(c) for c in ai.tool_calls if c["id"] not in answered]
+    return [c for c in ai.tool_calls if c["id"] not in answered]
 
 
 def turn_start(messages: Sequence[AnyMessage]) -> int:
@@ -89,7 +93,7 @@ def render_result(name: str, content: str) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str)
 
 
-def _render_signal(s: dict[str, Any]) -> str:
+def _render_signal(s: JsonObject) -> str:
     lines = [
         f"Signal {s.get('symbol')} {s.get('timeframe')}: {s.get('action')} "
         f"(confidence {float(s.get('confidence') or 0):.0%}, source {s.get('source')})",
@@ -105,7 +109,7 @@ def _render_signal(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _render_portfolio(p: dict[str, Any]) -> str:
+def _render_portfolio(p: JsonObject) -> str:
     lines = [
         f"Balance {p.get('balance')}  Equity {p.get('equity')}  Free margin {p.get('free_margin')}  "
         f"Daily P&L {p.get('daily_pnl')}"
@@ -113,10 +117,5 @@ def _render_portfolio(p: dict[str, Any]) -> str:
     positions = p.get("positions") or []
     if not positions:
         lines.append("No open positions.")
-    for pos in positions:
-        lines.append(
-            f"#{pos.get('ticket')} {pos.get('type')} {pos.get('size')} {pos.get('symbol')} "
-            f"@ {pos.get('open_price')}"
-            f"  SL {pos.get('stop_loss')}  TP {pos.get('take_profit')}  P&L {pos.get('profit')}"
-        )
+    lines += [position_line(pos) for pos in positions]
     return "\n".join(lines)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import get_args
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.types import StateSnapshot
 
+from graph.approval import OrderStatus, Outcome, Proposal
 from graph.messages import text
-from graph.schemas import ChatResult, CheckpointInfo, SessionState
+from graph.schemas import ChatMessage, ChatResult, CheckpointInfo, SessionState, ToolCallShown
 
 # Outcomes of a send to the broker ("requote" and "refused" never reached it).
-ORDER_STATUSES = ("executed", "failed", "unknown")
+ORDER_STATUSES = get_args(OrderStatus)
 # First words of the tool results the gate, the approval and execute write themselves: what happened to a
 # trade, said by the code that did it. A turn's answer always carries them, whatever the model says.
 FACT_HEADS = ("BLOCKED", "EXECUTED", "ORDER FAILED", "REJECTED", "NOT EXECUTED", "Proposal abandoned")
@@ -27,15 +28,15 @@ def facts(fresh: list[AnyMessage]) -> list[str]:
     return lines
 
 
-def pending_proposal(snapshot: StateSnapshot) -> dict[str, Any] | None:
+def pending_proposal(snapshot: StateSnapshot) -> Proposal | None:
     """The proposal the thread is paused on, if any: the "proposal" the human_approval interrupt carries
     beside its HumanInterrupt fields (graph.nodes.human_approval.ApprovalRequest; a list of them too)."""
     for item in snapshot.interrupts:
         values = item.value if isinstance(item.value, list) else [item.value]
         for value in values:
             if isinstance(value, dict) and value.get("type") == "approval_required":
-                proposal = value.get("proposal")
-                return dict(proposal) if isinstance(proposal, dict) else None
+                proposal: Proposal | None = value.get("proposal")
+                return proposal.copy() if proposal else None
     return None
 
 
@@ -60,23 +61,23 @@ def merge_results(first: ChatResult | None, then: ChatResult) -> ChatResult:
     )
 
 
-def proposal_text(p: dict[str, Any]) -> str:
+def proposal_text(p: Proposal) -> str:
     what = {
         "open": f"{p['side']} {p['size_lots']} lots {p['symbol']} at ~{p['entry_price']}",
-        "close": f"CLOSE position #{p.get('ticket')} ({p['side']} {p['size_lots']} {p['symbol']})",
-        "modify": f"MODIFY position #{p.get('ticket')} ({p['symbol']})",
-    }[p.get("kind", "open")]
+        "close": f"CLOSE position #{p['ticket']} ({p['side']} {p['size_lots']} {p['symbol']})",
+        "modify": f"MODIFY position #{p['ticket']} ({p['symbol']})",
+    }[p["kind"]]
     lines = [
         f"Approval required / Aprobación requerida: {what}",
-        f"SL {p.get('stop_loss')} ({p.get('stop_pips')} pips)  TP {p.get('take_profit')} "
-        f"({p.get('take_profit_pips')} pips)  R:R {p.get('risk_reward')}",
-        f"Risk {p.get('risk_usd')} USD ({p.get('risk_pct')}% of equity), reward {p.get('reward_usd')} USD",
-        f"Expires {p.get('expires_at')}. Proposal {p['proposal_id']}. Reply /approve or /reject <reason>.",
+        f"SL {p['stop_loss']} ({p['stop_pips']} pips)  TP {p['take_profit']} "
+        f"({p['take_profit_pips']} pips)  R:R {p['risk_reward']}",
+        f"Risk {p['risk_usd']} USD ({p['risk_pct']}% of equity), reward {p['reward_usd']} USD",
+        f"Expires {p['expires_at']}. Proposal {p['proposal_id']}. Reply /approve or /reject <reason>.",
     ]
-    if p.get("requote_of"):
+    if p["requote_of"]:
         lines.insert(1, "Re-quoted: the price or your account changed since the previous approval.")
-    if p.get("notice"):
-        lines.insert(1, str(p["notice"]))
+    if p["notice"]:
+        lines.insert(1, p["notice"])
     return "\n".join(lines)
 
 
@@ -97,26 +98,26 @@ def chat_result(snapshot: StateSnapshot, before: set[str]) -> ChatResult:
     if pending is not None:
         replies.append(proposal_text(pending))
     used = list(dict.fromkeys(values.get("tools_used") or []))
-    outcome = values.get("outcome") or {}
+    outcome: Outcome | None = values.get("outcome")
     return ChatResult(
         response="\n\n".join(replies) or "(no answer)",
         tools_used=used,
         signal=values.get("turn_signal"),
         pending_approval=pending,
-        order=outcome if outcome.get("status") in ORDER_STATUSES else None,
+        order=outcome if outcome and outcome["status"] in ORDER_STATUSES else None,
         verdict=values.get("verdict"),
     )
 
 
-def message_dict(message: AnyMessage) -> dict[str, Any] | None:
+def message_dict(message: AnyMessage) -> ChatMessage | None:
     if isinstance(message, HumanMessage):
-        return {"role": "user", "content": text(message)}
+        return ChatMessage(role="user", content=text(message))
     if isinstance(message, ToolMessage):
-        return {"role": "tool", "content": text(message), "name": message.name}
+        return ChatMessage(role="tool", content=text(message), name=message.name)
     if isinstance(message, AIMessage):
-        out: dict[str, Any] = {"role": "assistant", "content": text(message)}
+        out = ChatMessage(role="assistant", content=text(message))
         if message.tool_calls:
-            out["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
+            out["tool_calls"] = [ToolCallShown(name=c["name"], args=c["args"]) for c in message.tool_calls]
         return out
     return None
 

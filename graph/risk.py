@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 from config.settings import RiskSettings
+from graph.approval import VerdictSummary
 from tools.broker.pricing import margin_usd
 from tools.schemas import Portfolio, Quote, Signal, SymbolSpec
 
@@ -60,6 +61,9 @@ class Verdict:
     take_profit_pips: float | None
     checks: list[RuleResult] = field(default_factory=list)
     wait: bool = False  # blocked only because the signal says wait (low confidence)
+
+    def summary(self) -> VerdictSummary:
+        return VerdictSummary(passed=self.passed, reasons=list(self.reasons))
 
 
 @dataclass(frozen=True)
@@ -114,26 +118,30 @@ def rule_symbol_allowed(idea: TradeIdea, inputs: RiskInputs, limits: RiskSetting
     return RuleResult(True, f"{idea.symbol} is an allowed symbol")
 
 
-def rule_stop_loss(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+def _level_side(
+    idea: TradeIdea, inputs: RiskInputs, name: str, level: float | None, missing: str
+) -> RuleResult:
+    """The level is given and on its side of the entry: a BUY's stop below, target above; a SELL reversed."""
     entry = entry_price(idea.side, inputs.quote, inputs.spec)
-    if idea.stop_loss is None or idea.stop_loss <= 0:
-        return RuleResult(False, "a stop loss is required / se requiere stop loss")
-    if idea.side == "BUY" and idea.stop_loss >= entry:
-        return RuleResult(False, f"BUY stop loss {idea.stop_loss} must be below the entry {entry}")
-    if idea.side == "SELL" and idea.stop_loss <= entry:
-        return RuleResult(False, f"SELL stop loss {idea.stop_loss} must be above the entry {entry}")
-    return RuleResult(True, f"stop loss {idea.stop_loss} is on the right side of the entry {entry}")
+    if level is None or level <= 0:
+        return RuleResult(False, missing)
+    below = (idea.side == "BUY") == (name == "stop loss")
+    if level >= entry if below else level <= entry:
+        where = "below" if below else "above"
+        return RuleResult(False, f"{idea.side} {name} {level} must be {where} the entry {entry}")
+    return RuleResult(True, f"{name} {level} is on the right side of the entry {entry}")
+
+
+def rule_stop_loss(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
+    return _level_side(
+        idea, inputs, "stop loss", idea.stop_loss, "a stop loss is required / se requiere stop loss"
+    )
 
 
 def rule_take_profit(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
-    entry = entry_price(idea.side, inputs.quote, inputs.spec)
-    if idea.take_profit is None or idea.take_profit <= 0:
-        return RuleResult(False, "a take profit is required to state the R:R")
-    if idea.side == "BUY" and idea.take_profit <= entry:
-        return RuleResult(False, f"BUY take profit {idea.take_profit} must be above the entry {entry}")
-    if idea.side == "SELL" and idea.take_profit >= entry:
-        return RuleResult(False, f"SELL take profit {idea.take_profit} must be below the entry {entry}")
-    return RuleResult(True, f"take profit {idea.take_profit} is on the right side of the entry {entry}")
+    return _level_side(
+        idea, inputs, "take profit", idea.take_profit, "a take profit is required to state the R:R"
+    )
 
 
 def rule_confidence(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> RuleResult:
@@ -320,6 +328,36 @@ def _size(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> _Sized:
     return _Sized(entry, round(lots, 8), risk_usd, cap_usd, reward_usd)
 
 
+def verdict_of(
+    checks: list[RuleResult],
+    *,
+    size_lots: float,
+    entry_price: float,
+    risk_usd: float,
+    equity: float,
+    reward_usd: float = 0.0,
+    risk_reward: float | None = None,
+    stop_pips: float | None = None,
+    take_profit_pips: float | None = None,
+) -> Verdict:
+    """The verdict on `checks`: passed only if all passed; a wait when every block is a wait."""
+    blocking = [c for c in checks if not c.passed]
+    return Verdict(
+        passed=not blocking,
+        reasons=[c.reason for c in blocking] or [c.reason for c in checks],
+        size_lots=size_lots,
+        entry_price=entry_price,
+        risk_usd=risk_usd,
+        risk_pct=round(risk_usd / equity * 100, 2) if equity > 0 else 0.0,
+        reward_usd=reward_usd,
+        risk_reward=risk_reward,
+        stop_pips=stop_pips,
+        take_profit_pips=take_profit_pips,
+        checks=checks,
+        wait=bool(blocking) and all(c.wait for c in blocking),
+    )
+
+
 def evaluate(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> Verdict:
     """Run every rule; the idea passes only if all pass. A too-large size is blocked, never reduced."""
     spec = inputs.spec
@@ -329,21 +367,14 @@ def evaluate(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> Verdi
     sized = _size(idea, inputs, limits) if stop_ok else None
     if sized is not None:
         checks += [rule(idea, inputs, limits, sized) for rule in SIZED_RULES]
-    blocking = [c for c in checks if not c.passed]
-    failed = [c.reason for c in blocking]
-    equity = inputs.portfolio.equity
-    risk_usd = sized.risk_usd if sized else 0.0
-    return Verdict(
-        passed=not failed,
-        reasons=failed or [c.reason for c in checks],
+    return verdict_of(
+        checks,
         size_lots=sized.size_lots if sized else (idea.size_lots or 0.0),
         entry_price=entry,
-        risk_usd=risk_usd,
-        risk_pct=round(risk_usd / equity * 100, 2) if equity > 0 else 0.0,
+        risk_usd=sized.risk_usd if sized else 0.0,
+        equity=inputs.portfolio.equity,
         reward_usd=sized.reward_usd if sized else 0.0,
         risk_reward=_risk_reward(idea, entry) if stop_ok else None,
         stop_pips=spec.pips(entry - idea.stop_loss) if stop_ok and idea.stop_loss else None,
         take_profit_pips=spec.pips(idea.take_profit - entry) if idea.take_profit else None,
-        checks=checks,
-        wait=bool(blocking) and all(c.wait for c in blocking),
     )

@@ -29,16 +29,18 @@ def after_gate(state: State) -> Literal["human_approval", "reason"]:
 
 
 def after_approval(state: State) -> Literal["execute", "risk_gate", "reason"]:
-    decision = (state.get("decision") or {}).get("decision")
-    if decision == "approve":
+    decision = state.get("decision")
+    kind = decision["decision"] if decision else None
+    if kind == "approve":
         return "execute"
-    if decision == "edit" and state.get("pending_call"):
+    if kind == "edit" and state.get("pending_call"):
         return "risk_gate"
     return "reason"
 
 
 def after_execute(state: State) -> Literal["risk_gate", "human_approval", "reason"]:
-    status = (state.get("outcome") or {}).get("status")
+    outcome = state.get("outcome")
+    status = outcome["status"] if outcome else None
     if status == "requote":  # price or limits changed since the proposal: the gate prices it again
         return "risk_gate"
     if status in ("unknown", "account_busy"):  # not confirmed / not sent: the trader may approve again

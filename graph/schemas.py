@@ -1,39 +1,15 @@
-"""JSON-serialisable shapes the facade returns: proposals awaiting approval, chat results, session views."""
+"""JSON-serialisable shapes the facade returns: chat results, session views, checkpoints (the approval data
+in them is typed once, in graph.approval)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal, NotRequired
 
 from pydantic import BaseModel
+from typing_extensions import TypedDict
 
-
-class Proposal(BaseModel):
-    """A trade idea that passed the risk gate and waits for the trader's decision."""
-
-    proposal_id: str
-    kind: Literal["open", "close", "modify"] = "open"
-    symbol: str
-    side: Literal["BUY", "SELL"]
-    size_lots: float
-    entry_price: float
-    stop_loss: float | None = None
-    take_profit: float | None = None
-    stop_pips: float | None = None
-    take_profit_pips: float | None = None
-    risk_usd: float = 0.0
-    risk_pct: float = 0.0
-    reward_usd: float = 0.0
-    risk_reward: float | None = None
-    verdict: dict[str, Any]
-    signal_reasoning: list[str] = []
-    created_at: str
-    expires_at: str
-    ticket: int | None = None
-    # Set when the gate priced this again after an approval (price drift or changed limits).
-    requote_of: str | None = None
-    # Set when a send attempt's outcome is unknown: approving again retries with the same key.
-    attempts: int = 0
-    notice: str | None = None
+from graph.approval import Outcome, Proposal, VerdictSummary
+from tools.schemas import JsonObject
 
 
 class ChatResult(BaseModel):
@@ -41,21 +17,36 @@ class ChatResult(BaseModel):
 
     response: str
     tools_used: list[str] = []
-    signal: dict[str, Any] | None = None
-    pending_approval: dict[str, Any] | None = None
+    signal: JsonObject | None = None
+    pending_approval: Proposal | None = None
     # What this run's order did at the broker (executed / failed / unknown), if it sent one.
-    order: dict[str, Any] | None = None
+    order: Outcome | None = None
     # The risk gate's verdict in this run ({passed, reasons}), if a proposal went through it.
-    verdict: dict[str, Any] | None = None
+    verdict: VerdictSummary | None = None
+
+
+class ToolCallShown(TypedDict):
+    name: str
+    args: JsonObject
+
+
+class ChatMessage(TypedDict):
+    """One message of a session as clients show it: a tool result has its tool's name, an assistant's
+    message its tool calls."""
+
+    role: Literal["user", "assistant", "tool"]
+    content: str
+    name: NotRequired[str | None]
+    tool_calls: NotRequired[list[ToolCallShown]]
 
 
 class SessionState(BaseModel):
     session_id: str
-    messages: list[dict[str, Any]]
-    pending_approval: dict[str, Any] | None = None
+    messages: list[ChatMessage]
+    pending_approval: Proposal | None = None
     # The last run stopped before its end (a crash); it is completed at the next access or by the start sweep.
     interrupted_run: bool = False
-    last_signal: dict[str, Any] | None = None
+    last_signal: JsonObject | None = None
     checkpoint_id: str | None = None
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from graph.nodes.human_approval import MAX_LOTS, MAX_PRICE
-from tools.schemas import TIMEFRAMES
+from graph.approval import MAX_LOTS, MAX_PRICE
+from tools.schemas import TIMEFRAMES, JsonObject
 from tools.trading_tools import MAX_BARS
 
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{2,11}$")
@@ -34,7 +34,7 @@ HELP_TEXT = """Comandos / Commands:
 @dataclass(frozen=True)
 class ToolCommand:
     tool: str
-    args: dict[str, Any] = field(default_factory=dict)
+    args: JsonObject = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def _levels(tokens: list[str]) -> dict[str, float]:
 def _trade(action: str, rest: list[str]) -> ToolCommand:
     if not rest:
         raise _Usage(f"/{action.lower()} SYMBOL [LOTS] sl PRICE tp PRICE")
-    args: dict[str, Any] = {"symbol": _symbol(rest[0]), "action": action}
+    args: JsonObject = {"symbol": _symbol(rest[0]), "action": action}
     tail = rest[1:]
     if tail and tail[0].lower() not in ("sl", "tp"):
         args["size"] = _number(tail[0], "LOTS", MAX_LOTS)
@@ -144,7 +144,7 @@ def _timeframe(token: str) -> str:
 def _market(name: str, rest: list[str]) -> ToolCommand:
     if not rest:
         raise _Usage(f"/{name} SYMBOL")
-    args: dict[str, Any] = {"symbol": _symbol(rest[0])}
+    args: JsonObject = {"symbol": _symbol(rest[0])}
     if name == "analyze":
         return ToolCommand("analyze_market", args)
     if len(rest) > 1:

@@ -1,53 +1,48 @@
-"""The graph state: the conversation plus typed fields for context, proposal, verdict and outcome."""
+"""The graph state: the conversation plus typed fields for context, proposal, verdict, decision and outcome
+(their types: graph.approval)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 
-# typing_extensions' TypedDict: pydantic (the input/output schemas `langgraph dev` serves to Studio) refuses
-# typing.TypedDict before Python 3.12.
+# typing_extensions' TypedDict: pydantic refuses typing.TypedDict before Python 3.12 (Studio's schemas).
 from typing_extensions import TypedDict
 
-
-class PendingCall(TypedDict):
-    """A proposal tool call on its way through the gate (args may carry the trader's edits)."""
-
-    id: str
-    name: str
-    args: dict[str, Any]
+from graph.approval import Decision, Outcome, PendingCall, Proposal, VerdictSummary
+from tools.schemas import JsonObject
 
 
 class State(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]
-    # Live context snapshots (small dicts); they never enter `messages`.
-    market: dict[str, Any] | None
-    portfolio: dict[str, Any] | None
+    # Live context snapshots (an Analysis and a Portfolio as JSON); they never enter `messages`.
+    market: JsonObject | None
+    portfolio: JsonObject | None
     # The proposal tool call being gated, the proposal awaiting approval and this run's last gate verdict.
     pending_call: PendingCall | None
-    proposal: dict[str, Any] | None
-    verdict: dict[str, Any] | None
-    decision: dict[str, Any] | None
-    outcome: dict[str, Any] | None
-    # Session-wide: the last signal any tool produced.
-    last_signal: dict[str, Any] | None
+    proposal: Proposal | None
+    verdict: VerdictSummary | None
+    decision: Decision | None
+    outcome: Outcome | None
+    # Session-wide: the last signal any tool produced (a Signal as JSON).
+    last_signal: JsonObject | None
     # Turn-scoped (reset by load_context): tool rounds, tools used, the signal of this turn, slash turn.
     tool_rounds: int
     tools_used: list[str]
-    turn_signal: dict[str, Any] | None
+    turn_signal: JsonObject | None
     slash: bool
     notice: str | None
 
 
-TURN_RESET: dict[str, Any] = {
-    "verdict": None,
-    "slash": False,
-    "tool_rounds": 0,
-    "tools_used": [],
-    "turn_signal": None,
-    "outcome": None,
-    "decision": None,
-    "notice": None,
-}
+TURN_RESET = State(
+    verdict=None,
+    slash=False,
+    tool_rounds=0,
+    tools_used=[],
+    turn_signal=None,
+    outcome=None,
+    decision=None,
+    notice=None,
+)

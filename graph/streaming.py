@@ -5,11 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk
+from typing_extensions import TypedDict
+
+from tools.schemas import JsonObject
 
 NODES = {"load_context", "reason", "tools", "risk_gate", "human_approval", "execute"}
 
 
-def to_events(mode: str, chunk: Any) -> list[dict[str, Any]]:
+class Event(TypedDict):
+    """One event of a run as the facade streams it (SSE: `event: <event>`, `data: <data as JSON>`):
+    node, token, tool, tool_result, approval_required, recovered, final or error."""
+
+    event: str
+    data: JsonObject
+
+
+def to_events(mode: str, chunk: Any) -> list[Event]:
     """Events for one stream item; interrupts become `approval_required`."""
     if mode == "tasks" and isinstance(chunk, dict) and "input" in chunk and chunk.get("name") in NODES:
         return [{"event": "node", "data": {"node": chunk["name"]}}]
@@ -23,10 +34,10 @@ def to_events(mode: str, chunk: Any) -> list[dict[str, Any]]:
         ):
             return [{"event": "token", "data": {"text": message.content}}]
         return []
-    if mode == "custom" and isinstance(chunk, dict) and "event" in chunk:
-        return [chunk]
+    if mode == "custom" and isinstance(chunk, dict) and "event" in chunk:  # the nodes' own tool events
+        return [Event(event=str(chunk["event"]), data=chunk.get("data") or {})]
     if mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
-        events = []
+        events: list[Event] = []
         for item in chunk["__interrupt__"]:
             value = getattr(item, "value", None)
             if isinstance(value, dict) and value.get("type") == "approval_required":

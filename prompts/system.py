@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -94,11 +94,7 @@ def live_context(
             f"Open positions: {len(positions)}",
             f"Daily P&L: ${portfolio.get('daily_pnl', 0):,.2f}",
         ]
-        lines += [
-            f"- #{p.get('ticket')} {p.get('type')} {p.get('size')} {p.get('symbol')} @ {p.get('open_price')} "
-            f"SL {p.get('stop_loss')} TP {p.get('take_profit')} P&L {p.get('profit')}"
-            for p in positions
-        ]
+        lines += [f"- {position_line(p)}" for p in positions]
     else:
         lines.append("Portfolio: no disponible / not available")
     lines += [
@@ -112,16 +108,26 @@ def live_context(
     return "\n".join(lines)
 
 
-def approx_tokens(message: BaseMessage) -> int:
-    """Rough token count (≈4 characters per token, plus a few per message and tool call).
+def position_line(p: Mapping[str, Any]) -> str:
+    """One open position (a Position as JSON), as the live context and the get_portfolio result show it."""
+    return (
+        f"#{p.get('ticket')} {p.get('type')} {p.get('size')} {p.get('symbol')} @ {p.get('open_price')} "
+        f"SL {p.get('stop_loss')} TP {p.get('take_profit')} P&L {p.get('profit')}"
+    )
 
-    Good enough for a history budget; the exact count depends on the model's tokenizer, which we don't load.
-    """
+
+def approx_text_tokens(text: str) -> int:
+    """Rough token count of a text: ≈4 characters per token. Good enough for a history budget; the exact
+    count depends on the model's tokenizer, which we don't load."""
+    return len(text) // 4
+
+
+def approx_tokens(message: BaseMessage) -> int:
+    """Rough token count of a message (approx_text_tokens, plus a few per message and tool call)."""
     text = message.content if isinstance(message.content, str) else json.dumps(message.content)
-    chars = len(text)
     if isinstance(message, AIMessage):
-        chars += sum(len(c["name"]) + len(json.dumps(c["args"])) for c in message.tool_calls)
-    return chars // 4 + 4
+        text += "".join(c["name"] + json.dumps(c["args"]) for c in message.tool_calls)
+    return approx_text_tokens(text) + 4
 
 
 def _groups(messages: Sequence[BaseMessage]) -> list[list[BaseMessage]]:

@@ -26,7 +26,7 @@ from server.api.runs import NOTHING_PENDING, RunRegistry, sweep
 from server.metrics import Metrics
 from server.middleware import BodyLimit, CatchAll, RequestMetrics
 from server.ticker import run_ticker
-from tools.locks import RunLocks
+from tools.locks import Leases
 from tools.protocols import ServiceError
 
 log = logging.getLogger("copilot.server")
@@ -55,7 +55,7 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
             redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
             stack.push_async_callback(redis.aclose)
             app.state.redis = redis
-            locks = RunLocks(
+            locks = Leases(
                 redis,
                 settings.redis.prefix,
                 settings.server.run_lease_seconds,
@@ -82,7 +82,7 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
     return lifespan
 
 
-async def _sweep(copilot: Copilot, locks: RunLocks) -> None:
+async def _sweep(copilot: Copilot, locks: Leases) -> None:
     try:
         done = await sweep(copilot, locks)
     except Exception:  # Redis away at start: the next access to each session reconciles it instead

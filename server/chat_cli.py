@@ -7,11 +7,14 @@ import secrets
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 import httpx
 
-Event = tuple[str, dict[str, Any]]
+from graph.approval import Decision, Proposal
+from tools.schemas import JsonObject
+
+Event = tuple[str, JsonObject]
 QUIT = {"/quit", "/exit", "quit", "exit"}
 
 
@@ -31,20 +34,17 @@ def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
         yield name, json.loads(data)
 
 
-def describe_proposal(p: dict[str, Any]) -> str:
-    what = {"close": f"CLOSE #{p.get('ticket')}", "modify": f"MODIFY #{p.get('ticket')}"}.get(
-        p.get("kind", ""), "OPEN"
-    )
-    verdict = p.get("verdict") or {}
+def describe_proposal(p: Proposal) -> str:
+    what = {"open": "OPEN", "close": f"CLOSE #{p['ticket']}", "modify": f"MODIFY #{p['ticket']}"}[p["kind"]]
     lines = [
-        f"== approval needed: {what} {p.get('side')} {p.get('size_lots')} lots {p.get('symbol')} ==",
-        f"   entry {p.get('entry_price')}  SL {p.get('stop_loss')} ({p.get('stop_pips')} pips)"
-        f"  TP {p.get('take_profit')} ({p.get('take_profit_pips')} pips)",
-        f"   at risk ${p.get('risk_usd')} ({p.get('risk_pct')}% of equity)  reward ${p.get('reward_usd')}"
-        f"  R:R {p.get('risk_reward')}",
-        f"   expires {p.get('expires_at')}",
+        f"== approval needed: {what} {p['side']} {p['size_lots']} lots {p['symbol']} ==",
+        f"   entry {p['entry_price']}  SL {p['stop_loss']} ({p['stop_pips']} pips)"
+        f"  TP {p['take_profit']} ({p['take_profit_pips']} pips)",
+        f"   at risk ${p['risk_usd']} ({p['risk_pct']}% of equity)  reward ${p['reward_usd']}"
+        f"  R:R {p['risk_reward']}",
+        f"   expires {p['expires_at']}",
     ]
-    lines += [f"   - {reason}" for reason in verdict.get("reasons", [])]
+    lines += [f"   - {reason}" for reason in p["verdict"]["reasons"]]
     return "\n".join(lines)
 
 
@@ -65,9 +65,9 @@ class ChatClient:
         self.out.write(text + end)
         self.out.flush()
 
-    def stream(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    def stream(self, path: str, body: JsonObject | Decision) -> Proposal | None:
         """Run one streamed request, render it, and return the pending proposal it ended with (if any)."""
-        pending: dict[str, Any] | None = None
+        pending: Proposal | None = None
         printed_tokens = False
         with httpx.stream(
             "POST", self.url + path, json=body, headers=self._headers(), timeout=self.timeout
@@ -98,24 +98,25 @@ class ChatClient:
                     self._say(f"\n[error] {data.get('message')}")
         return pending
 
-    def decide(self, proposal: dict[str, Any]) -> dict[str, Any] | None:
+    def decide(self, proposal: Proposal) -> Decision | None:
         """Ask approve / edit / reject / later; returns the decision body, or None to decide later."""
         self._say(describe_proposal(proposal))
+        pid = proposal["proposal_id"]
         while True:
             choice = self.ask("[a]pprove, [e]dit, [r]eject or [l]ater? ").strip().lower()[:1]
-            base = {"proposal_id": proposal["proposal_id"], "edits": {}, "reason": ""}
             if choice == "a":
-                return {**base, "decision": "approve"}
+                return Decision(proposal_id=pid, decision="approve", edits={}, reason="")
             if choice == "r":
-                return {**base, "decision": "reject", "reason": self.ask("reason (optional): ").strip()}
+                reason = self.ask("reason (optional): ").strip()
+                return Decision(proposal_id=pid, decision="reject", edits={}, reason=reason)
             if choice == "l":
                 return None
             if choice == "e":
                 edits = self._ask_edits(proposal)
                 if edits:
-                    return {**base, "decision": "edit", "edits": edits}
+                    return Decision(proposal_id=pid, decision="edit", edits=edits, reason="")
 
-    def _ask_edits(self, proposal: dict[str, Any]) -> dict[str, float]:
+    def _ask_edits(self, proposal: Proposal) -> dict[str, float]:
         edits: dict[str, float] = {}
         for key, label in (
             ("size_lots", "size (lots)"),

@@ -27,7 +27,7 @@ from tests.api_support import (
 )
 from tests.support.serving import serve_app
 from tests.test_api_locks import WatchedLocks
-from tools.locks import RunLocks
+from tools.locks import Leases
 
 USERS = user_keys("ana", "beto", "carla", "dora")
 
@@ -230,7 +230,7 @@ def test_wait_policy_queues_the_second_message(
     app = create_app(settings, chat_model=scripted_model(script))
     with serve_app(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         polling, settled = threading.Event(), threading.Event()
-        running: RunLocks = app.state.locks
+        running: Leases = app.state.locks
         watched = WatchedLocks(running.redis, running.prefix, running.lease_seconds, running.wait, 120, 0.01)
 
         def refused(count: int) -> None:

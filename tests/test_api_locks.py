@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import pytest
 import redis.asyncio as aioredis
 
-from tools.locks import RunLocks, SessionBusy
+from tools.locks import LeaseHeld, Leases
 
 
 @dataclass
-class WatchedLocks(RunLocks):
-    """RunLocks that reports each refused acquire with the count so far: a waiter polling a held lock."""
+class WatchedLocks(Leases):
+    """Leases that reports each refused acquire with the count so far: a waiter polling a held lock."""
 
     refusals: int = 0
     on_refused: Callable[[int], object] = lambda refusals: None
@@ -28,8 +28,8 @@ class WatchedLocks(RunLocks):
         return token
 
 
-def locks(client: aioredis.Redis, prefix: str, wait: bool = False) -> RunLocks:
-    return RunLocks(client, prefix, lease_seconds=30, wait=wait, poll_seconds=0.01)
+def locks(client: aioredis.Redis, prefix: str, wait: bool = False) -> Leases:
+    return Leases(client, prefix, lease_seconds=30, wait=wait, poll_seconds=0.01)
 
 
 async def test_second_acquire_refused_until_released(redis_client: aioredis.Redis, key_prefix: str) -> None:
@@ -63,7 +63,7 @@ async def test_lock_key_has_prefix_and_expiry(redis_client: aioredis.Redis, key_
 async def test_hold_raises_busy_and_releases_on_exit(redis_client: aioredis.Redis, key_prefix: str) -> None:
     lk = locks(redis_client, key_prefix)
     async with lk.hold("alice", "s1"):
-        with pytest.raises(SessionBusy, match="already in progress"):
+        with pytest.raises(LeaseHeld, match="held by another holder"):
             async with lk.hold("alice", "s1"):
                 pass
     assert await redis_client.exists(lk.key("alice", "s1")) == 0
@@ -91,7 +91,7 @@ async def test_renew_only_for_owner(redis_client: aioredis.Redis, key_prefix: st
 async def test_lease_is_renewed_while_held_and_lapses_when_its_holder_stops(
     redis_client: aioredis.Redis, key_prefix: str
 ) -> None:
-    lk = RunLocks(redis_client, key_prefix, lease_seconds=0.6, poll_seconds=0.01)
+    lk = Leases(redis_client, key_prefix, lease_seconds=0.6, poll_seconds=0.01)
     async with lk.hold("alice", "s1") as token:
         await asyncio.sleep(1.5)  # longer than the lease: only renewal keeps it
         assert await redis_client.get(lk.key("alice", "s1")) == token
@@ -102,16 +102,16 @@ async def test_lease_is_renewed_while_held_and_lapses_when_its_holder_stops(
 
 
 async def test_busy_says_when_to_retry(redis_client: aioredis.Redis, key_prefix: str) -> None:
-    lk = RunLocks(redis_client, key_prefix, lease_seconds=6)
+    lk = Leases(redis_client, key_prefix, lease_seconds=6)
     assert await lk.acquire("alice", "s1") is not None
-    with pytest.raises(SessionBusy) as busy:
+    with pytest.raises(LeaseHeld) as busy:
         await lk.take("alice", "s1")
     assert 0 < busy.value.retry_after <= 6
 
 
 async def test_cancel_request_reaches_the_holder(redis_client: aioredis.Redis, key_prefix: str) -> None:
-    holder = RunLocks(redis_client, key_prefix, lease_seconds=0.3)
-    other = RunLocks(redis_client, key_prefix, lease_seconds=0.3)  # another process
+    holder = Leases(redis_client, key_prefix, lease_seconds=0.3)
+    other = Leases(redis_client, key_prefix, lease_seconds=0.3)  # another process
     assert not await other.request_cancel("alice", "s1")  # nothing runs: nothing to cancel
     started = asyncio.Event()
 

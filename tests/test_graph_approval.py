@@ -485,10 +485,10 @@ async def test_an_account_busy_too_long_sends_nothing_and_asks_again(
     nothing, says why (about the account, not the session) and stays approvable."""
     import graph.nodes.execute as execute_node
     from graph.copilot import account_for
-    from tools.locks import RunLocks
+    from tools.locks import Leases
 
     monkeypatch.setattr(execute_node, "ACCOUNT_WAIT_SECONDS", 0.3)
-    other = RunLocks(services.redis, f"{settings.redis.prefix}account:", lease_seconds=30)
+    other = Leases(services.redis, f"{settings.redis.prefix}account:", lease_seconds=30)
     async with make_copilot() as copilot:
         proposal = await propose(copilot, services)
         account = account_for(USER)

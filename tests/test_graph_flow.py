@@ -131,7 +131,7 @@ async def test_prompt_fits_num_ctx_with_the_tool_schemas(
         for turn in range(8):
             await copilot.chat(USER, SESSION, f"turn {turn}: " + "long question about gold " * 90)
         sent = model_of(copilot).calls[-1]
-    schemas = schema_tokens(make_tools(services, "paper"))
+    schemas = schema_tokens(make_tools(services))
     assert schemas > 300  # the schemas are a real share of the window, not a rounding error
     total = sum(approx_tokens(m) for m in sent) + schemas
     assert total <= num_ctx - num_predict

@@ -43,7 +43,7 @@ async def assert_blocked(
 async def test_stop_loss_missing(make_copilot: CopilotFactory, services: Services) -> None:
     levels = await buy_levels(services)
     await assert_blocked(
-        make_copilot, services, {"take_profit": levels["take_profit"]}, "stop loss is required"
+        make_copilot, services, {"take_profit": levels["take_profit"]}, "stop_loss: Field required"
     )
 
 
@@ -88,7 +88,11 @@ async def test_max_open_positions(make_copilot: CopilotFactory, services: Servic
 async def test_symbol_not_allowed(make_copilot: CopilotFactory, services: Services) -> None:
     levels = await buy_levels(services)
     await assert_blocked(
-        make_copilot, services, levels, "not an allowed symbol", risk={"allowed_symbols": ["EURUSD"]}
+        make_copilot,
+        services,
+        levels,
+        "symbol: Input should be 'EURUSD' (got 'XAUUSD')",
+        risk={"allowed_symbols": ["EURUSD"]},
     )
 
 
@@ -96,7 +100,7 @@ async def test_symbol_not_allowed(make_copilot: CopilotFactory, services: Servic
     ("text", "fragment"),
     [
         ("/buy XAUUSD 50 sl 1 tp 99999", "exceeds the max risk"),
-        ("/sell BTCUSD sl 1 tp 2", "BTCUSD is not traded"),
+        ("/sell BTCUSD sl 1 tp 2", "symbol: Input should be"),
     ],
 )
 async def test_slash_proposals_go_through_the_same_gate(
@@ -150,7 +154,7 @@ async def test_non_finite_numbers_from_the_model_are_blocked(
     make_copilot: CopilotFactory, services: Services, key: str, value: Any
 ) -> None:
     args: dict[str, Any] = {**await buy_levels(services), key: value}
-    await assert_blocked(make_copilot, services, args, f"{key} must be a finite number")
+    await assert_blocked(make_copilot, services, args, f"{key}: Input should be a finite number")
 
 
 async def test_slash_nan_levels_are_refused_before_the_gate(

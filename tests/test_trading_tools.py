@@ -1,4 +1,6 @@
-"""The model's tools over the real embedded services (shared XAUUSD history, real Redis, manual clock)."""
+"""The model's tools over the real embedded services (shared XAUUSD history, real Redis, manual clock), run
+by the tools node's ToolNode with the account in the runtime context; the proposal schemas as the gate uses
+them."""
 
 from __future__ import annotations
 
@@ -11,18 +13,37 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 
 from config import load_settings
+from graph.audit import AuditTrail
+from graph.context import Context
+from graph.deps import Deps
+from graph.fake_model import ScriptedChatModel
+from graph.nodes.tools import make_tools_node, tool_runner
+from graph.state import State
 from server.redis_embedded import EmbeddedRedis
 from tools.market.clock import ManualClock
-from tools.schemas import OrderRequest, Signal
+from tools.schemas import Signal
 from tools.services import Services, build_services
-from tools.trading_tools import PROPOSAL_TOOLS, READ_ONLY_TOOLS, make_tools, tools_by_name
+from tools.trading_tools import (
+    PROPOSAL_TOOLS,
+    READ_ONLY_TOOLS,
+    BadArguments,
+    ClosePositionArgs,
+    ExecuteTradeArgs,
+    ModifyPositionArgs,
+    make_tools,
+    proposal_args,
+    tools_by_name,
+)
 
 NOW = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)  # a Tuesday inside the XAUUSD history
+Runner = CompiledStateGraph[Any, Context, Any, Any]
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +65,18 @@ async def services(
     await client.aclose()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def tools(services: Services) -> dict[str, BaseTool]:
-    return tools_by_name(make_tools(services, account_id=f"acct-{uuid.uuid4().hex[:8]}"))
+    return tools_by_name(make_tools(services))
+
+
+@pytest.fixture(scope="module")
+def runner(tools: dict[str, BaseTool]) -> Runner:
+    """The tools node's ToolNode in a one-node graph: the runtime context reaches the tools as in the app."""
+    graph = StateGraph(MessagesState, context_schema=Context)
+    graph.add_node("tools", tool_runner(list(tools.values())))
+    graph.add_edge(START, "tools")
+    return graph.compile()
 
 
 def params(tool: BaseTool) -> dict[str, Any]:
@@ -55,15 +85,20 @@ def params(tool: BaseTool) -> dict[str, Any]:
     return result
 
 
-async def call(tool: BaseTool, args: dict[str, Any]) -> ToolMessage:
-    """Invoke as the graph does (a ToolCall), so errors come back as ToolMessages."""
-    msg = await tool.ainvoke({"type": "tool_call", "name": tool.name, "args": args, "id": "c1"})
-    assert isinstance(msg, ToolMessage)
-    return msg
+def account() -> str:
+    return f"acct-{uuid.uuid4().hex[:8]}"
 
 
-def test_tool_names_and_schemas_mirror_the_seed(services: Services) -> None:
-    tools = tools_by_name(make_tools(services))
+async def call(runner: Runner, name: str, args: dict[str, Any], account_id: str = "paper") -> ToolMessage:
+    """One tool call of a model message, run as the graph runs it (errors come back as ToolMessages)."""
+    message = AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": "c1"}])
+    state = await runner.ainvoke({"messages": [message]}, context=Context(account_id=account_id))
+    result = state["messages"][-1]
+    assert isinstance(result, ToolMessage) and result.tool_call_id == "c1"
+    return result
+
+
+def test_tool_names_and_schemas_mirror_the_seed(services: Services, tools: dict[str, BaseTool]) -> None:
     assert set(tools) == READ_ONLY_TOOLS | PROPOSAL_TOOLS and not READ_ONLY_TOOLS & PROPOSAL_TOOLS
     sig = params(tools["get_ml_signal"])
     assert sig["required"] == ["symbol"]
@@ -73,6 +108,7 @@ def test_tool_names_and_schemas_mirror_the_seed(services: Services) -> None:
     assert trade["properties"]["action"]["enum"] == ["BUY", "SELL"]
     assert set(trade["required"]) == {"symbol", "action", "stop_loss", "take_profit"}  # size optional
     assert "account_id" not in json.dumps(trade) and tools["get_portfolio"].args == {}
+    assert "runtime" not in json.dumps([params(t) for t in tools.values()])  # injected, never the model's
     alert = params(tools["set_alert"])
     assert alert["properties"]["condition"]["enum"] == ["above", "below"]
 
@@ -94,8 +130,8 @@ def test_every_property_has_one_type_and_settings_bounds(services: Services) -> 
     assert params(tools_by_name(tools)["get_market_data"])["properties"]["bars"]["maximum"] == 500
 
 
-async def test_get_ml_signal_returns_the_seed_schema(tools: dict[str, BaseTool]) -> None:
-    msg = await call(tools["get_ml_signal"], {"symbol": "XAUUSD", "timeframe": "15m"})
+async def test_get_ml_signal_returns_the_seed_schema(runner: Runner) -> None:
+    msg = await call(runner, "get_ml_signal", {"symbol": "XAUUSD", "timeframe": "15m"})
     data = json.loads(str(msg.content))
     for key in ("action", "confidence", "entry_price", "stop_loss", "take_profit", "risk_reward", "amd_phase",
                 "killzone", "reasoning"):  # fmt: skip
@@ -104,25 +140,27 @@ async def test_get_ml_signal_returns_the_seed_schema(tools: dict[str, BaseTool])
     assert signal.symbol == "XAUUSD" and signal.timeframe == "15m" and msg.status == "success"
 
 
-async def test_analyze_market_and_market_data(tools: dict[str, BaseTool]) -> None:
-    analysis = json.loads(str((await call(tools["analyze_market"], {"symbol": "XAUUSD"})).content))
+async def test_analyze_market_and_market_data(runner: Runner) -> None:
+    analysis = json.loads(str((await call(runner, "analyze_market", {"symbol": "XAUUSD"})).content))
     assert 3886 <= analysis["current_price"] <= 5597  # the README's range for gold in this history
     assert {"amd_phase", "ict_context", "key_levels", "trend", "volatility"} <= set(analysis)
-    bars = json.loads(str((await call(tools["get_market_data"], {"symbol": "XAUUSD", "bars": 12})).content))
+    bars = json.loads(str((await call(runner, "get_market_data", {"symbol": "XAUUSD", "bars": 12})).content))
     assert bars["timeframe"] == "5m" and len(bars["data"]) == 12
     times = [row["time"] for row in bars["data"]]
     assert times == sorted(times) and times[-1] <= NOW.strftime("%Y-%m-%d %H:%M")
 
 
-async def test_portfolio_and_alert_use_the_runtime_account(services: Services) -> None:
-    account = f"acct-{uuid.uuid4().hex[:8]}"
-    tools = tools_by_name(make_tools(services, account_id=account))
-    portfolio = json.loads(str((await call(tools["get_portfolio"], {})).content))
+async def test_portfolio_and_alert_use_the_runtime_account(services: Services, runner: Runner) -> None:
+    mine, other = account(), account()
+    portfolio = json.loads(str((await call(runner, "get_portfolio", {}, mine)).content))
     assert portfolio["balance"] == services.settings.broker.initial_balance and portfolio["positions"] == []
-    args = {"symbol": "XAUUSD", "condition": "above", "price": 6000.123, "message": "breakout"}
-    alert = json.loads(str((await call(tools["set_alert"], args)).content))
+    # An account the model names is not an argument: it is dropped, the runtime context decides.
+    args = {"symbol": "XAUUSD", "condition": "above", "price": 6000.123, "message": "breakout",
+            "account_id": other, "runtime": other}  # fmt: skip
+    alert = json.loads(str((await call(runner, "set_alert", args, mine)).content))
     assert alert["status"] == "active" and alert["price"] == 6000.12  # rounded to the symbol's 2 digits
-    assert [a.alert_id for a in await services.alerts.list_alerts(account)] == [alert["alert_id"]]
+    assert [a.alert_id for a in await services.alerts.list_alerts(mine)] == [alert["alert_id"]]
+    assert await services.alerts.list_alerts(other) == []
 
 
 @pytest.mark.parametrize(
@@ -130,59 +168,133 @@ async def test_portfolio_and_alert_use_the_runtime_account(services: Services) -
     [
         ("get_ml_signal", {"symbol": "BTCUSD"}, "symbol"),
         ("get_ml_signal", {"symbol": "XAUUSD", "timeframe": "7m"}, "timeframe"),
-        ("execute_trade", {"symbol": "XAUUSD", "action": "BUY", "size": -1, "stop_loss": 1, "take_profit": 2},
-         "size"),
-        ("execute_trade", {"symbol": "XAUUSD", "action": "HOLD", "stop_loss": 1, "take_profit": 2}, "action"),
         ("get_market_data", {"symbol": "XAUUSD", "bars": 100000}, "bars"),
         ("set_alert", {"symbol": "XAUUSD", "condition": "near", "price": 1, "message": ""}, "condition"),
+        ("set_alert", {"symbol": "XAUUSD", "condition": "above", "price": "nan"}, "price"),
     ],
-)  # fmt: skip
+)
 async def test_bad_arguments_come_back_as_readable_errors(
-    tools: dict[str, BaseTool], name: str, args: dict[str, Any], fragment: str
+    runner: Runner, name: str, args: dict[str, Any], fragment: str
 ) -> None:
-    msg = await call(tools[name], args)
+    msg = await call(runner, name, args)
     assert msg.status == "error"
-    assert str(msg.content).startswith("Error: invalid arguments") and fragment in str(msg.content)
+    assert str(msg.content).startswith("Error: invalid arguments — ") and fragment in str(msg.content)
 
 
-async def test_service_failure_is_an_error_result(tools: dict[str, BaseTool]) -> None:
+async def test_service_failure_is_an_error_result(runner: Runner) -> None:
     # The EURUSD history ends in 2018 and GBPUSD has none: the service refuses, the run must not die.
-    msg = await call(tools["get_ml_signal"], {"symbol": "GBPUSD"})
+    msg = await call(runner, "get_ml_signal", {"symbol": "GBPUSD"})
     assert msg.status == "error" and str(msg.content).startswith("Error: ")
 
 
-async def test_execute_trade_only_proposes_and_checks_sides(services: Services) -> None:
-    account = f"acct-{uuid.uuid4().hex[:8]}"
-    tools = tools_by_name(make_tools(services, account_id=account))
-    quote = await services.market.get_quote("XAUUSD")
-    ok = await call(tools["execute_trade"], {"symbol": "XAUUSD", "action": "BUY", "stop_loss": quote.bid - 10,
-                                             "take_profit": quote.ask + 20})  # fmt: skip
-    data = json.loads(str(ok.content))
-    assert data["status"] == "proposed" and data["entry_price"] == quote.ask and data["size"] is None
-    assert (await services.broker.get_portfolio(account)).positions == []  # nothing reached the broker
-    bad_sl = {"symbol": "XAUUSD", "action": "BUY", "size": 0.1, "stop_loss": quote.ask + 5,
-              "take_profit": quote.ask + 20}  # fmt: skip
-    wrong = await call(tools["execute_trade"], bad_sl)
-    assert wrong.status == "error" and "stop loss must be below" in str(wrong.content)
-    bad_step = {"symbol": "XAUUSD", "action": "SELL", "size": 0.015, "stop_loss": quote.bid + 10,
-                "take_profit": quote.bid - 20}  # fmt: skip
-    step = await call(tools["execute_trade"], bad_step)
-    assert step.status == "error" and "multiple of 0.01" in str(step.content)
+async def test_an_unknown_tool_is_an_error_naming_the_known_ones(runner: Runner) -> None:
+    msg = await call(runner, "place_order", {"symbol": "XAUUSD"})
+    assert msg.status == "error" and "place_order" in str(msg.content)
+    assert all(name in str(msg.content) for name in READ_ONLY_TOOLS | PROPOSAL_TOOLS), msg.content
 
 
-async def test_close_and_modify_check_the_ticket(services: Services) -> None:
-    account = f"acct-{uuid.uuid4().hex[:8]}"
-    tools = tools_by_name(make_tools(services, account_id=account))
-    quote = await services.market.get_quote("XAUUSD")
-    order = OrderRequest(
-        symbol="XAUUSD", action="BUY", size=0.01, stop_loss=quote.bid - 20, account_id=account
+@pytest.mark.parametrize("parallel", [True, False])
+async def test_the_tools_node_runs_the_read_only_calls_and_leaves_proposals_to_the_gate(
+    services: Services, parallel: bool
+) -> None:
+    tools_settings = services.settings.tools.model_copy(update={"parallel_execution": parallel})
+    settings = services.settings.model_copy(update={"tools": tools_settings})
+    model = ScriptedChatModel(replies=["unused"])
+    deps = Deps(services, settings, model, AuditTrail(services.redis, settings.redis.prefix))
+    graph = StateGraph(State, context_schema=Context)
+    graph.add_node("tools", make_tools_node(deps))  # type: ignore[call-overload]
+    graph.add_edge(START, "tools")
+    calls = [
+        ("get_ml_signal", {"symbol": "XAUUSD"}),
+        ("execute_trade", TRADE),
+        ("get_portfolio", {}),
+        ("place_order", {}),
+    ]
+    message = AIMessage(content="", tool_calls=[{"name": n, "args": a, "id": f"c{i}"} for i, (n, a) in
+                                                enumerate(calls)])  # fmt: skip
+    start = State(messages=[message], tool_rounds=1, tools_used=["analyze_market"])
+    stream = graph.compile().astream(
+        start, context=Context(account_id=account()), stream_mode=["custom", "values"]
     )
-    placed = await services.broker.place_order(order, idempotency_key=uuid.uuid4().hex)
-    assert placed.success and placed.ticket
-    close = json.loads(str((await call(tools["close_position"], {"ticket": placed.ticket})).content))
-    assert close["kind"] == "close" and close["position"]["ticket"] == placed.ticket
-    assert len((await services.broker.get_portfolio(account)).positions) == 1  # still open: only proposed
-    missing = await call(tools["modify_position"], {"ticket": placed.ticket + 999, "stop_loss": 1.0})
-    assert missing.status == "error" and f"open tickets: {placed.ticket}" in str(missing.content)
-    empty = await call(tools["modify_position"], {"ticket": placed.ticket})
-    assert empty.status == "error" and "stop_loss and/or take_profit" in str(empty.content)
+    chunks: list[tuple[str, Any]] = [(mode, chunk) async for mode, chunk in stream]
+    events = [chunk for mode, chunk in chunks if mode == "custom"]
+    final = next(chunk for mode, chunk in reversed(chunks) if mode == "values")
+    results = final["messages"][1:]
+    assert [(m.tool_call_id, m.status) for m in results] == [("c0", "success"), ("c2", "success"),
+                                                             ("c3", "error")]  # fmt: skip
+    assert final["tool_rounds"] == 2
+    assert final["tools_used"] == ["analyze_market", "get_ml_signal", "get_portfolio", "place_order"]
+    assert final["turn_signal"] == final["last_signal"] == json.loads(results[0].content)
+    assert [(e["event"], e["data"]["name"]) for e in events] == [
+        ("tool", "get_ml_signal"), ("tool", "get_portfolio"), ("tool", "place_order"),
+        ("tool_result", "get_ml_signal"), ("tool_result", "get_portfolio"), ("tool_result", "place_order"),
+    ]  # fmt: skip
+    assert [e["data"]["ok"] for e in events if e["event"] == "tool_result"] == [True, True, False]
+    # Built once per process (the account is each call's context): one tool list, one binding.
+    assert deps.tools() is deps.tools() and deps.bound_model() is deps.bound_model()
+    assert model.bound == [[t.name for t in deps.tools()]]
+
+
+def test_proposal_tools_are_schemas_only(tools: dict[str, BaseTool]) -> None:
+    for name in PROPOSAL_TOOLS:
+        tool = tools[name]
+        assert getattr(tool, "func", None) is None and getattr(tool, "coroutine", None) is None, name
+
+
+TRADE = {"symbol": "XAUUSD", "action": "BUY", "stop_loss": 4380.5, "take_profit": 4420.0}
+
+
+def test_proposal_args_use_the_schema_the_model_was_given(
+    services: Services, tools: dict[str, BaseTool]
+) -> None:
+    trade = proposal_args(services, "execute_trade", TRADE)
+    assert isinstance(trade, ExecuteTradeArgs) and type(trade) is tools["execute_trade"].args_schema
+    assert (trade.symbol, trade.action, trade.size, trade.stop_loss) == ("XAUUSD", "BUY", None, 4380.5)
+    close = proposal_args(services, "close_position", {"ticket": 7})
+    assert isinstance(close, ClosePositionArgs) and close.ticket == 7
+    modify = proposal_args(services, "modify_position", {"ticket": 7, "take_profit": 4500})
+    assert isinstance(modify, ModifyPositionArgs) and (modify.stop_loss, modify.take_profit) == (None, 4500)
+
+
+@pytest.mark.parametrize(
+    ("args", "size"),
+    [
+        ({"size": ""}, None),  # an empty field of a form: omitted
+        ({"size": None}, None),
+        ({"size": 0.25}, 0.25),  # a trader's edit
+        ({"size": "0.25", "stop_loss": "4380.5"}, 0.25),  # numbers as text
+    ],
+)
+def test_proposal_args_read_omitted_and_textual_numbers(
+    services: Services, args: dict[str, Any], size: float | None
+) -> None:
+    trade = proposal_args(services, "execute_trade", {**TRADE, **args})
+    assert isinstance(trade, ExecuteTradeArgs) and trade.size == size and trade.stop_loss == 4380.5
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "fragments"),
+    [
+        ("execute_trade", {**TRADE, "size": -1}, ["size: Input should be greater than 0"]),
+        ("execute_trade", {**TRADE, "action": "HOLD"}, ["action: Input should be 'BUY' or 'SELL'"]),
+        ("execute_trade", {**TRADE, "symbol": "BTCUSD"}, ["symbol: Input should be 'XAUUSD'"]),
+        ("execute_trade", {**TRADE, "stop_loss": "nan"}, ["stop_loss: Input should be a finite number"]),
+        ("execute_trade", {**TRADE, "take_profit": float("inf"), "size": "NaN"},
+         ["size: Input should be a finite number", "take_profit: Input should be a finite number"]),
+        ("execute_trade", {**TRADE, "stop_loss": ""}, ["stop_loss: Field required"]),
+        ("close_position", {"ticket": 0}, ["ticket: Input should be greater than or equal to 1"]),
+        ("close_position", {"ticket": 12.5}, ["ticket: Input should be a valid integer"]),
+        ("modify_position", {"ticket": 3, "stop_loss": -5}, ["stop_loss: Input should be greater than 0"]),
+        ("get_portfolio", {}, ["'get_portfolio' is not a proposal tool"]),
+    ],
+)  # fmt: skip
+def test_bad_proposal_arguments_are_one_readable_line(
+    services: Services, name: str, args: dict[str, Any], fragments: list[str]
+) -> None:
+    with pytest.raises(BadArguments) as raised:
+        proposal_args(services, name, args)
+    text = str(raised.value)
+    assert isinstance(raised.value, ValueError) and "\n" not in text
+    assert all(fragment in text for fragment in fragments), text
+    if name in PROPOSAL_TOOLS:
+        assert text.startswith("invalid arguments — "), text

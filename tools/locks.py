@@ -38,17 +38,19 @@ return 1
 """
 
 
-class SessionBusy(Exception):
-    """Another run holds the session's lease; `retry_after` is when it ends at the latest unless renewed."""
+class LeaseHeld(Exception):
+    """Another holder has the lease (a run of the session, an order of the account); `retry_after` is when
+    it ends at the latest unless renewed."""
 
     def __init__(self, retry_after: int = 1) -> None:
-        super().__init__("a run is already in progress for this session")
+        super().__init__(f"held by another holder for up to {retry_after} s")
         self.retry_after = retry_after
 
 
 @dataclass
-class RunLocks:
-    """`{prefix}lock:{user}:{session}` taken with SET NX PX and renewed every third of the lease."""
+class Leases:
+    """Leases named `{prefix}lock:{owner}:{name}` (a user and session, or "broker" and an account) taken with
+    SET NX PX and renewed every third of the lease."""
 
     redis: aioredis.Redis
     prefix: str
@@ -103,7 +105,7 @@ class RunLocks:
                 token = await self.acquire(user_id, session_id)
                 if token is not None:
                     return token
-        raise SessionBusy(await self.busy_for(user_id, session_id))
+        raise LeaseHeld(await self.busy_for(user_id, session_id))
 
     @contextlib.asynccontextmanager
     async def keep(
@@ -125,7 +127,7 @@ class RunLocks:
 
     @contextlib.asynccontextmanager
     async def hold(self, user_id: str, session_id: str) -> AsyncIterator[str]:
-        """Take the lease (or raise SessionBusy) and keep it for the block."""
+        """Take the lease (or raise LeaseHeld) and keep it for the block."""
         token = await self.take(user_id, session_id)
         async with self.keep(user_id, session_id, token) as held:
             yield held

@@ -1,17 +1,25 @@
-"""The LangChain tools the model may call (the seed's TOOL_DEFINITIONS), built over the Services container."""
+"""The LangChain tools the model may call (the seed's TOOL_DEFINITIONS), each defined once.
+
+The read-only tools are typed async functions over the Services container; the account they act on comes from
+the graph's runtime context (`ToolRuntime`, injected by LangGraph's ToolNode), never from the model. The
+proposal tools are argument schemas only: the graph routes their calls to the risk gate, which validates them
+with `proposal_args`, against the same schema classes the model was given.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import BaseModel, Field, ValidationError, WithJsonSchema, create_model
+from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.prebuilt import ToolRuntime
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 
 from config.validation import error_parts
-from tools.protocols import ServiceError
-from tools.schemas import AlertRequest, Timeframe
+from graph.context import Context
+from tools.schemas import AlertRequest, JsonObject, Side, Timeframe
 from tools.services import Services
 
 READ_ONLY_TOOLS: frozenset[str] = frozenset(
@@ -22,124 +30,204 @@ PROPOSAL_TOOLS: frozenset[str] = frozenset({"execute_trade", "close_position", "
 
 MAX_BARS = 500
 
+# Argument schemas. Every property has one type (Ollama's tool properties take no anyOf/null), so an optional
+# number shows as a plain `number`; the field order is fixed (the schemas are part of the cached prompt).
+# The symbol enum (the configured allow-list) and the lot bounds (the symbols' specs) depend on the settings:
+# `_schemas` narrows these classes to them, and the narrowed classes are the ones the model is given.
+_OptionalPrice = Annotated[float | None, WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
+_Ticket = Annotated[
+    int, Field(ge=1, description="Position ticket from get_portfolio / ticket de la posición")
+]
+_Timeframe = Annotated[Timeframe, Field(description="Timeframe de análisis")]
 
-def _validation_message(error: ValidationError) -> str:
-    parts = error_parts(error.errors(), "arguments")
-    return "Error: invalid arguments — " + "; ".join(parts) + ". Fix the arguments and try again."
+
+class _Args(BaseModel):
+    # NaN passes no comparison, so no bound (nor any risk rule) would catch it; infinity breaks the money
+    # arithmetic.
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
-def _model(name: str, **fields: Any) -> type[BaseModel]:
-    model: type[BaseModel] = create_model(name, **fields)
-    return model
+class _SymbolArgs(_Args):
+    symbol: str = Field(description="Trading symbol / par")  # narrowed to the allowed symbols by `_schemas`
 
 
-def _optional_number(description: str, **bounds: float) -> Any:
-    """An optional number whose schema is a plain `number` (Ollama's tool properties have one type, no
-    anyOf/null), with its bounds both as JSON Schema keywords and in the description the model reads."""
-    schema: dict[str, Any] = {"type": "number", "description": description, **bounds}
-    return (Annotated[float | None, WithJsonSchema(schema)], Field(None, gt=0, description=description))
+class GetMlSignalArgs(_SymbolArgs):
+    timeframe: _Timeframe = "5m"
+
+
+class AnalyzeMarketArgs(_SymbolArgs):
+    pass
+
+
+class GetMarketDataArgs(_SymbolArgs):
+    timeframe: _Timeframe = "5m"
+    bars: int = Field(100, ge=1, le=MAX_BARS, description=f"Number of bars (1-{MAX_BARS})")
+
+
+class SetAlertArgs(_SymbolArgs):
+    condition: Literal["above", "below"] = Field(description="above | below")
+    price: float = Field(gt=0, description="Target price / precio objetivo")
+    message: str = Field("", max_length=500, description="Alert text / mensaje de la alerta")
+
+
+class ExecuteTradeArgs(_SymbolArgs):
+    action: Side = Field(description="BUY or SELL")
+    size: float | None = Field(None, gt=0, description="Lots")  # the lot bounds are set by `_schemas`
+    stop_loss: float = Field(gt=0, description="Stop-loss price / precio de stop loss")
+    take_profit: float = Field(gt=0, description="Take-profit price / precio de take profit")
+
+
+class ClosePositionArgs(_Args):
+    ticket: _Ticket
+
+
+class ModifyPositionArgs(_Args):
+    ticket: _Ticket
+    stop_loss: _OptionalPrice = Field(None, gt=0, description="New stop-loss price (optional)")
+    take_profit: _OptionalPrice = Field(None, gt=0, description="New take-profit price (optional)")
+
+
+ProposalArgs = ExecuteTradeArgs | ClosePositionArgs | ModifyPositionArgs
+_SymbolArgsT = TypeVar("_SymbolArgsT", bound=_SymbolArgs)
+
+
+@dataclass(frozen=True)
+class _Schemas:
+    get_ml_signal: type[GetMlSignalArgs]
+    analyze_market: type[AnalyzeMarketArgs]
+    get_market_data: type[GetMarketDataArgs]
+    set_alert: type[SetAlertArgs]
+    execute_trade: type[ExecuteTradeArgs]
 
 
 @lru_cache(maxsize=8)
-def _schemas(symbols: tuple[str, ...], min_lots: float, max_lots: float) -> dict[str, type[BaseModel]]:
-    """Argument schemas, symbol enum from the configured allow-list and lot bounds from the symbols' specs;
-    cached as tools are built per run. Every property has a type; the order is fixed (prompt caching)."""
+def _schemas(symbols: tuple[str, ...], min_lots: float, max_lots: float) -> _Schemas:
+    """The settings' narrowing of the schemas. Cached: the tools bound to the model and `proposal_args` share
+    one class per schema."""
     symbol_type: Any = Literal.__getitem__(symbols)
-    symbol_field = (symbol_type, Field(description=f"Trading symbol / par: {', '.join(symbols)}"))
-    sl = Field(gt=0, description="Stop-loss price / precio de stop loss")
-    tp = Field(gt=0, description="Take-profit price / precio de take profit")
-    ticket = (int, Field(ge=1, description="Position ticket from get_portfolio / ticket de la posición"))
-    tf = (Timeframe, Field("5m", description="Timeframe de análisis"))
-    size = _optional_number(
-        f"Lots ({min_lots:g}-{max_lots:g}). Omit to size from the risk % per trade",
-        minimum=min_lots,
-        maximum=max_lots,
+    symbol = (symbol_type, Field(description=f"Trading symbol / par: {', '.join(symbols)}"))
+
+    def narrowed(base: type[_SymbolArgsT], **fields: Any) -> type[_SymbolArgsT]:
+        return create_model(base.__name__, __base__=base, __module__=__name__, symbol=symbol, **fields)
+
+    lots = WithJsonSchema({"type": "number", "minimum": min_lots, "maximum": max_lots})
+    size_text = f"Lots ({min_lots:g}-{max_lots:g}). Omit to size from the risk % per trade"
+    size = (Annotated[float | None, lots], Field(None, gt=0, description=size_text))
+    return _Schemas(
+        get_ml_signal=narrowed(GetMlSignalArgs),
+        analyze_market=narrowed(AnalyzeMarketArgs),
+        get_market_data=narrowed(GetMarketDataArgs),
+        set_alert=narrowed(SetAlertArgs),
+        execute_trade=narrowed(ExecuteTradeArgs, size=size),
     )
-    return {
-        "get_ml_signal": _model("GetMlSignalArgs", symbol=symbol_field, timeframe=tf),
-        "analyze_market": _model("AnalyzeMarketArgs", symbol=symbol_field),
-        "get_portfolio": _model("GetPortfolioArgs"),
-        "get_market_data": _model(
-            "GetMarketDataArgs",
-            symbol=symbol_field,
-            timeframe=tf,
-            bars=(int, Field(100, ge=1, le=MAX_BARS, description=f"Number of bars (1-{MAX_BARS})")),
-        ),
-        "set_alert": _model(
-            "SetAlertArgs",
-            symbol=symbol_field,
-            condition=(Literal["above", "below"], Field(description="above | below")),
-            price=(float, Field(gt=0, description="Target price / precio objetivo")),
-            message=(str, Field("", max_length=500, description="Alert text / mensaje de la alerta")),
-        ),
-        "execute_trade": _model(
-            "ExecuteTradeArgs",
-            symbol=symbol_field,
-            action=(Literal["BUY", "SELL"], Field(description="BUY or SELL")),
-            size=size,
-            stop_loss=(float, sl),
-            take_profit=(float, tp),
-        ),
-        "close_position": _model("ClosePositionArgs", ticket=ticket),
-        "modify_position": _model(
-            "ModifyPositionArgs",
-            ticket=ticket,
-            stop_loss=_optional_number("New stop-loss price (optional)", exclusiveMinimum=0),
-            take_profit=_optional_number("New take-profit price (optional)", exclusiveMinimum=0),
-        ),
-    }
 
 
-DESCRIPTIONS: dict[str, str] = {
-    "get_ml_signal": (
+def _schemas_of(services: Services) -> _Schemas:
+    symbols = [s for s in services.settings.risk.allowed_symbols if s in services.specs]
+    specs = [services.specs[s] for s in symbols]
+    lots = (min(s.min_lot for s in specs), max(s.max_lot for s in specs)) if specs else (0.01, 100.0)
+    return _schemas(tuple(symbols), *lots)
+
+
+def invalid_arguments(error: ValidationError) -> str:
+    """One line naming each bad argument: `invalid arguments — key: message; key: message`."""
+    return "invalid arguments — " + "; ".join(error_parts(error.errors(), "arguments", show_input=True))
+
+
+def _validation_message(error: ValidationError) -> str:
+    return f"Error: {invalid_arguments(error)}. Fix the arguments and try again."
+
+
+class BadArguments(ValueError):
+    """A proposal's arguments do not fit its schema; the message is one line (`invalid_arguments`)."""
+
+
+def proposal_args(services: Services, name: str, args: Mapping[str, object]) -> ProposalArgs:
+    """A proposal call's arguments (from the model, a slash command or the trader's edits), validated with the
+    schema class the model was given for that tool. A None or "" value counts as omitted; NaN and infinity are
+    refused. Raises BadArguments."""
+    schemas = _schemas_of(services)
+    schema: type[ProposalArgs]
+    if name == "execute_trade":
+        schema = schemas.execute_trade
+    elif name == "close_position":
+        schema = ClosePositionArgs
+    elif name == "modify_position":
+        schema = ModifyPositionArgs
+    else:
+        raise BadArguments(f"{name!r} is not a proposal tool ({', '.join(sorted(PROPOSAL_TOOLS))})")
+    given = {key: value for key, value in args.items() if value is not None and value != ""}
+    try:
+        return schema.model_validate(given)
+    except ValidationError as exc:
+        raise BadArguments(invalid_arguments(exc)) from exc
+
+
+_ToolFunction = Callable[..., Awaitable[JsonObject]]
+
+
+def _read_only(schema: type[_Args] | None, description: str) -> Callable[[_ToolFunction], BaseTool]:
+    """The tool of a typed async function. Bad arguments come back to the model as a readable error; other
+    failures (a service refusing) are turned into error results by the ToolNode that runs the tool."""
+
+    def build(function: _ToolFunction) -> BaseTool:
+        return StructuredTool.from_function(
+            coroutine=function,
+            name=function.__name__,
+            description=description,
+            args_schema=schema,  # None: inferred from the signature (no argument but the injected runtime)
+            handle_validation_error=_validation_message,
+        )
+
+    return build
+
+
+def _proposal(name: str, schema: type[_Args], description: str) -> BaseTool:
+    """A schema-only tool: bound to the model, never run (no function; the risk gate takes its calls)."""
+    return StructuredTool(name=name, description=description, args_schema=schema)
+
+
+def _account(runtime: ToolRuntime[Context]) -> str:
+    return (runtime.context or Context()).account_id
+
+
+def make_tools(services: Services) -> list[BaseTool]:
+    """All eight tools over `services`, in the order the model is shown them; built once per process (the
+    account comes from each call's runtime context)."""
+    # The functions close over `services`. Their annotations must resolve from this module's globals:
+    # LangChain and ToolNode read them (get_type_hints) to find the `runtime` argument they inject.
+    schemas = _schemas_of(services)
+
+    @_read_only(
+        schemas.get_ml_signal,
         "Get the current trading signal (LONG/SHORT/HOLD, confidence 0-1, entry, SL, TP, R:R, AMD phase, "
-        "killzone, reasoning). Obtiene la señal de trading actual; úsala antes de recomendar una operación."
-    ),
-    "analyze_market": (
+        "killzone, reasoning). Obtiene la señal de trading actual; úsala antes de recomendar una operación.",
+    )
+    async def get_ml_signal(symbol: str, timeframe: Timeframe = "5m") -> JsonObject:
+        return (await services.signals.get_signal(symbol, timeframe)).model_dump(mode="json")
+
+    @_read_only(
+        schemas.analyze_market,
         "Analyse the market: AMD phase, ICT context (killzone, premium/discount), key support/resistance, "
-        "trend and volatility. Analiza el estado actual del mercado."
-    ),
-    "get_portfolio": (
+        "trend and volatility. Analiza el estado actual del mercado.",
+    )
+    async def analyze_market(symbol: str) -> JsonObject:
+        return (await services.signals.analyze(symbol)).model_dump(mode="json")
+
+    @_read_only(
+        None,
         "Get the account: balance, equity, margin, open positions (with tickets) and daily/weekly P&L. "
-        "Estado del portfolio."
-    ),
-    "get_market_data": "Recent OHLCV bars, oldest first. Datos de mercado históricos (velas OHLCV).",
-    "set_alert": "Create a price alert (above/below a price) for the trader. Configura una alerta de precio.",
-    "execute_trade": (
-        "PROPOSE a market order. It is NOT executed now: the risk rules check it and the trader must approve "
-        "it explicitly. Always give stop_loss and take_profit; omit size to use the configured risk %. "
-        "PROPONE una operación; nunca se ejecuta sin la aprobación explícita del trader."
-    ),
-    "close_position": (
-        "PROPOSE closing an open position by ticket; the trader must approve it. "
-        "Propone cerrar una posición (requiere aprobación)."
-    ),
-    "modify_position": (
-        "PROPOSE new stop-loss and/or take-profit for an open position; the trader must approve it. "
-        "Propone modificar SL/TP de una posición (requiere aprobación)."
-    ),
-}
+        "Estado del portfolio.",
+    )
+    async def get_portfolio(runtime: ToolRuntime[Context]) -> JsonObject:
+        return (await services.broker.get_portfolio(_account(runtime))).model_dump(mode="json")
 
-
-class _Impl:
-    """Tool bodies; each returns a JSON-able dict or raises ToolException("Error: ...")."""
-
-    def __init__(self, services: Services, account_id: str) -> None:
-        self.s = services
-        self.account_id = account_id
-
-    async def get_ml_signal(self, symbol: str, timeframe: str = "5m") -> dict[str, Any]:
-        signal = await self.s.signals.get_signal(symbol, timeframe)
-        return signal.model_dump(mode="json")
-
-    async def analyze_market(self, symbol: str) -> dict[str, Any]:
-        return (await self.s.signals.analyze(symbol)).model_dump(mode="json")
-
-    async def get_portfolio(self) -> dict[str, Any]:
-        return (await self.s.broker.get_portfolio(self.account_id)).model_dump(mode="json")
-
-    async def get_market_data(self, symbol: str, timeframe: str = "5m", bars: int = 100) -> dict[str, Any]:
-        rows = await self.s.market.get_bars(symbol, timeframe, bars)
+    @_read_only(
+        schemas.get_market_data,
+        "Recent OHLCV bars, oldest first. Datos de mercado históricos (velas OHLCV).",
+    )
+    async def get_market_data(symbol: str, timeframe: Timeframe = "5m", bars: int = 100) -> JsonObject:
+        rows = await services.market.get_bars(symbol, timeframe, bars)
         data = [
             {
                 "time": b.time.strftime("%Y-%m-%d %H:%M"),
@@ -153,121 +241,49 @@ class _Impl:
         ]
         return {"symbol": symbol, "timeframe": timeframe, "data": data}
 
-    async def set_alert(self, symbol: str, condition: str, price: float, message: str = "") -> dict[str, Any]:
-        spec = self.s.specs[symbol]
-        request = AlertRequest.model_validate(
-            {"symbol": symbol, "condition": condition, "price": spec.round_price(price), "message": message}
-        )
-        alert = await self.s.alerts.set_alert(request, self.account_id)
+    @_read_only(
+        schemas.set_alert,
+        "Create a price alert (above/below a price) for the trader. Configura una alerta de precio.",
+    )
+    async def set_alert(
+        symbol: str,
+        condition: Literal["above", "below"],
+        price: float,
+        message: str = "",
+        *,
+        runtime: ToolRuntime[Context],
+    ) -> JsonObject:
+        price = services.specs[symbol].round_price(price)
+        request = AlertRequest(symbol=symbol, condition=condition, price=price, message=message)
+        alert = await services.alerts.set_alert(request, _account(runtime))
         return {**alert.model_dump(mode="json"), "message": alert.message or "Alert created successfully"}
 
-    async def execute_trade(
-        self,
-        symbol: str,
-        action: str,
-        stop_loss: float,
-        take_profit: float,
-        size: float | None = None,
-    ) -> dict[str, Any]:
-        spec = self.s.specs[symbol]
-        quote = await self.s.market.get_quote(symbol)
-        entry = quote.ask if action == "BUY" else quote.bid
-        # Sides are checked here too so the model gets an immediate, readable correction.
-        if action == "BUY" and not (stop_loss < entry < take_profit):
-            raise ToolException(
-                f"Error: for a BUY at {entry} the stop loss must be below and the take profit above "
-                f"the entry (got SL {stop_loss}, TP {take_profit})."
-            )
-        if action == "SELL" and not (take_profit < entry < stop_loss):
-            raise ToolException(
-                f"Error: for a SELL at {entry} the stop loss must be above and the take profit below "
-                f"the entry (got SL {stop_loss}, TP {take_profit})."
-            )
-        if size is not None and spec.round_lots_down(size) != round(size, 8):
-            raise ToolException(f"Error: size must be a multiple of {spec.lot_step} lots (got {size}).")
-        return {
-            "status": "proposed",
-            "kind": "open",
-            "symbol": symbol,
-            "action": action,
-            "size": size,
-            "entry_price": spec.round_price(entry),
-            "stop_loss": spec.round_price(stop_loss),
-            "take_profit": spec.round_price(take_profit),
-            "note": "Not executed: goes to the risk check and the trader's approval.",
-        }
-
-    async def _position(self, ticket: int) -> dict[str, Any]:
-        portfolio = await self.s.broker.get_portfolio(self.account_id)
-        for position in portfolio.positions:
-            if position.ticket == ticket:
-                return position.model_dump(mode="json")
-        tickets = ", ".join(str(p.ticket) for p in portfolio.positions) or "none"
-        raise ToolException(f"Error: no open position with ticket {ticket} (open tickets: {tickets}).")
-
-    async def close_position(self, ticket: int) -> dict[str, Any]:
-        position = await self._position(ticket)
-        return {
-            "status": "proposed",
-            "kind": "close",
-            "ticket": ticket,
-            "position": position,
-            "note": "Not executed: the trader must approve closing this position.",
-        }
-
-    async def modify_position(
-        self, ticket: int, stop_loss: float | None = None, take_profit: float | None = None
-    ) -> dict[str, Any]:
-        if stop_loss is None and take_profit is None:
-            raise ToolException("Error: give a new stop_loss and/or take_profit.")
-        position = await self._position(ticket)
-        return {
-            "status": "proposed",
-            "kind": "modify",
-            "ticket": ticket,
-            "stop_loss": stop_loss,
-            "take_profit": take_profit,
-            "position": position,
-            "note": "Not executed: the trader must approve the change.",
-        }
-
-
-def _guard(fn: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:
-    """Turn service failures into a tool error result the model can read, instead of killing the run."""
-
-    async def wrapper(**kwargs: Any) -> dict[str, Any]:
-        try:
-            return await fn(**kwargs)
-        except ToolException:
-            raise
-        except ServiceError as exc:
-            raise ToolException(f"Error: {exc}") from exc
-        except (ValueError, KeyError) as exc:
-            raise ToolException(f"Error: {exc}") from exc
-
-    return wrapper
-
-
-def make_tools(services: Services, account_id: str = "paper") -> list[BaseTool]:
-    """All eight tools bound to `services`; `account_id` comes from the runtime context, never the model."""
-    symbols = [s for s in services.settings.risk.allowed_symbols if s in services.specs]
-    specs = [services.specs[s] for s in symbols]
-    lots = (min(s.min_lot for s in specs), max(s.max_lot for s in specs)) if specs else (0.01, 100.0)
-    schemas = _schemas(tuple(symbols), *lots)
-    impl = _Impl(services, account_id)
-    tools: list[BaseTool] = []
-    for name, schema in schemas.items():
-        tools.append(
-            StructuredTool.from_function(
-                coroutine=_guard(getattr(impl, name)),
-                name=name,
-                description=DESCRIPTIONS[name],
-                args_schema=schema,
-                handle_tool_error=True,
-                handle_validation_error=_validation_message,
-            )
-        )
-    return tools
+    return [
+        get_ml_signal,
+        analyze_market,
+        get_portfolio,
+        get_market_data,
+        set_alert,
+        _proposal(
+            "execute_trade",
+            schemas.execute_trade,
+            "PROPOSE a market order. It is NOT executed now: the risk rules check it and the trader must "
+            "approve it explicitly. Always give stop_loss and take_profit; omit size to use the configured "
+            "risk %. PROPONE una operación; nunca se ejecuta sin la aprobación explícita del trader.",
+        ),
+        _proposal(
+            "close_position",
+            ClosePositionArgs,
+            "PROPOSE closing an open position by ticket; the trader must approve it. "
+            "Propone cerrar una posición (requiere aprobación).",
+        ),
+        _proposal(
+            "modify_position",
+            ModifyPositionArgs,
+            "PROPOSE new stop-loss and/or take-profit for an open position; the trader must approve it. "
+            "Propone modificar SL/TP de una posición (requiere aprobación).",
+        ),
+    ]
 
 
 def tools_by_name(tools: list[BaseTool]) -> dict[str, BaseTool]:

@@ -21,20 +21,16 @@ from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
 
+from graph.approval import MAX_LOTS, MAX_PRICE, Decision, PendingCall, Proposal
 from graph.context import Context
-from graph.deps import Deps
-from graph.nodes.load_context import Node, thread_id
+from graph.deps import Deps, Node, thread_id
 from graph.results import proposal_text
-from graph.state import PendingCall, State
+from graph.state import State
+from tools.schemas import JsonObject
 
 DECISIONS = ("approve", "edit", "reject")
 # Trader-facing edit names -> the proposal tool's argument names.
 EDIT_ARGS = {"size_lots": "size", "stop_loss": "stop_loss", "take_profit": "take_profit"}
-# Sane upper bounds for what a trader may type (edits here, lots and prices in slash commands, the HTTP
-# API's DecisionRequest): far above any real order, low enough that no number overflows a float, a 64-bit
-# checkpoint integer or a later rule. The risk gate still applies the real limits.
-MAX_LOTS = 1000.0
-MAX_PRICE = 1e7
 # The proposal fields shown as the action's arguments (scalars only, so a generic UI can edit them).
 ACTION_ARGS = (
     "proposal_id",
@@ -62,7 +58,7 @@ HOW_TO_ANSWER = (
 # langchain.agents.interrupt, which this project does not install): the shapes Studio and the inboxes read.
 class ActionRequest(TypedDict):
     action: str
-    args: dict[str, Any]
+    args: JsonObject
 
 
 class HumanInterruptConfig(TypedDict):
@@ -87,7 +83,7 @@ class ApprovalRequest(HumanInterrupt):
     """The interrupt's value: a HumanInterrupt, plus the full proposal for the copilot's own clients."""
 
     type: Literal["approval_required"]
-    proposal: dict[str, Any]
+    proposal: Proposal
 
 
 class ApprovalEdits(BaseModel):
@@ -152,8 +148,8 @@ def check_edits(edits: Any) -> dict[str, float]:
         raise BadDecision(_edit_problem(exc)) from None
 
 
-def check_decision(value: Any, proposal: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The decision as {"decision", "edits", "reason"}; raises BadDecision with a reason to show."""
+def check_decision(value: object, proposal: Proposal, now: datetime) -> Decision:
+    """The decision with all its fields; raises BadDecision with a reason to show."""
     if not isinstance(value, dict):
         raise BadDecision("the decision was not understood")
     decision = value.get("decision")
@@ -170,28 +166,27 @@ def check_decision(value: Any, proposal: dict[str, Any], now: datetime) -> dict[
         # Approving must approve exactly what the trader saw: edited levels go back through the gate first.
         raise BadDecision(f"edits come with decision 'edit', not {decision!r}")
     reason = str(value.get("reason") or "")
-    return {"decision": decision, "proposal_id": proposal["proposal_id"], "edits": edits, "reason": reason}
+    return Decision(decision=decision, proposal_id=proposal["proposal_id"], edits=edits, reason=reason)
 
 
-def approval_request(
-    proposal: dict[str, Any], call: PendingCall | None, problem: str | None
-) -> ApprovalRequest:
+def approval_request(proposal: Proposal, call: PendingCall | None, problem: str | None) -> ApprovalRequest:
     """The interrupt value for `proposal`; `problem` (the last answer not applied) heads the notice."""
-    shown = dict(proposal)
+    shown = proposal.copy()
     if problem:
         notice = f"Not applied: {problem}. The proposal still waits."
-        shown["notice"] = "\n".join(n for n in (notice, proposal.get("notice")) if n)
-    kind = str(proposal.get("kind", "open"))
+        shown["notice"] = "\n".join(n for n in (notice, proposal["notice"]) if n)
+    kind = proposal["kind"]
+    fields: JsonObject = dict(proposal)
     return ApprovalRequest(
         action_request=ActionRequest(
             action=call["name"] if call else "execute_trade",
-            args={key: proposal.get(key) for key in ACTION_ARGS if key in proposal},
+            args={key: fields[key] for key in ACTION_ARGS if key in fields},
         ),
         # Closing a position has nothing to edit; the other kinds' levels (and an open's size) are editable.
         config=HumanInterruptConfig(
             allow_ignore=True, allow_respond=True, allow_edit=kind != "close", allow_accept=True
         ),
-        description=f"{proposal_text(shown)}\n{HOW_TO_ANSWER}" if proposal else None,
+        description=f"{proposal_text(shown)}\n{HOW_TO_ANSWER}",
         type="approval_required",
         proposal=shown,
     )
@@ -207,12 +202,12 @@ def _number_or_text(value: Any) -> Any:
     return value
 
 
-def _edited_fields(payload: Any, shown: dict[str, Any]) -> dict[str, Any]:
+def _edited_fields(payload: object, shown: JsonObject) -> JsonObject:
     """The editable fields an edit response changed, compared with the arguments it was shown."""
     args = payload.get("args") if isinstance(payload, dict) and "action" in payload else payload
     if not isinstance(args, dict):
         raise BadDecision(f"an edit response carries the action's arguments (got {_short(args)})")
-    edits: dict[str, Any] = {}
+    edits: JsonObject = {}
     for key, value in args.items():
         if key not in shown:
             raise BadDecision(f"unknown edit {key!r} (expected some of {', '.join(EDIT_ARGS)})")
@@ -225,7 +220,7 @@ def _edited_fields(payload: Any, shown: dict[str, Any]) -> dict[str, Any]:
     return edits
 
 
-def from_human_response(value: Any, proposal: dict[str, Any], shown: dict[str, Any]) -> Any:
+def from_human_response(value: object, proposal: Proposal, shown: JsonObject) -> object:
     """A standard HumanResponse as the project's own decision; any other value is returned unchanged.
 
     accept -> approve; edit -> edit with the changed size_lots / stop_loss / take_profit; response -> reject
@@ -235,7 +230,7 @@ def from_human_response(value: Any, proposal: dict[str, Any], shown: dict[str, A
         value = value[0]
     if not isinstance(value, dict) or "decision" in value or "type" not in value:
         return value
-    kind, payload, pid = value.get("type"), value.get("args"), proposal.get("proposal_id")
+    kind, payload, pid = value.get("type"), value.get("args"), proposal["proposal_id"]
     if kind == "accept":
         return {"proposal_id": pid, "decision": "approve"}
     if kind == "ignore":
@@ -249,8 +244,8 @@ def from_human_response(value: Any, proposal: dict[str, Any], shown: dict[str, A
     raise BadDecision(f"unknown response type {_short(kind)} (expected {', '.join(RESPONSE_TYPES)})")
 
 
-def read_decision(value: Any, request: ApprovalRequest, now: datetime) -> dict[str, Any]:
-    """Any supported resume value as {"decision", "proposal_id", "edits", "reason"} (see check_decision)."""
+def read_decision(value: object, request: ApprovalRequest, now: datetime) -> Decision:
+    """Any supported resume value as the project's Decision (see check_decision)."""
     proposal = request["proposal"]
     decision = from_human_response(value, proposal, request["action_request"]["args"])
     if not isinstance(decision, dict):
@@ -262,7 +257,7 @@ def read_decision(value: Any, request: ApprovalRequest, now: datetime) -> dict[s
     return check_decision(decision, proposal, now)
 
 
-def edited_call(call: PendingCall, edits: dict[str, Any]) -> PendingCall:
+def edited_call(call: PendingCall, edits: dict[str, float]) -> PendingCall:
     args = dict(call["args"])
     for key, number in edits.items():
         args[EDIT_ARGS[key]] = float(number)
@@ -270,12 +265,14 @@ def edited_call(call: PendingCall, edits: dict[str, Any]) -> PendingCall:
 
 
 def make_human_approval(deps: Deps) -> Node:
-    async def human_approval(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        proposal = state.get("proposal") or {}
-        call = state.get("pending_call")
+    async def human_approval(state: State, runtime: Runtime[Context]) -> State:
+        proposal, call = state.get("proposal"), state.get("pending_call")
+        if proposal is None:  # routing only comes here with a proposal; nothing to ask about
+            return State(decision=None)
         ctx = runtime.context or Context()
+        pid = proposal["proposal_id"]
         problem: str | None = None
-        received: Any = None
+        received: object = None
         # Each resume replays the earlier answers in order (LangGraph's validation loop): the first one
         # that can be applied ends the loop; an unreadable one asks again with the reason in the notice.
         while True:
@@ -284,48 +281,37 @@ def make_human_approval(deps: Deps) -> Node:
                 value = interrupt(request)
             except GraphInterrupt:
                 if problem is not None:  # the newest answer was the unreadable one: record it once
-                    audit = {"proposal_id": proposal.get("proposal_id"), "received": received}
-                    await deps.audit.append(
-                        "decision",
-                        ctx.user_id,
-                        thread_id(),
-                        {**audit, "decision": "invalid", "reason": problem},
-                    )
+                    invalid = {
+                        "proposal_id": pid,
+                        "received": received,
+                        "decision": "invalid",
+                        "reason": problem,
+                    }
+                    await deps.audit.append("decision", ctx.user_id, thread_id(), invalid)
                 raise
             try:
                 decision = read_decision(value, request, deps.now())
                 break
             except ProposalExpired as exc:
-                decision = {"decision": "invalid", "reason": str(exc)}
+                decision = Decision(proposal_id=pid, decision="invalid", edits={}, reason=str(exc))
                 break
             except BadDecision as exc:
                 problem, received = str(exc), value
         # From here on the node runs once per decision.
-        audit = {"proposal_id": proposal.get("proposal_id"), "received": value, **decision}
-        await deps.audit.append("decision", ctx.user_id, thread_id(), audit)
+        await deps.audit.append("decision", ctx.user_id, thread_id(), {"received": value, **decision})
         # A decision starts a run of its own: any verdict it reports comes from a gate that runs in it.
-        if decision["decision"] == "approve":
-            return {"decision": decision, "verdict": None}
-        if decision["decision"] == "edit" and call:
-            return {
-                "decision": decision,
-                "verdict": None,
-                "pending_call": edited_call(call, decision["edits"]),
-                "proposal": None,
-            }
-        if decision["decision"] == "reject":
-            why = decision["reason"] or "no reason given"
-            text = f"REJECTED by the trader ({why}). Nothing was executed."
+        kind, reason = decision["decision"], decision.get("reason") or ""
+        if kind == "approve":
+            return State(decision=decision, verdict=None)
+        if kind == "edit" and call:
+            edited = edited_call(call, decision.get("edits") or {})
+            return State(decision=decision, verdict=None, pending_call=edited, proposal=None)
+        if kind == "reject":
+            text = f"REJECTED by the trader ({reason or 'no reason given'}). Nothing was executed."
         else:
-            text = f"NOT EXECUTED: {decision['reason']}. The proposal is cancelled; propose again if needed."
+            text = f"NOT EXECUTED: {reason}. The proposal is cancelled; propose again if needed."
         tool_call_id, name = (call["id"], call["name"]) if call else ("none", "execute_trade")
         message = ToolMessage(text, tool_call_id=tool_call_id, name=name, status="error")
-        return {
-            "decision": decision,
-            "verdict": None,
-            "messages": [message],
-            "proposal": None,
-            "pending_call": None,
-        }
+        return State(decision=decision, verdict=None, messages=[message], proposal=None, pending_call=None)
 
     return human_approval

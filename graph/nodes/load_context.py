@@ -6,20 +6,19 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import cast
 
-from langchain_core.messages import HumanMessage, RemoveMessage, ToolMessage
-from langgraph.config import get_config
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, RemoveMessage, ToolMessage
 from langgraph.runtime import Runtime
+from pydantic import BaseModel
 
 from graph.context import Context
-from graph.deps import Deps
+from graph.deps import Deps, Node, thread_id
 from graph.messages import removals
 from graph.state import TURN_RESET, State
+from tools.schemas import JsonObject
 
 log = logging.getLogger(__name__)
-
-Node = Callable[[State, Runtime[Context]], Awaitable[dict[str, Any]]]
 
 
 def stored_message_cap(deps: Deps) -> int:
@@ -27,72 +26,58 @@ def stored_message_cap(deps: Deps) -> int:
     return max(4 * deps.settings.context.max_history, 24)
 
 
-async def cached(
-    deps: Deps, key: str, ttl_s: int, fetch: Callable[[], Awaitable[dict[str, Any]]]
-) -> dict[str, Any]:
+async def cached(deps: Deps, key: str, ttl_s: int, fetch: Callable[[], Awaitable[BaseModel]]) -> JsonObject:
+    """A service's answer as JSON, from the Redis cache when it holds one younger than `ttl_s`."""
     redis = deps.services.redis
     hit = await redis.get(key)
     if hit:
-        value: dict[str, Any] = json.loads(hit)
+        value: JsonObject = json.loads(hit)
         return value
-    value = await fetch()
+    value = (await fetch()).model_dump(mode="json")
     if ttl_s > 0:
         await redis.set(key, json.dumps(value, default=str), ex=ttl_s)
     return value
 
 
-async def _market(deps: Deps, symbol: str) -> dict[str, Any] | None:
-    if not deps.settings.context.include_market_context:
-        return None
-
-    async def fetch() -> dict[str, Any]:
-        return (await deps.services.signals.analyze(symbol)).model_dump(mode="json")
-
-    return await cached(
-        deps, f"{deps.prefix}ctx:market:{symbol}", deps.settings.context.market_cache_ttl, fetch
-    )
-
-
-async def _portfolio(deps: Deps, account_id: str) -> dict[str, Any] | None:
-    if not deps.settings.context.include_portfolio:
-        return None
-
-    async def fetch() -> dict[str, Any]:
-        return (await deps.services.broker.get_portfolio(account_id)).model_dump(mode="json")
-
-    key = f"{deps.prefix}ctx:portfolio:{account_id}"
-    return await cached(deps, key, deps.settings.context.portfolio_cache_ttl, fetch)
-
-
-async def invalidate_portfolio(deps: Deps, account_id: str) -> None:
-    """After an order the cached snapshot is stale; the next turn must see the new position."""
-    await deps.services.redis.delete(f"{deps.prefix}ctx:portfolio:{account_id}")
+async def live_context(deps: Deps, ctx: Context) -> State:
+    """The market analysis of the session's symbol and the account's portfolio, as each is enabled."""
+    settings, services = deps.settings.context, deps.services
+    market = portfolio = None
+    try:
+        if settings.include_market_context:
+            key = f"{deps.prefix}ctx:market:{ctx.session_symbol}"
+            market = await cached(
+                deps, key, settings.market_cache_ttl, lambda: services.signals.analyze(ctx.session_symbol)
+            )
+        if settings.include_portfolio:
+            key = deps.portfolio_key(ctx.account_id)
+            portfolio = await cached(
+                deps, key, settings.portfolio_cache_ttl, lambda: services.broker.get_portfolio(ctx.account_id)
+            )
+    except Exception as exc:  # the chat must work even when a service is down
+        log.warning("live context unavailable: %s", exc)
+    return State(market=market, portfolio=portfolio)
 
 
 def make_load_context(deps: Deps) -> Node:
-    async def load_context(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    async def load_context(state: State, runtime: Runtime[Context]) -> State:
         ctx = runtime.context or Context()
-        update: dict[str, Any] = dict(TURN_RESET)
+        update = State(**TURN_RESET, **await live_context(deps, ctx))
         messages = list(state.get("messages", []))
-        market = portfolio = None
-        try:
-            market = await _market(deps, ctx.session_symbol)
-            portfolio = await _portfolio(deps, ctx.account_id)
-        except Exception as exc:  # the chat must work even when a service is down
-            log.warning("live context unavailable: %s", exc)
-        update.update(market=market, portfolio=portfolio)
-        reorder: list[Any] = []
-        stale = bool(state.get("proposal")) and bool(messages) and isinstance(messages[-1], HumanMessage)
+        reorder: list[BaseMessage] = []
+        proposal = state.get("proposal")
+        stale = proposal is not None and bool(messages) and isinstance(messages[-1], HumanMessage)
         abandoned = await _abandon_stale(deps, ctx, state) if stale else None
-        if abandoned is not None:
-            await deps.audit.append("abandoned", ctx.user_id, thread_id(), state.get("proposal") or {})
-            update.update(proposal=None, pending_call=None)
+        if abandoned is not None and proposal is not None:
+            await deps.audit.append("abandoned", ctx.user_id, thread_id(), proposal)
+            update["proposal"] = update["pending_call"] = None
             # The answer to the open tool call must precede the new question: re-append the question after it.
             human = messages.pop()
             again = HumanMessage(content=human.content, id=str(uuid.uuid4()))
             reorder = [RemoveMessage(id=str(human.id)), abandoned, again]
             messages += [abandoned, again]
-        update["messages"] = [*removals(messages, stored_message_cap(deps)), *reorder]
+        # add_messages also takes RemoveMessage updates; the state's type names only what it stores.
+        update["messages"] = cast(list[AnyMessage], [*removals(messages, stored_message_cap(deps)), *reorder])
         return update
 
     return load_context
@@ -108,9 +93,9 @@ async def _abandon_stale(deps: Deps, ctx: Context, state: State) -> ToolMessage 
     if not proposal or not call:
         return None
     content = "Proposal abandoned: the trader sent a new message instead of deciding; nothing executed."
-    if proposal.get("attempts"):
+    if proposal["attempts"]:
         try:
-            found = await deps.services.broker.find_order(str(proposal["proposal_id"]), ctx.account_id)
+            found = await deps.services.broker.find_order(proposal["proposal_id"], ctx.account_id)
         except Exception as exc:
             content = (
                 "Proposal abandoned; whether its earlier, unanswered attempt was placed is unknown "
@@ -122,8 +107,3 @@ async def _abandon_stale(deps: Deps, ctx: Context, state: State) -> ToolMessage 
             elif found is not None:
                 content = f"Proposal abandoned; the broker refused the earlier attempt: {found.message}"
     return ToolMessage(content=content, tool_call_id=call["id"], name=call["name"])
-
-
-def thread_id() -> str:
-    """The running thread's id (from the run config; the runtime context carries only user facts)."""
-    return str(get_config().get("configurable", {}).get("thread_id", ""))

@@ -13,6 +13,7 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
+    ToolCall,
     ToolMessage,
 )
 from langchain_core.tools import BaseTool
@@ -20,13 +21,12 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.deps import Deps
+from graph.deps import Deps, Node
 from graph.messages import render_result, text, tool_results_since_turn
 from graph.model_errors import FailureCategory, ModelUnavailable
-from graph.nodes.load_context import Node
 from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
 from graph.state import State
-from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context
+from prompts.system import SYSTEM_PROMPT, approx_text_tokens, approx_tokens, live_context
 from prompts.window import as_sent, model_window
 
 log = logging.getLogger(__name__)
@@ -42,20 +42,20 @@ UNUSABLE = (FailureCategory.TRUNCATED, FailureCategory.BAD_REPLY)
 TOOL_LIMIT = "I reached the limit of tool calls for one message; ask again to continue."
 
 
-def slash_reply(message: str) -> dict[str, Any] | None:
+def slash_reply(message: str) -> State | None:
     """A slash command as this turn's AI message (a tool call or a text), or None when it is plain chat."""
     command = parse_slash(message)
     if command is None:
         return None
     if isinstance(command, ToolCommand):
-        call = {"name": command.tool, "args": dict(command.args), "id": f"slash_{uuid.uuid4().hex[:12]}"}
-        return {"messages": [AIMessage(content="", tool_calls=[call])], "slash": True}
+        call = ToolCall(name=command.tool, args=dict(command.args), id=f"slash_{uuid.uuid4().hex[:12]}")
+        return State(messages=[AIMessage(content="", tool_calls=[call])], slash=True)
     if isinstance(command, HelpCommand):
-        return {"messages": [AIMessage(content=command.text)], "slash": True}
+        return State(messages=[AIMessage(content=command.text)], slash=True)
     if isinstance(command, SlashError):
-        return {"messages": [AIMessage(content=command.message)], "slash": True}
+        return State(messages=[AIMessage(content=command.message)], slash=True)
     if isinstance(command, DecisionCommand):
-        return {"messages": [AIMessage(content="Nothing is waiting for your approval.")], "slash": True}
+        return State(messages=[AIMessage(content="Nothing is waiting for your approval.")], slash=True)
     return None
 
 
@@ -68,7 +68,7 @@ def rendered_results(messages: list[AnyMessage]) -> str:
 
 def schema_tokens(tools: list[BaseTool]) -> int:
     """Approximate tokens the tool schemas take in the model's context (≈4 characters per token)."""
-    return sum(len(json.dumps(convert_to_openai_tool(t))) for t in tools) // 4
+    return approx_text_tokens("".join(json.dumps(convert_to_openai_tool(t)) for t in tools))
 
 
 def prompt(deps: Deps, state: State, tools: list[BaseTool]) -> tuple[list[BaseMessage], HumanMessage | None]:
@@ -92,11 +92,11 @@ def prompt(deps: Deps, state: State, tools: list[BaseTool]) -> tuple[list[BaseMe
     return [system, *as_sent(history)], pinned
 
 
-async def ask_model(deps: Deps, ctx: Context, state: State) -> list[AIMessage | HumanMessage]:
+async def ask_model(deps: Deps, state: State) -> list[AIMessage | HumanMessage]:
     """The model's reply, preceded by the trader's message when this call pinned its live context."""
     over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
-    tools: list[BaseTool] = [] if over_limit else deps.tools(ctx.account_id)
-    runnable: Any = deps.bound_model(ctx.account_id) if tools else deps.model
+    tools: list[BaseTool] = [] if over_limit else deps.tools()
+    runnable: Any = deps.bound_model() if tools else deps.model
     messages, pinned = prompt(deps, state, tools)
     try:
         reply = await runnable.ainvoke(messages)
@@ -113,8 +113,7 @@ async def ask_model(deps: Deps, ctx: Context, state: State) -> list[AIMessage | 
 
 
 def make_reason(deps: Deps) -> Node:
-    async def reason(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx = runtime.context or Context()
+    async def reason(state: State, runtime: Runtime[Context]) -> State:
         messages = list(state.get("messages", []))
         last = messages[-1] if messages else None
         if isinstance(last, HumanMessage):
@@ -122,10 +121,10 @@ def make_reason(deps: Deps) -> Node:
             if reply is not None:
                 return reply
         if state.get("slash") and isinstance(last, ToolMessage):
-            return {"messages": [AIMessage(content=rendered_results(messages))]}
+            return State(messages=[AIMessage(content=rendered_results(messages))])
         template = MODEL_DOWN
         try:
-            return {"messages": await ask_model(deps, ctx, state)}
+            return State(messages=[*await ask_model(deps, state)])
         except ModelUnavailable as exc:
             error = str(exc)
             template = MODEL_UNUSABLE if exc.category in UNUSABLE else MODEL_DOWN
@@ -135,6 +134,6 @@ def make_reason(deps: Deps) -> Node:
         fallback = template.format(error=error)
         if isinstance(last, ToolMessage):
             fallback = rendered_results(messages) + "\n\n" + fallback
-        return {"messages": [AIMessage(content=fallback)], "notice": "model_unavailable"}
+        return State(messages=[AIMessage(content=fallback)], notice="model_unavailable")
 
     return reason

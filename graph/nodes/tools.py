@@ -2,63 +2,70 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from typing import Any
+import logging
+from collections.abc import Sequence
+from typing import cast
 
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import ToolCall, ToolMessage
 from langchain_core.tools import BaseTool
-from langgraph.config import get_stream_writer
+from langgraph.config import get_config, get_stream_writer
+from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.deps import Deps
+from graph.deps import Deps, Node
 from graph.messages import open_tool_calls, parse_json
-from graph.nodes.load_context import Node
 from graph.state import State
+from tools.protocols import ServiceError
 from tools.trading_tools import PROPOSAL_TOOLS
 
+log = logging.getLogger(__name__)
 
-async def run_call(tools: dict[str, BaseTool], call: dict[str, Any]) -> ToolMessage:
-    """One tool call -> its ToolMessage; unknown tools and failures come back as readable errors."""
-    tool = tools.get(call["name"])
-    if tool is None:
-        known = ", ".join(sorted(tools))
-        return ToolMessage(
-            f"Error: unknown tool {call['name']!r}; tools: {known}",
-            tool_call_id=call["id"],
-            name=call["name"],
-            status="error",
-        )
-    try:
-        result = await tool.ainvoke({**call, "type": "tool_call"})
-    except Exception as exc:  # a broken tool must not kill the run; the model reads the error
-        return ToolMessage(f"Error: {exc}", tool_call_id=call["id"], name=call["name"], status="error")
-    if isinstance(result, ToolMessage):
-        if isinstance(result.content, str) and result.content.startswith("Error"):
-            result.status = "error"
-        return result
-    content = result if isinstance(result, str) else json.dumps(result, default=str)
-    return ToolMessage(content, tool_call_id=call["id"], name=call["name"])
+
+def tool_error(error: Exception) -> str:
+    """What the model reads when a tool fails (ToolNode marks the result status="error"): a service's refusal
+    is news for the model; anything else is a bug, logged as well, and must not kill the run either."""
+    if not isinstance(error, ServiceError):
+        log.warning("tool failed", exc_info=error)
+    return f"Error: {error}"
+
+
+def tool_runner(tools: Sequence[BaseTool]) -> ToolNode:
+    """LangGraph's ToolNode over the model's tools: it validates the arguments, injects the runtime (the
+    account), answers an unknown tool name with the list of known tools and turns failures into error
+    results (`tool_error`). Given all the tools the model is bound with, so that list is complete; proposal
+    calls never reach it."""
+    return ToolNode(tools, handle_tool_errors=tool_error)
 
 
 def make_tools_node(deps: Deps) -> Node:
-    async def tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx = runtime.context or Context()
-        calls = [c for c in open_tool_calls(state.get("messages", [])) if c["name"] not in PROPOSAL_TOOLS]
+    runner = tool_runner(deps.tools())
+
+    async def run(calls: list[ToolCall]) -> list[ToolMessage]:
+        # The node's own config carries the graph's runtime (its context names the account) to the tools.
+        output = await runner.ainvoke(calls, get_config())
+        return cast(list[ToolMessage], output["messages"])
+
+    async def tools(state: State, runtime: Runtime[Context]) -> State:
+        calls = [
+            ToolCall(name=c["name"], args=c.get("args") or {}, id=c["id"], type="tool_call")
+            for c in open_tool_calls(state.get("messages", []))
+            if c["name"] not in PROPOSAL_TOOLS
+        ]
         write = get_stream_writer()
         for call in calls:
-            write({"event": "tool", "data": {"name": call["name"], "args": call.get("args", {})}})
-        tools = {t.name: t for t in deps.tools(ctx.account_id)}
-        if deps.settings.tools.parallel_execution:
-            results = list(await asyncio.gather(*(run_call(tools, c) for c in calls)))
+            write({"event": "tool", "data": {"name": call["name"], "args": call["args"]}})
+        results: list[ToolMessage] = []
+        if calls and deps.settings.tools.parallel_execution:
+            results = await run(calls)  # ToolNode runs a message's calls concurrently
         else:
-            results = [await run_call(tools, c) for c in calls]
-        update: dict[str, Any] = {
-            "messages": results,
-            "tool_rounds": state.get("tool_rounds", 0) + 1,
-            "tools_used": list(state.get("tools_used", [])) + [c["name"] for c in calls],
-        }
+            for call in calls:
+                results += await run([call])
+        update = State(
+            messages=[*results],
+            tool_rounds=state.get("tool_rounds", 0) + 1,
+            tools_used=[*state.get("tools_used", []), *(c["name"] for c in calls)],
+        )
         for message in results:
             ok = message.status != "error"
             write({"event": "tool_result", "data": {"name": message.name, "ok": ok}})

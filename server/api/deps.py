@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request
 
 from config import Settings
-from graph.copilot import ID_PATTERN, Copilot
+from graph.copilot import ID_PATTERN, Copilot, account_for
 from server.api.runs import Runner, RunRegistry
 from server.metrics import Metrics
-from tools.locks import RunLocks
+from tools.locks import Leases
+from tools.services import Services
 
 LOCAL_USER = "local"
 SESSION_ID_PATTERN = ID_PATTERN
@@ -28,7 +29,7 @@ def get_copilot(request: Request) -> Copilot:
     return copilot
 
 
-def get_locks(request: Request) -> RunLocks:
+def get_locks(request: Request) -> Leases:
     return request.app.state.locks
 
 
@@ -71,6 +72,24 @@ def get_current_user(request: Request, settings: Annotated[Settings, Depends(get
     return user
 
 
+def get_services(copilot: Annotated[Copilot, Depends(get_copilot)]) -> Services:
+    """The copilot's services (market data, signals, broker): what the read-only routes show."""
+    return copilot.services
+
+
+def get_account(user: Annotated[str, Depends(get_current_user)]) -> str:
+    """The broker account of the request's user."""
+    return account_for(user)
+
+
+def known_symbol(symbol: str, services: Annotated[Services, Depends(get_services)]) -> str:
+    """The path's symbol, upper-cased; 404 naming the known ones when it is not traded here."""
+    name = symbol.strip().upper()
+    if name not in services.specs:
+        raise HTTPException(404, f"unknown symbol {symbol!r}; known: {', '.join(sorted(services.specs))}")
+    return name
+
+
 def get_runner(
     user: Annotated[str, Depends(get_current_user)],
     copilot: Annotated[Copilot, Depends(get_copilot)],
@@ -81,9 +100,12 @@ def get_runner(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CopilotDep = Annotated[Copilot, Depends(get_copilot)]
-LocksDep = Annotated[RunLocks, Depends(get_locks)]
+LocksDep = Annotated[Leases, Depends(get_locks)]
 RunsDep = Annotated[RunRegistry, Depends(get_runs)]
 RunnerDep = Annotated[Runner, Depends(get_runner)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 CurrentUser = Annotated[str, Depends(get_current_user)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+AccountDep = Annotated[str, Depends(get_account)]
+KnownSymbol = Annotated[str, Depends(known_symbol)]
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN, description="the session (conversation) id")]

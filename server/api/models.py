@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from graph.approval import Decision
 from graph.nodes.human_approval import EDIT_ARGS, ApprovalEdits
 from server.api.deps import SESSION_ID_PATTERN
 
@@ -47,14 +48,12 @@ class DecisionRequest(BaseModel):
             )
         return self
 
-    def as_decision(self) -> dict[str, Any]:
-        """What graph.nodes.human_approval.check_decision expects: edits as {field: float}, {} for none."""
-        return {
-            "proposal_id": self.proposal_id,
-            "decision": self.decision,
-            "edits": self.edits.changes(),
-            "reason": self.reason,
-        }
+    def as_decision(self) -> Decision:
+        """The graph's Decision: edits as {field: float}, {} for none."""
+        changes = self.edits.changes()
+        return Decision(
+            proposal_id=self.proposal_id, decision=self.decision, edits=changes, reason=self.reason
+        )
 
 
 class ClearRequest(BaseModel):

@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
@@ -22,12 +21,13 @@ from fastapi.responses import StreamingResponse
 from config import Settings
 from graph.copilot import Copilot, NoPendingApproval
 from graph.schemas import ChatResult, SessionState
+from graph.streaming import Event
 from server.metrics import Metrics
-from tools.locks import RunLocks, SessionBusy
+from tools.locks import LeaseHeld, Leases
+from tools.schemas import JsonObject
 
 log = logging.getLogger("copilot.server")
 
-Event = dict[str, Any]
 NOTHING_PENDING = "nothing in this session is waiting for your approval"
 NOT_FOUND = "no such session for this user"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -52,7 +52,7 @@ def busy(session_id: str, retry_after: int) -> HTTPException:
     )
 
 
-def record_result(metrics: Metrics, kind: str, result: dict[str, Any] | None) -> None:
+def record_result(metrics: Metrics, kind: str, result: JsonObject | None) -> None:
     metrics.graph_runs.labels(kind, "ok" if result is not None else "error").inc()
     order = (result or {}).get("order")
     if order:  # a chat "/approve" counts as much as the approval endpoint
@@ -60,7 +60,7 @@ def record_result(metrics: Metrics, kind: str, result: dict[str, Any] | None) ->
 
 
 def sse_frame(event: Event) -> bytes:
-    data = json.dumps(event.get("data", {}), default=str, ensure_ascii=False)
+    data = json.dumps(event["data"], default=str, ensure_ascii=False)
     return f"event: {event['event']}\ndata: {data}\n\n".encode()
 
 
@@ -87,7 +87,7 @@ class Run:
         return self.task is None or self.task.done()
 
     @property
-    def final(self) -> dict[str, Any] | None:
+    def final(self) -> JsonObject | None:
         return next((e["data"] for e in reversed(self.events) if e["event"] == "final"), None)
 
     async def follow(self) -> AsyncIterator[Event]:
@@ -106,7 +106,7 @@ class Run:
 class RunRegistry:
     """This process's live runs, one per session; the session lease makes it one per session overall."""
 
-    def __init__(self, locks: RunLocks, metrics: Metrics) -> None:
+    def __init__(self, locks: Leases, metrics: Metrics) -> None:
         self.locks = locks
         self.metrics = metrics
         self._runs: dict[tuple[str, str], Run] = {}
@@ -121,7 +121,7 @@ class RunRegistry:
         """Take the session's lease (409 when busy) and start the run; it outlives the request."""
         try:
             token = await self.locks.take(user_id, session_id)
-        except SessionBusy as exc:
+        except LeaseHeld as exc:
             self.metrics.busy.inc()
             raise busy(session_id, exc.retry_after) from None
         run = Run(kind)
@@ -184,7 +184,7 @@ class Runner:
     registry: RunRegistry
 
     @property
-    def locks(self) -> RunLocks:
+    def locks(self) -> Leases:
         return self.registry.locks
 
     async def once(self, session_id: str, kind: str, call: Callable[[], Awaitable[ChatResult]]) -> ChatResult:
@@ -230,19 +230,19 @@ def follow_response(run: Run) -> StreamingResponse:
 
 @asynccontextmanager
 async def session_lease(
-    locks: RunLocks, metrics: Metrics, session_id: str, user_id: str
+    locks: Leases, metrics: Metrics, session_id: str, user_id: str
 ) -> AsyncIterator[None]:
     """Hold the session for a short change that must not interleave with a run (clear, delete)."""
     try:
         async with locks.hold(user_id, session_id):
             yield
-    except SessionBusy as exc:
+    except LeaseHeld as exc:
         metrics.busy.inc()
         raise busy(session_id, exc.retry_after) from None
 
 
 async def settled_state(
-    copilot: Copilot, locks: RunLocks, user_id: str, session_id: str
+    copilot: Copilot, locks: Leases, user_id: str, session_id: str
 ) -> SessionState | None:
     """The session's state, after completing a run a crash interrupted (when no run holds the session)."""
     state = await copilot.state(user_id, session_id)
@@ -259,7 +259,7 @@ async def settled_state(
     return await copilot.state(user_id, session_id)
 
 
-async def sweep(copilot: Copilot, locks: RunLocks, rounds: int = 4) -> int:
+async def sweep(copilot: Copilot, locks: Leases, rounds: int = 4) -> int:
     """At start: complete every run a crash interrupted, before anyone asks. A session still leased by the
     dead process is tried again after one lease, a few times. Returns how many were completed."""
     done = 0

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from server.api.deps import CopilotDep, CurrentUser, SettingsDep
+from server.api.deps import CurrentUser, KnownSymbol, ServicesDep, SettingsDep
 from tools.protocols import ServiceError, UnknownSymbolError
 from tools.schemas import Signal, Timeframe
 
@@ -47,26 +47,17 @@ class TradingLimits(BaseModel):
     proposal_ttl_seconds: int
 
 
-def _symbol(copilot: CopilotDep, symbol: str) -> str:
-    name = symbol.strip().upper()
-    if name not in copilot.services.specs:
-        known = ", ".join(sorted(copilot.services.specs))
-        raise HTTPException(404, f"unknown symbol {symbol!r}; known: {known}")
-    return name
-
-
 @router.get("/bars/{symbol}", response_model=Candles)
 async def get_bars(
-    symbol: str,
     user: CurrentUser,
-    copilot: CopilotDep,
+    name: KnownSymbol,
+    services: ServicesDep,
     timeframe: Timeframe = "15m",
     bars: Annotated[int, Query(ge=1, le=MAX_CHART_BARS)] = 300,
 ) -> Candles:
     """OHLCV candles, oldest first, closed by the market clock's now (replay or platform time)."""
-    name = _symbol(copilot, symbol)
     try:
-        rows = await copilot.services.market.get_bars(name, timeframe, bars)
+        rows = await services.market.get_bars(name, timeframe, bars)
     except UnknownSymbolError as exc:
         raise HTTPException(404, str(exc)) from None
     candles = [
@@ -75,17 +66,16 @@ async def get_bars(
         )
         for b in rows
     ]
-    return Candles(symbol=name, timeframe=timeframe, now=copilot.services.clock.now(), bars=candles)
+    return Candles(symbol=name, timeframe=timeframe, now=services.clock.now(), bars=candles)
 
 
 @router.get("/signal/{symbol}", response_model=Signal)
 async def get_governing_signal(
-    symbol: str, user: CurrentUser, copilot: CopilotDep, settings: SettingsDep
+    user: CurrentUser, name: KnownSymbol, services: ServicesDep, settings: SettingsDep
 ) -> Signal:
     """The signal the risk gate checks now (always on `risk.signal_timeframe`), whatever was asked in chat."""
-    name = _symbol(copilot, symbol)
     try:
-        return await copilot.services.signals.get_signal(name, settings.risk.signal_timeframe)
+        return await services.signals.get_signal(name, settings.risk.signal_timeframe)
     except ServiceError as exc:
         raise HTTPException(502, f"no signal for {name}: {exc}") from None
 

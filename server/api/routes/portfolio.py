@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from graph.copilot import Copilot, account_for
-from server.api.deps import CopilotDep, CurrentUser
+from server.api.deps import AccountDep, CurrentUser, KnownSymbol, ServicesDep
 from server.api.performance import Performance, TradeRow, performance, trade_row
 from tools.broker.ledger import ClosedTrade
 from tools.schemas import Portfolio, Quote, SymbolSpec
+from tools.services import Services
 
 router = APIRouter(prefix="/api", tags=["portfolio"])
 
@@ -32,49 +32,42 @@ class TradeHistory(BaseModel):
 
 
 @router.get("/portfolio", response_model=Portfolio)
-async def get_portfolio(user: CurrentUser, copilot: CopilotDep) -> Portfolio:
+async def get_portfolio(account: AccountDep, services: ServicesDep) -> Portfolio:
     """Balance, equity, margin, open positions and P&L, read live from the broker (never cached)."""
-    return await copilot.services.broker.get_portfolio(account_for(user))
+    return await services.broker.get_portfolio(account)
 
 
-async def closed_trades(copilot: Copilot, user: str) -> list[ClosedTrade]:
-    """The user's closed trades, oldest first (the embedded paper broker keeps them)."""
-    history: Callable[[str], Awaitable[list[ClosedTrade]]] | None = getattr(
-        copilot.services.broker, "history", None
-    )
+async def closed_trades(services: Services, account: str) -> list[ClosedTrade]:
+    """The account's closed trades, oldest first (the embedded paper broker keeps them)."""
+    history: Callable[[str], Awaitable[list[ClosedTrade]]] | None = getattr(services.broker, "history", None)
     if history is None:
         raise HTTPException(501, NO_HISTORY)
-    return await history(account_for(user))
+    return await history(account)
 
 
 @router.get("/trades", response_model=TradeHistory)
-async def get_trades(user: CurrentUser, copilot: CopilotDep) -> TradeHistory:
+async def get_trades(account: AccountDep, services: ServicesDep) -> TradeHistory:
     """Closed trades, newest first: prices, P&L, how long each was open and why it closed (sl, tp, manual)."""
-    trades = await closed_trades(copilot, user)
+    trades = await closed_trades(services, account)
     return TradeHistory(trades=[trade_row(t) for t in reversed(trades)])
 
 
 @router.get("/performance", response_model=Performance)
-async def get_performance(user: CurrentUser, copilot: CopilotDep) -> Performance:
+async def get_performance(account: AccountDep, services: ServicesDep) -> Performance:
     """Realized P&L: totals, win rate, the balance after each closed trade, daily and weekly figures."""
-    trades = await closed_trades(copilot, user)
-    portfolio = await copilot.services.broker.get_portfolio(account_for(user))
+    trades = await closed_trades(services, account)
+    portfolio = await services.broker.get_portfolio(account)
     return performance(trades, portfolio.balance)
 
 
 @router.get("/symbols")
-async def get_symbols(user: CurrentUser, copilot: CopilotDep) -> dict[str, SymbolInfo]:
+async def get_symbols(user: CurrentUser, services: ServicesDep) -> dict[str, SymbolInfo]:
     """Per symbol: digits, pip and lot sizes, contract size and quote currency, so clients show prices, pips
     and money estimates the way the server computes them."""
-    return {name: SymbolInfo(**spec.model_dump()) for name, spec in copilot.services.specs.items()}
+    return {name: SymbolInfo(**spec.model_dump()) for name, spec in services.specs.items()}
 
 
 @router.get("/quote/{symbol}", response_model=Quote)
-async def get_quote(symbol: str, user: CurrentUser, copilot: CopilotDep) -> Quote:
+async def get_quote(user: CurrentUser, name: KnownSymbol, services: ServicesDep) -> Quote:
     """Bid/ask now (replay or platform time), to place SL/TP sensibly before asking for a trade."""
-    name = symbol.upper()
-    if name not in copilot.services.specs:
-        raise HTTPException(
-            404, f"unknown symbol {symbol!r}; known: {', '.join(sorted(copilot.services.specs))}"
-        )
-    return await copilot.services.market.get_quote(name)
+    return await services.market.get_quote(name)

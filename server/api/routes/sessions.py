@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
+from graph.approval import Decision
 from graph.schemas import ChatResult, CheckpointInfo, SessionState
 from server.api.deps import SESSION_ID_PATTERN, MetricsDep, RunnerDep, SessionId
 from server.api.models import ClearRequest, DecisionRequest, SessionList, StatusResponse
@@ -70,12 +71,14 @@ async def cancel_run(session_id: SessionId, run: RunnerDep) -> StatusResponse:
     return StatusResponse(status=status, session_id=session_id)
 
 
-async def require_pending(run: Runner, metrics: Metrics, session_id: str, body: DecisionRequest) -> None:
-    """404 for another user's (or no) session, 409 when nothing waits for a decision; counts the decision."""
+async def pending_decision(run: Runner, metrics: Metrics, session_id: str, body: DecisionRequest) -> Decision:
+    """The body as the graph's Decision: 404 for another user's (or no) session, 409 when nothing waits for
+    a decision; counts the decision."""
     state = await run.state(session_id)
     if state.pending_approval is None and not state.interrupted_run:
         raise HTTPException(409, NOTHING_PENDING)
     metrics.approvals.labels(body.decision).inc()
+    return body.as_decision()
 
 
 @router.post("/sessions/{session_id}/approval", response_model=ChatResult)
@@ -83,10 +86,9 @@ async def decide(
     session_id: SessionId, body: DecisionRequest, run: RunnerDep, metrics: MetricsDep
 ) -> ChatResult:
     """Approve, edit (size_lots, stop_loss, take_profit) or reject the pending proposal."""
-    await require_pending(run, metrics, session_id, body)
-    copilot, user = run.copilot, run.user
+    decision = await pending_decision(run, metrics, session_id, body)
     return await run.once(
-        session_id, body.decision, lambda: copilot.decide(user, session_id, body.as_decision())
+        session_id, body.decision, lambda: run.copilot.decide(run.user, session_id, decision)
     )
 
 
@@ -97,10 +99,9 @@ async def decide_stream(
     session_id: SessionId, body: DecisionRequest, run: RunnerDep, metrics: MetricsDep
 ) -> StreamingResponse:
     """The approval decision, followed live (the order's execution and the model's comment)."""
-    await require_pending(run, metrics, session_id, body)
-    copilot, user = run.copilot, run.user
+    decision = await pending_decision(run, metrics, session_id, body)
     return await run.stream(
-        session_id, body.decision, lambda: copilot.stream_decision(user, session_id, body.as_decision())
+        session_id, body.decision, lambda: run.copilot.stream_decision(run.user, session_id, decision)
     )
 
 

@@ -1,0 +1,101 @@
+"""The approval data, typed once: the proposal call, the gate's verdict, the proposal, the trader's decision
+and what execute did. The nodes, the facade's answers and the HTTP API use these TypedDicts; checkpoints store
+them as the plain dicts they are. No framework imports: the risk rules use them too."""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired
+
+# typing_extensions' TypedDict: pydantic (the HTTP API's responses and the input/output schemas
+# `langgraph dev` serves to Studio) refuses typing.TypedDict before Python 3.12.
+from typing_extensions import TypedDict
+
+from tools.schemas import JsonObject, Side
+
+# Sane upper bounds for what a trader may type (approval edits, lots and prices in slash commands, the HTTP
+# API's DecisionRequest): far above any real order, low enough that no number overflows a float, a 64-bit
+# checkpoint integer or a later rule. The risk gate still applies the real limits.
+MAX_LOTS = 1000.0
+MAX_PRICE = 1e7
+
+ProposalKind = Literal["open", "close", "modify"]
+# Outcomes of a send to the broker; "requote", "refused" and "account_busy" never reached it.
+OrderStatus = Literal["executed", "failed", "unknown"]
+OutcomeStatus = Literal["executed", "failed", "unknown", "requote", "refused", "account_busy"]
+
+
+class PendingCall(TypedDict):
+    """A proposal tool call on its way through the gate (args may carry the trader's edits)."""
+
+    id: str
+    name: str
+    args: JsonObject
+
+
+class VerdictSummary(TypedDict):
+    """What the risk gate said of a proposal: passed, and the reasons (blocking ones when blocked)."""
+
+    passed: bool
+    reasons: list[str]
+
+
+class Proposal(TypedDict):
+    """A trade that passed the risk gate and waits for the trader's decision (graph.proposals builds it)."""
+
+    proposal_id: str
+    kind: ProposalKind
+    symbol: str
+    side: Side
+    size_lots: float
+    entry_price: float
+    # What the broker is asked to set (a modify: None keeps the position's level).
+    stop_loss: float | None
+    take_profit: float | None
+    stop_pips: float | None
+    take_profit_pips: float | None
+    risk_usd: float
+    risk_pct: float
+    reward_usd: float
+    risk_reward: float | None
+    verdict: VerdictSummary
+    signal_reasoning: list[str]
+    created_at: str
+    expires_at: str
+    ticket: int | None  # close and modify
+    # Set when the gate priced this again after an approval (price drift or changed limits).
+    requote_of: str | None
+    # Set when a send attempt's outcome is unknown: approving again retries with the same key.
+    attempts: int
+    notice: str | None
+
+
+class Decision(TypedDict):
+    """The trader's answer to a proposal (edits: field -> new value). A client may leave out edits and
+    reason; the approval node's `check_decision` fills them in, and records an expired proposal's answer
+    as "invalid" with the reason."""
+
+    proposal_id: str
+    decision: Literal["approve", "edit", "reject", "invalid"]
+    edits: NotRequired[dict[str, float]]
+    reason: NotRequired[str]
+
+
+class Outcome(TypedDict):
+    """What execute did with an approved proposal; the broker's OrderResult fields when it sent one."""
+
+    status: OutcomeStatus
+    proposal_id: str | None
+    kind: NotRequired[ProposalKind]
+    # executed / failed: the broker's answer (tools.schemas.OrderResult)
+    success: NotRequired[bool]
+    ticket: NotRequired[int | None]
+    executed_price: NotRequired[float | None]
+    slippage: NotRequired[float]
+    message: NotRequired[str]
+    idempotency_key: NotRequired[str | None]
+    duplicate: NotRequired[bool]
+    # requote: the price now, how far it moved, why; unknown: the error
+    price: NotRequired[float]
+    drift_pct: NotRequired[float]
+    reasons: NotRequired[list[str]]
+    error: NotRequired[str]

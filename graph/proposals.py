@@ -1,0 +1,196 @@
+"""Pricing: a proposal's terms, with the market and the account as they are now, become a risk Verdict and
+the typed Proposal the trader approves. `price_trade` and `price_position` read the quote, the account and
+the signal from the services themselves (never from the model); the rules live in graph.risk (new trades)
+and graph.position_rules (closing and modifying a position). No graph framework here: the risk gate and
+execute's re-check both call it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from config.settings import RiskSettings
+from graph.approval import Proposal, ProposalKind, Side
+from graph.position_rules import Modify, check_modify, risk_at_stop
+from graph.risk import RiskInputs, RuleResult, TradeIdea, Verdict, evaluate, verdict_of
+from tools.schemas import Portfolio, Position, Quote, Signal, SymbolSpec
+from tools.services import Services
+
+
+class Blocked(Exception):
+    """The proposal cannot even be priced (bad arguments, unknown symbol or ticket)."""
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A proposal's terms and the risk verdict on them; `proposal()` when it passed."""
+
+    verdict: Verdict
+    kind: ProposalKind
+    symbol: str
+    side: Side
+    # What the broker is asked to set (a modify: None keeps the position's level).
+    stop_loss: float | None
+    take_profit: float | None
+    ticket: int | None = None
+    signal_reasoning: tuple[str, ...] = ()
+
+    def proposal(
+        self, proposal_id: str, now: datetime, ttl_seconds: float, requote_of: str | None = None
+    ) -> Proposal:
+        v = self.verdict
+        return Proposal(
+            proposal_id=proposal_id,
+            kind=self.kind,
+            symbol=self.symbol,
+            side=self.side,
+            size_lots=v.size_lots,
+            entry_price=v.entry_price,
+            stop_loss=self.stop_loss,
+            take_profit=self.take_profit,
+            stop_pips=v.stop_pips,
+            take_profit_pips=v.take_profit_pips,
+            risk_usd=v.risk_usd,
+            risk_pct=v.risk_pct,
+            reward_usd=v.reward_usd,
+            risk_reward=v.risk_reward,
+            verdict=v.summary(),
+            signal_reasoning=list(self.signal_reasoning),
+            created_at=now.isoformat(),
+            expires_at=(now + timedelta(seconds=ttl_seconds)).isoformat(),
+            ticket=self.ticket,
+            requote_of=requote_of,
+            attempts=0,
+            notice=None,
+        )
+
+    def facts(self) -> dict[str, object]:
+        """The terms and the money figures, for the audit trail (also of a blocked proposal)."""
+        v = self.verdict
+        return {
+            "kind": self.kind,
+            "symbol": self.symbol,
+            "side": self.side,
+            "size_lots": v.size_lots,
+            "entry_price": v.entry_price,
+            "stop_loss": self.stop_loss,
+            "take_profit": self.take_profit,
+            "risk_usd": v.risk_usd,
+            "risk_pct": v.risk_pct,
+            "reward_usd": v.reward_usd,
+            "risk_reward": v.risk_reward,
+            "ticket": self.ticket,
+        }
+
+
+def price_open(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> Priced:
+    """A new trade: every risk rule of graph.risk, sized to the risk cap when no size is given."""
+    signal = inputs.signal
+    return Priced(
+        verdict=evaluate(idea, inputs, limits),
+        kind="open",
+        symbol=idea.symbol,
+        side=idea.side,
+        stop_loss=idea.stop_loss,
+        take_profit=idea.take_profit,
+        signal_reasoning=tuple(signal.reasoning) if signal else (),
+    )
+
+
+def find_position(portfolio: Portfolio, ticket: object) -> Position:
+    for position in portfolio.positions:
+        if str(position.ticket) == str(ticket):
+            return position
+    tickets = ", ".join(str(p.ticket) for p in portfolio.positions) or "none"
+    raise Blocked(f"no open position with ticket {ticket} (open tickets: {tickets})")
+
+
+def exit_price(position: Position, quote: Quote, spec: SymbolSpec) -> float:
+    """A long position exits at the bid, a short one at the ask."""
+    return spec.round_price(quote.bid if position.type == "BUY" else quote.ask)
+
+
+def price_close(position: Position, spec: SymbolSpec, quote: Quote, portfolio: Portfolio) -> Priced:
+    """Closing only ever reduces risk: no rule beyond the ticket being open."""
+    change = Modify(position, exit_price(position, quote, spec), None, None)
+    reason = (
+        f"position #{position.ticket} is open ({position.type} {position.size} {position.symbol}); "
+        "closing it reduces risk"
+    )
+    return _position_priced("close", change, [RuleResult(True, reason)], spec, portfolio)
+
+
+def price_modify(change: Modify, spec: SymbolSpec, portfolio: Portfolio, limits: RiskSettings) -> Priced:
+    """New SL and/or TP for an open position, checked by graph.position_rules."""
+    checks = check_modify(change, spec, portfolio, limits)
+    return _position_priced("modify", change, checks, spec, portfolio)
+
+
+def _position_priced(
+    kind: ProposalKind, change: Modify, checks: list[RuleResult], spec: SymbolSpec, portfolio: Portfolio
+) -> Priced:
+    position, price = change.position, change.exit_price
+    sl = change.effective_stop
+    tp = change.take_profit if change.take_profit is not None else position.take_profit
+    verdict = verdict_of(
+        checks,
+        size_lots=position.size,
+        entry_price=price,
+        risk_usd=round(risk_at_stop(change, sl, spec) or 0.0, 2),
+        equity=portfolio.equity,
+        stop_pips=spec.pips(price - sl) if sl else None,
+        take_profit_pips=spec.pips(tp - price) if tp else None,
+    )
+    modify = kind == "modify"
+    return Priced(
+        verdict=verdict,
+        kind=kind,
+        symbol=position.symbol,
+        side=position.type,
+        stop_loss=change.stop_loss if modify else position.stop_loss,
+        take_profit=change.take_profit if modify else position.take_profit,
+        ticket=position.ticket,
+    )
+
+
+def _spec(services: Services, symbol: str) -> SymbolSpec:
+    spec = services.specs.get(symbol)
+    if spec is None:
+        raise Blocked(
+            f"{symbol or 'that symbol'} is not traded here (known: {', '.join(sorted(services.specs))})"
+        )
+    return spec
+
+
+async def _signal(services: Services, symbol: str) -> Signal | None:
+    # Always the configured timeframe: the model picks get_ml_signal's timeframe, and letting that
+    # choice reach the gate would let a prompt injection shop for the timeframe with the best confidence.
+    try:
+        return await services.signals.get_signal(symbol, services.settings.risk.signal_timeframe)
+    except Exception:  # no signal -> the confidence rule blocks with "wait"
+        return None
+
+
+async def price_trade(services: Services, account_id: str, idea: TradeIdea) -> Priced:
+    """A new trade priced on the live quote, the account and the current signal."""
+    spec = _spec(services, idea.symbol)
+    quote = await services.market.get_quote(idea.symbol)
+    portfolio = await services.broker.get_portfolio(account_id)
+    signal = await _signal(services, idea.symbol)
+    settings = services.settings
+    inputs = RiskInputs(spec, quote, portfolio, signal, services.clock.now(), settings.broker.leverage)
+    return price_open(idea, inputs, settings.risk)
+
+
+async def price_position(
+    services: Services, account_id: str, ticket: int, change: tuple[float | None, float | None] | None
+) -> Priced:
+    """Closing (`change` None) or modifying (new SL, TP; None keeps a level) an open position by ticket."""
+    portfolio = await services.broker.get_portfolio(account_id)
+    position = find_position(portfolio, ticket)
+    spec = _spec(services, position.symbol)
+    quote = await services.market.get_quote(position.symbol)
+    if change is None:
+        return price_close(position, spec, quote, portfolio)
+    modify = Modify(position, exit_price(position, quote, spec), *change)
+    return price_modify(modify, spec, portfolio, services.settings.risk)

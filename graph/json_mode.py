@@ -35,8 +35,14 @@ def tool_call_schema(names: Sequence[str]) -> dict[str, JsonValue]:
 
 
 def _json_instructions(tools: list[ToolDescription]) -> str:
-    specs = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
-              "parameters": t["function"].get("parameters", {})} for t in tools]  # fmt: skip
+    specs = [
+        {
+            "name": t["function"]["name"],
+            "description": t["function"].get("description", ""),
+            "parameters": t["function"].get("parameters", {}),
+        }
+        for t in tools
+    ]
     return (
         '## Tool calling (JSON)\nAnswer ONLY with a JSON object {"tool_calls": [{"name": ..., "arguments": '
         '{...}}], "content": "..."}. To use a tool, list it in tool_calls and leave content empty; to answer '

@@ -119,8 +119,13 @@ async def warm_up(settings: Settings) -> str:
     """Load the model now (Ollama loads it on a chat with no messages), with the context size we use, so
     the trader's first question does not pay for loading the weights; `keep_alive` keeps it loaded."""
     llm = settings.llm
-    body = {"model": llm.model, "messages": [], "stream": False, "keep_alive": llm.keep_alive,
-            "options": {"num_ctx": llm.num_ctx}}  # fmt: skip
+    body = {
+        "model": llm.model,
+        "messages": [],
+        "stream": False,
+        "keep_alive": llm.keep_alive,
+        "options": {"num_ctx": llm.num_ctx},
+    }
     try:
         async with httpx.AsyncClient(base_url=llm.base_url, timeout=llm.request_timeout) as client:
             response = await client.post("/api/chat", json=body)
@@ -358,10 +363,15 @@ class CopilotChatOllama(ChatOllama):
 
 def _calls_chunk(calls: list[ToolCall]) -> ChatGenerationChunk:
     chunks = [
-        ToolCallChunk(name=c["name"], args=json.dumps(c["args"], ensure_ascii=False), id=c["id"], index=i,
-                      type="tool_call_chunk")
+        ToolCallChunk(
+            name=c["name"],
+            args=json.dumps(c["args"], ensure_ascii=False),
+            id=c["id"],
+            index=i,
+            type="tool_call_chunk",
+        )
         for i, c in enumerate(calls)
-    ]  # fmt: skip
+    ]
     return ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=chunks))
 
 
@@ -395,8 +405,12 @@ def _settings_like(model: CopilotChatOllama) -> Any:
     from types import SimpleNamespace
 
     timeout = float((model.client_kwargs or {}).get("timeout", 10.0))
-    llm = SimpleNamespace(tool_mode="auto", base_url=model.base_url or "http://localhost:11434",
-                          model=model.model, request_timeout=timeout)  # fmt: skip
+    llm = SimpleNamespace(
+        tool_mode="auto",
+        base_url=model.base_url or "http://localhost:11434",
+        model=model.model,
+        request_timeout=timeout,
+    )
     return SimpleNamespace(llm=llm)
 
 

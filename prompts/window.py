@@ -50,10 +50,13 @@ def _block_start(
     (then the earliest trader message leaving at most N messages and half the budget). `extra`: tokens the
     newest turn's live context adds."""
     previous = next(
-        (messages[i] for i in range(newest - 1, -1, -1)
-         if isinstance(messages[i], HumanMessage) and WINDOW_FROM in messages[i].additional_kwargs),
+        (
+            messages[i]
+            for i in range(newest - 1, -1, -1)
+            if isinstance(messages[i], HumanMessage) and WINDOW_FROM in messages[i].additional_kwargs
+        ),
         None,
-    )  # fmt: skip
+    )
     start = _index(messages, previous.additional_kwargs[WINDOW_FROM]) if previous is not None else None
     if start is not None and not isinstance(messages[start], HumanMessage):
         start = None

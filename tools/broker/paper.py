@@ -197,15 +197,26 @@ class PaperBroker(RedisAccountService):
             )
         slippage = spec.round_price(abs(price - (quote.ask if side == "BUY" else quote.bid)))
         pos = OpenPosition(
-            ticket=ticket, symbol=spec.symbol, side=side, lots=lots, open_price=price, open_time=now,
-            stop_loss=order.stop_loss, take_profit=order.take_profit, margin_usd=margin,
+            ticket=ticket,
+            symbol=spec.symbol,
+            side=side,
+            lots=lots,
+            open_price=price,
+            open_time=now,
+            stop_loss=order.stop_loss,
+            take_profit=order.take_profit,
+            margin_usd=margin,
             checked_until=quote.time,
-        )  # fmt: skip
+        )
         fill = _fill(pos, "open", price, now, key)
         result = OrderResult(
-            success=True, ticket=ticket, executed_price=price, slippage=slippage, idempotency_key=key,
+            success=True,
+            ticket=ticket,
+            executed_price=price,
+            slippage=slippage,
+            idempotency_key=key,
             message=f"{side} {lots} {spec.symbol} filled at {price} (ticket {ticket})",
-        )  # fmt: skip
+        )
         return result, Effects(
             upsert=[pos], fills=[fill], orders=[{**record, "status": "filled", "ticket": ticket}]
         )
@@ -223,9 +234,12 @@ class PaperBroker(RedisAccountService):
         pnl = fx.closed[0].pnl_usd
         fx.orders.append({"op": "close", "time": now, "key": key, "ticket": ticket, "status": "filled"})
         result = OrderResult(
-            success=True, ticket=ticket, executed_price=price, idempotency_key=key,
+            success=True,
+            ticket=ticket,
+            executed_price=price,
+            idempotency_key=key,
             message=f"ticket {ticket} closed at {price}, P&L {pnl:+.2f} USD",
-        )  # fmt: skip
+        )
         return result, fx
 
     def _decide_modify(
@@ -286,8 +300,11 @@ class PaperBroker(RedisAccountService):
         pnl = pricing.pnl_usd(spec, pos.side, pos.lots, pos.open_price, price)
         trade = ClosedTrade(
             **pos.model_dump(exclude={"margin_usd", "checked_until"}),
-            close_price=price, close_time=when, reason=reason, pnl_usd=pnl,
-        )  # fmt: skip
+            close_price=price,
+            close_time=when,
+            reason=reason,
+            pnl_usd=pnl,
+        )
         return Effects(
             balance_usd=round(book.balance_usd + pnl, 2),
             remove=[pos.ticket],
@@ -357,10 +374,17 @@ class PaperBroker(RedisAccountService):
         spec = self._specs[pos.symbol]
         mark = pricing.mark_price(spec, pos.side, quotes[pos.symbol])
         return Position(
-            ticket=pos.ticket, symbol=pos.symbol, type=pos.side, size=pos.lots, open_price=pos.open_price,
-            current_price=mark, profit=pricing.pnl_usd(spec, pos.side, pos.lots, pos.open_price, mark),
-            stop_loss=pos.stop_loss, take_profit=pos.take_profit, open_time=pos.open_time,
-        )  # fmt: skip
+            ticket=pos.ticket,
+            symbol=pos.symbol,
+            type=pos.side,
+            size=pos.lots,
+            open_price=pos.open_price,
+            current_price=mark,
+            profit=pricing.pnl_usd(spec, pos.side, pos.lots, pos.open_price, mark),
+            stop_loss=pos.stop_loss,
+            take_profit=pos.take_profit,
+            open_time=pos.open_time,
+        )
 
 
 def _ticket(pos: OpenPosition) -> int:
@@ -384,9 +408,15 @@ def _fill(
     pos: OpenPosition, kind: str, price: float, when: datetime, key: str | None, pnl_usd: float | None = None
 ) -> dict[str, str]:
     fill = {
-        "ticket": str(pos.ticket), "kind": kind, "symbol": pos.symbol, "side": pos.side,
-        "lots": repr(pos.lots), "price": repr(price), "time": when.isoformat(), "key": key or "",
-    }  # fmt: skip
+        "ticket": str(pos.ticket),
+        "kind": kind,
+        "symbol": pos.symbol,
+        "side": pos.side,
+        "lots": repr(pos.lots),
+        "price": repr(price),
+        "time": when.isoformat(),
+        "key": key or "",
+    }
     if pnl_usd is not None:
         fill["pnl_usd"] = repr(pnl_usd)
     return fill

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NotRequired, Protocol, TypedDict, Unpack, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from tools.schemas import (
     Alert,
@@ -16,16 +16,6 @@ from tools.schemas import (
     Quote,
     Signal,
 )
-
-
-class StopChange(TypedDict):
-    """Broker.modify_position's keywords: the new stop-loss and take-profit (None leaves that level as it
-    is), the idempotency key, and the account (None or absent: the broker's own)."""
-
-    stop_loss: float | None
-    take_profit: float | None
-    idempotency_key: str
-    account_id: NotRequired[str | None]
 
 
 class ServiceError(Exception):
@@ -74,8 +64,17 @@ class Broker(Protocol):
         self, ticket: int, idempotency_key: str, account_id: str | None = None
     ) -> OrderResult: ...
 
-    async def modify_position(self, ticket: int, **change: Unpack[StopChange]) -> OrderResult:
-        """Change SL and/or TP of an open position. The same key twice returns the first result."""
+    async def modify_position(
+        self,
+        ticket: int,
+        *,
+        stop_loss: float | None,
+        take_profit: float | None,
+        idempotency_key: str,
+        account_id: str | None = None,
+    ) -> OrderResult:
+        """Change SL and/or TP of an open position (None leaves a level as it is). The same key twice
+        returns the first result."""
         ...
 
     async def get_portfolio(self, account_id: str | None = None) -> Portfolio: ...

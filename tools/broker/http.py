@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Unpack
 from urllib.parse import quote, urlencode
 
 from tools.http import ServiceClient
-from tools.protocols import ServiceError, StopChange
+from tools.protocols import ServiceError
 from tools.schemas import Alert, AlertRequest, OrderRequest, OrderResult, Portfolio
 
 
@@ -36,15 +35,22 @@ class HttpBroker:
         answer = await self._client.post(f"/api/positions/{ticket}/close", body, idempotency_key)
         return OrderResult.model_validate(answer)
 
-    async def modify_position(self, ticket: int, **change: Unpack[StopChange]) -> OrderResult:
-        key = change["idempotency_key"]
-        _require_key(key)
+    async def modify_position(
+        self,
+        ticket: int,
+        *,
+        stop_loss: float | None,
+        take_profit: float | None,
+        idempotency_key: str,
+        account_id: str | None = None,
+    ) -> OrderResult:
+        _require_key(idempotency_key)
         body = {
-            "stop_loss": change["stop_loss"],
-            "take_profit": change["take_profit"],
-            "account_id": change.get("account_id") or self.account_id,
+            "stop_loss": stop_loss,
+            "take_profit": take_profit,
+            "account_id": account_id or self.account_id,
         }
-        answer = await self._client.post(f"/api/positions/{ticket}/modify", body, key)
+        answer = await self._client.post(f"/api/positions/{ticket}/modify", body, idempotency_key)
         return OrderResult.model_validate(answer)
 
     async def get_portfolio(self, account_id: str | None = None) -> Portfolio:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Unpack, cast
+from typing import TYPE_CHECKING, cast
 
 from redis.exceptions import WatchError
 
@@ -28,7 +28,7 @@ from tools.broker.ledger import (
     RedisAccountService,
     text,
 )
-from tools.protocols import Clock, MarketData, ServiceError, StopChange, UnknownSymbolError
+from tools.protocols import Clock, MarketData, ServiceError, UnknownSymbolError
 from tools.schemas import Bar, OrderRequest, OrderResult, Portfolio, Position, Quote, SymbolSpec
 
 if TYPE_CHECKING:
@@ -84,10 +84,17 @@ class PaperBroker(RedisAccountService):
 
         return await self._transact(account, idempotency_key, request, decide)
 
-    async def modify_position(self, ticket: int, **change: Unpack[StopChange]) -> OrderResult:
+    async def modify_position(
+        self,
+        ticket: int,
+        *,
+        stop_loss: float | None,
+        take_profit: float | None,
+        idempotency_key: str,
+        account_id: str | None = None,
+    ) -> OrderResult:
         """Change SL and/or TP of an open position; None leaves that level unchanged."""
-        account = change.get("account_id") or self.account_id
-        stop_loss, take_profit, key = change["stop_loss"], change["take_profit"], change["idempotency_key"]
+        account, key = account_id or self.account_id, idempotency_key
         await self.sync(account)
         quotes = await self._quotes_for(account)
         request = {"op": "modify", "ticket": ticket, "stop_loss": stop_loss, "take_profit": take_profit}

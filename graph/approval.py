@@ -99,3 +99,13 @@ class Outcome(TypedDict):
     drift_pct: NotRequired[float]
     reasons: NotRequired[list[str]]
     error: NotRequired[str]
+
+
+def interrupt_proposal(value: object) -> Proposal | None:
+    """The proposal an approval interrupt carries: its value (graph.nodes.human_approval.ApprovalRequest,
+    `type` "approval_required"), or a list of such values; None for any other interrupt."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict) and item.get("type") == "approval_required" and item.get("proposal"):
+            proposal: Proposal = item["proposal"]
+            return proposal
+    return None

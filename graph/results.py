@@ -7,7 +7,7 @@ from typing import get_args
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.types import StateSnapshot
 
-from graph.approval import OrderStatus, Outcome, Proposal
+from graph.approval import OrderStatus, Outcome, Proposal, interrupt_proposal
 from graph.messages import text
 from graph.schemas import ChatMessage, ChatResult, CheckpointInfo, SessionState, ToolCallShown
 
@@ -29,14 +29,11 @@ def facts(fresh: list[AnyMessage]) -> list[str]:
 
 
 def pending_proposal(snapshot: StateSnapshot) -> Proposal | None:
-    """The proposal the thread is paused on, if any: the "proposal" the human_approval interrupt carries
-    beside its HumanInterrupt fields (graph.nodes.human_approval.ApprovalRequest; a list of them too)."""
+    """The proposal the thread is paused on, if any (a copy of the one its approval interrupt carries)."""
     for item in snapshot.interrupts:
-        values = item.value if isinstance(item.value, list) else [item.value]
-        for value in values:
-            if isinstance(value, dict) and value.get("type") == "approval_required":
-                proposal: Proposal | None = value.get("proposal")
-                return proposal.copy() if proposal else None
+        proposal = interrupt_proposal(item.value)
+        if proposal is not None:
+            return proposal.copy()
     return None
 
 

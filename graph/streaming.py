@@ -7,6 +7,7 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk
 from typing_extensions import TypedDict
 
+from graph.approval import interrupt_proposal
 from tools.schemas import JsonObject
 
 NODES = {"load_context", "reason", "tools", "risk_gate", "human_approval", "execute"}
@@ -39,8 +40,8 @@ def to_events(mode: str, chunk: Any) -> list[Event]:
     if mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
         events: list[Event] = []
         for item in chunk["__interrupt__"]:
-            value = getattr(item, "value", None)
-            if isinstance(value, dict) and value.get("type") == "approval_required":
-                events.append({"event": "approval_required", "data": {"proposal": value.get("proposal")}})
+            proposal = interrupt_proposal(getattr(item, "value", None))
+            if proposal is not None:
+                events.append(Event(event="approval_required", data={"proposal": proposal}))
         return events
     return []

@@ -78,7 +78,7 @@ def answer(messages: list[BaseMessage]) -> AIMessage | str:
     return "Respuesta breve: " + "la confianza manda; sin señal clara, esperar es una posición. " * 4
 
 
-def legacy_prompt(deps: Any, state: Any, tools: list[Any]) -> tuple[list[BaseMessage], None]:
+def legacy_prompt(deps: Any, state: Any, with_tools: bool) -> tuple[list[BaseMessage], None]:
     """The request shape before this change, for --legacy: a trailing system message, sliding history."""
     from graph.messages import keep_recent
     from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context, trim_history
@@ -87,7 +87,7 @@ def legacy_prompt(deps: Any, state: Any, tools: list[Any]) -> tuple[list[BaseMes
     history = keep_recent(state.get("messages", []), settings.context.max_history)
     live = live_context(state.get("market"), state.get("portfolio"), settings.risk, deps.services.clock.now())
     system, context = SystemMessage(SYSTEM_PROMPT), SystemMessage(live)
-    fixed = approx_tokens(system) + approx_tokens(context) + reason.schema_tokens(tools)
+    fixed = approx_tokens(system) + approx_tokens(context) + (deps.tool_tokens if with_tools else 0)
     budget = max(settings.llm.num_ctx - settings.inference.max_tokens - fixed, 256)
     return [system, *trim_history(history, budget), context], None
 

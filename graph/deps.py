@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
@@ -18,6 +19,7 @@ from config import Settings
 from graph.audit import AuditTrail
 from graph.context import Context
 from graph.state import State
+from prompts.system import schema_tokens
 from tools.services import Services
 from tools.trading_tools import make_tools
 
@@ -46,24 +48,25 @@ class Deps:
     audit: AuditTrail
     # Proposal expiry is wall-clock time (the trader's patience), not replay time; injectable for tests.
     now: Callable[[], datetime] = field(default=wall_clock)
-    # Built once per process: the tools (each call's account comes from its runtime context), and the model
-    # with their schemas bound (converting the schemas on every call cost ~11 % of a turn's CPU).
-    _tools: list[BaseTool] | None = field(default=None, repr=False)
-    _bound: Runnable[Any, Any] | None = field(default=None, repr=False)
 
     @property
     def prefix(self) -> str:
         return self.settings.redis.prefix
 
+    # Built once per process (each call's account comes from its runtime context): the tools, the model
+    # with their schemas bound (converting the schemas on every call cost ~11 % of a turn's CPU) and the
+    # tokens those schemas take in the model's context.
+    @cached_property
     def tools(self) -> list[BaseTool]:
-        if self._tools is None:
-            self._tools = make_tools(self.services)
-        return self._tools
+        return make_tools(self.services)
 
+    @cached_property
     def bound_model(self) -> Runnable[Any, Any]:
-        if self._bound is None:
-            self._bound = self.model.bind_tools(self.tools())
-        return self._bound
+        return self.model.bind_tools(self.tools)
+
+    @cached_property
+    def tool_tokens(self) -> int:
+        return schema_tokens(self.tools)
 
     def portfolio_key(self, account_id: str) -> str:
         """The cached portfolio snapshot of the live context (graph.nodes.load_context)."""

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from config.settings import RiskSettings
 
@@ -120,6 +122,11 @@ def approx_text_tokens(text: str) -> int:
     """Rough token count of a text: ≈4 characters per token. Good enough for a history budget; the exact
     count depends on the model's tokenizer, which we don't load."""
     return len(text) // 4
+
+
+def schema_tokens(tools: Sequence[BaseTool]) -> int:
+    """Approximate tokens the tools' schemas take in the model's context."""
+    return approx_text_tokens("".join(json.dumps(convert_to_openai_tool(t)) for t in tools))
 
 
 def approx_tokens(message: BaseMessage) -> int:

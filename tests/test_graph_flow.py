@@ -120,8 +120,7 @@ async def test_prompt_fits_num_ctx_with_the_tool_schemas(
     make_copilot: CopilotFactory, services: Services
 ) -> None:
     """A long chat is trimmed so prompt + tool schemas + the answer's num_predict fit the context window."""
-    from graph.nodes.reason import schema_tokens
-    from prompts.system import approx_tokens
+    from prompts.system import approx_tokens, schema_tokens
     from tools.trading_tools import make_tools
 
     num_ctx, num_predict = 4096, 512

@@ -231,8 +231,8 @@ async def test_the_tools_node_runs_the_read_only_calls_and_leaves_proposals_to_t
     ]  # fmt: skip
     assert [e["data"]["ok"] for e in events if e["event"] == "tool_result"] == [True, True, False]
     # Built once per process (the account is each call's context): one tool list, one binding.
-    assert deps.tools() is deps.tools() and deps.bound_model() is deps.bound_model()
-    assert model.bound == [[t.name for t in deps.tools()]]
+    assert deps.tools is deps.tools and deps.bound_model is deps.bound_model
+    assert model.bound == [[t.name for t in deps.tools]]
 
 
 def test_proposal_tools_are_schemas_only(tools: dict[str, BaseTool]) -> None:

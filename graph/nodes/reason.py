@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from typing import Any
@@ -16,8 +15,7 @@ from langchain_core.messages import (
     ToolCall,
     ToolMessage,
 )
-from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
 from graph.context import Context
@@ -26,7 +24,7 @@ from graph.messages import render_result, text, tool_results_since_turn
 from graph.model_errors import FailureCategory, ModelUnavailable
 from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
 from graph.state import State
-from prompts.system import SYSTEM_PROMPT, approx_text_tokens, approx_tokens, live_context
+from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context
 from prompts.window import as_sent, model_window
 
 log = logging.getLogger(__name__)
@@ -66,12 +64,7 @@ def rendered_results(messages: list[AnyMessage]) -> str:
     return "\n\n".join(parts) or "Done."
 
 
-def schema_tokens(tools: list[BaseTool]) -> int:
-    """Approximate tokens the tool schemas take in the model's context (≈4 characters per token)."""
-    return approx_text_tokens("".join(json.dumps(convert_to_openai_tool(t)) for t in tools))
-
-
-def prompt(deps: Deps, state: State, tools: list[BaseTool]) -> tuple[list[BaseMessage], HumanMessage | None]:
+def prompt(deps: Deps, state: State, with_tools: bool) -> tuple[list[BaseMessage], HumanMessage | None]:
     """Static system prompt, then the history window with the live context inside the trader's turn.
 
     Nothing follows the last user/tool message, so every Ollama template renders the tool list and the answer
@@ -81,7 +74,7 @@ def prompt(deps: Deps, state: State, tools: list[BaseTool]) -> tuple[list[BaseMe
     """
     settings = deps.settings
     system = SystemMessage(SYSTEM_PROMPT)
-    fixed = approx_tokens(system) + schema_tokens(tools)
+    fixed = approx_tokens(system) + (deps.tool_tokens if with_tools else 0)
     budget = max(settings.llm.num_ctx - settings.inference.max_tokens - fixed, 256)
 
     def live() -> str:
@@ -95,9 +88,8 @@ def prompt(deps: Deps, state: State, tools: list[BaseTool]) -> tuple[list[BaseMe
 async def ask_model(deps: Deps, state: State) -> list[AIMessage | HumanMessage]:
     """The model's reply, preceded by the trader's message when this call pinned its live context."""
     over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
-    tools: list[BaseTool] = [] if over_limit else deps.tools()
-    runnable: Any = deps.bound_model() if tools else deps.model
-    messages, pinned = prompt(deps, state, tools)
+    runnable: Runnable[Any, Any] = deps.model if over_limit else deps.bound_model
+    messages, pinned = prompt(deps, state, with_tools=not over_limit)
     try:
         reply = await runnable.ainvoke(messages)
     except ModelUnavailable:

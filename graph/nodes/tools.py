@@ -39,7 +39,7 @@ def tool_runner(tools: Sequence[BaseTool]) -> ToolNode:
 
 
 def make_tools_node(deps: Deps) -> Node:
-    runner = tool_runner(deps.tools())
+    runner = tool_runner(deps.tools)
 
     async def run(calls: list[ToolCall]) -> list[ToolMessage]:
         # The node's own config carries the graph's runtime (its context names the account) to the tools.

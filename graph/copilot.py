@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, Interrupt, StateSnapshot, StreamMode
+from langgraph.types import Command, StateSnapshot, StreamMode
 
 from config import Settings
 from graph.approval import Decision, Proposal
@@ -26,8 +25,9 @@ from graph.builder import build_graph
 from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer
 from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
-from graph.nodes.human_approval import BadDecision, check_edits
+from graph.nodes.human_approval import BadDecision, check_resume
 from graph.results import (
+    RunEnd,
     chat_result,
     checkpoint_info,
     interrupted,
@@ -36,69 +36,20 @@ from graph.results import (
     session_state,
 )
 from graph.schemas import ChatResult, CheckpointInfo, SessionState
-from graph.slash import DecisionCommand, SlashError, parse_slash
-from graph.state import State
+from graph.slash import DecisionRefused, typed_decision
 from graph.streaming import Event, to_events
+from graph.threads import account_for, thread_id
 from tools.services import Services, build_services
 
 log = logging.getLogger(__name__)
-SHORT_ID = 8  # the proposal id's first characters shown to the trader; `/approve ID` needs at least these
-# User and session ids become parts of Redis keys and thread ids: plain characters only (one rule, used by the
-# HTTP API's validation too).
-ID_PATTERN = r"^[A-Za-z0-9_.@\-]{1,128}$"
-_ID = re.compile(ID_PATTERN)
 
 
 class NoPendingApproval(Exception):
     """A decision arrived but the session is not waiting for one (HTTP 409)."""
 
 
-class DecisionRefused(Exception):
-    """A typed decision that is not applied; the thread is untouched and the proposal still waits."""
-
-    def __init__(self, message: str, pending: Proposal) -> None:
-        super().__init__(message)
-        self.pending = pending
-
-    def result(self) -> ChatResult:
-        return ChatResult(response=str(self), pending_approval=self.pending)
-
-
 class RecoveryFailed(Exception):
     """An interrupted run could not be completed (broker or Redis still away); the thread is untouched."""
-
-
-class InvalidId(ValueError):
-    """A user or session id the copilot does not accept (empty, too long, or with ':')."""
-
-
-def thread_id(user_id: str, session_id: str) -> str:
-    for label, value in (("user id", user_id), ("session id", session_id)):
-        if not _ID.match(value or ""):
-            raise InvalidId(f"{label} must be 1-128 letters, digits or . _ @ - (got {value!r})")
-    return f"{user_id}:{session_id}"
-
-
-def account_for(user_id: str) -> str:
-    """Each user trades their own paper account; the single local user keeps the default one."""
-    return "paper" if user_id == "local" else f"paper-{user_id}"
-
-
-def check_resume(decision: Any) -> None:
-    """What the resume value must be before it reaches the checkpoint writer, whatever its shape (the
-    project's decision or a human-in-the-loop answer): no integer beyond 64 bits anywhere (the writer raises
-    on it), and the project's edits valid. Raises BadDecision; the proposal stays pending."""
-    if isinstance(decision, dict):
-        check_edits(decision.get("edits"))  # the precise words for the project's own edits
-    pending = [decision]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, dict):
-            pending.extend(value.values())
-        elif isinstance(value, list | tuple):
-            pending.extend(value)
-        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            raise BadDecision(f"a number in the answer is out of range ({str(value)[:20]}…)")
 
 
 def message_ids(snapshot: StateSnapshot) -> set[str]:
@@ -120,34 +71,6 @@ class Turn:
     snapshot: StateSnapshot
     recovered: ChatResult | None
     decision: Decision | None
-
-
-class RunEnd:
-    """The thread as a run left it, from the run's own stream (`values` and `updates` modes): the last state
-    and its interrupts, so the result needs no second read of the checkpoint."""
-
-    def __init__(self, config: RunnableConfig) -> None:
-        self.config = config
-        self.values: State = {}
-        self.interrupts: list[Interrupt] = []
-
-    def see(self, mode: str, chunk: Any) -> None:
-        if mode == "values" and isinstance(chunk, dict):
-            self.values = State(**chunk)
-        elif mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
-            self.interrupts.extend(chunk["__interrupt__"])
-
-    def snapshot(self) -> StateSnapshot:
-        return StateSnapshot(
-            values=self.values,
-            next=(),
-            config=self.config,
-            metadata=None,
-            created_at=None,
-            parent_config=None,
-            tasks=(),
-            interrupts=tuple(self.interrupts),
-        )
 
 
 class Copilot:
@@ -222,43 +145,6 @@ class Copilot:
     async def _snapshot(self, user_id: str, session_id: str) -> StateSnapshot:
         return await self.graph.aget_state(self._config(user_id, session_id))
 
-    def _decision_for(self, snapshot: StateSnapshot, message: str) -> Decision | None:
-        """`/approve [id]` and `/reject reason` become a decision on the pending proposal (None: not one).
-
-        Raises DecisionRefused, keeping the proposal pending, when a typed command cannot be tied to the
-        proposal the trader saw: an id shorter than the short id or not the pending one, a re-quoted
-        proposal approved without its id, or a malformed slash command (which would otherwise abandon it).
-        """
-        command = parse_slash(message)
-        if not isinstance(command, DecisionCommand | SlashError):
-            return None
-        pending = pending_proposal(snapshot)
-        if pending is None:
-            return None
-        if isinstance(command, SlashError):
-            raise DecisionRefused(f"{command.message}\nThe pending proposal still waits.", pending)
-        proposal_id = pending["proposal_id"]
-        short = proposal_id[:SHORT_ID]
-        if command.decision == "approve":
-            given = command.reason.strip().lower()
-            if given and len(given) < SHORT_ID:
-                raise DecisionRefused(
-                    f"{given[:30]} is too short: give at least {SHORT_ID} characters of the id "
-                    f"({short}); nothing was done.",
-                    pending,
-                )
-            if given and not proposal_id.startswith(given):
-                raise DecisionRefused(
-                    f"{given[:30]} is not the pending proposal ({short}); nothing was done.", pending
-                )
-            if not given and pending["requote_of"]:
-                raise DecisionRefused(
-                    "The price or your account changed since you approved, so the trade was priced again "
-                    f"(above). Review it, then type /approve {short} to approve this new proposal.",
-                    pending,
-                )
-        return Decision(proposal_id=proposal_id, decision=command.decision, reason=command.reason)
-
     async def _begin(self, user_id: str, session_id: str, message: str) -> Turn | ChatResult:
         """One checkpoint read before a message's run: an interrupted run completed first, and the message as
         a decision on the pending proposal if it is one. A ChatResult when the message cannot run (the
@@ -268,7 +154,7 @@ class Copilot:
             recovered = await self._recover(user_id, session_id, snapshot)
             if recovered is not None:
                 snapshot = await self._snapshot(user_id, session_id)
-            return Turn(snapshot, recovered, self._decision_for(snapshot, message))
+            return Turn(snapshot, recovered, typed_decision(message, pending_proposal(snapshot)))
         except RecoveryFailed as failed:
             return ChatResult(response=str(failed))
         except DecisionRefused as refused:

@@ -35,7 +35,7 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def thread_id() -> str:
+def run_thread_id() -> str:
     """The running thread's id (from the run config; the runtime context carries only user facts)."""
     return str(get_config().get("configurable", {}).get("thread_id", ""))
 

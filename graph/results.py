@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Any, get_args
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
-from langgraph.types import StateSnapshot
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Interrupt, StateSnapshot
 
 from graph.approval import OrderStatus, Outcome, Proposal, interrupt_proposal
 from graph.messages import text
 from graph.schemas import ChatMessage, ChatResult, CheckpointInfo, SessionState, ToolCallShown
+from graph.state import State
 
 # Outcomes of a send to the broker ("requote" and "refused" never reached it).
 ORDER_STATUSES = get_args(OrderStatus)
@@ -80,6 +82,34 @@ def proposal_text(p: Proposal) -> str:
 
 def new_messages(before: set[str], messages: list[AnyMessage]) -> list[AnyMessage]:
     return [m for m in messages if m.id not in before]
+
+
+class RunEnd:
+    """The thread as a run left it, from the run's own stream (`values` and `updates` modes): the last state
+    and its interrupts, so the result needs no second read of the checkpoint."""
+
+    def __init__(self, config: RunnableConfig) -> None:
+        self.config = config
+        self.values: State = {}
+        self.interrupts: list[Interrupt] = []
+
+    def see(self, mode: str, chunk: Any) -> None:
+        if mode == "values" and isinstance(chunk, dict):
+            self.values = State(**chunk)
+        elif mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
+            self.interrupts.extend(chunk["__interrupt__"])
+
+    def snapshot(self) -> StateSnapshot:
+        return StateSnapshot(
+            values=self.values,
+            next=(),
+            config=self.config,
+            metadata=None,
+            created_at=None,
+            parent_config=None,
+            tasks=(),
+            interrupts=tuple(self.interrupts),
+        )
 
 
 def chat_result(snapshot: StateSnapshot, before: set[str]) -> ChatResult:

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from graph.approval import MAX_LOTS, MAX_PRICE
+from graph.approval import MAX_LOTS, MAX_PRICE, Decision, Proposal
+from graph.schemas import ChatResult
 from tools.schemas import TIMEFRAMES, JsonObject
 from tools.trading_tools import MAX_BARS
 
@@ -212,3 +213,53 @@ def parse_slash(text: str) -> SlashCommand | None:
         return _dispatch(name, raw_rest.split(), raw_rest.strip())
     except _Usage as exc:
         return SlashError(f"/{name}: {exc}")
+
+
+SHORT_ID = 8  # the proposal id's first characters shown to the trader; `/approve ID` needs at least these
+
+
+class DecisionRefused(Exception):
+    """A typed decision that is not applied; the thread is untouched and the proposal still waits."""
+
+    def __init__(self, message: str, pending: Proposal) -> None:
+        super().__init__(message)
+        self.pending = pending
+
+    def result(self) -> ChatResult:
+        return ChatResult(response=str(self), pending_approval=self.pending)
+
+
+def typed_decision(message: str, pending: Proposal | None) -> Decision | None:
+    """`/approve [id]` and `/reject reason` as a decision on the pending proposal (None: not one, or nothing
+    is pending).
+
+    Raises DecisionRefused, keeping the proposal pending, when a typed command cannot be tied to the
+    proposal the trader saw: an id shorter than the short id or not the pending one, a re-quoted
+    proposal approved without its id, or a malformed slash command (which would otherwise abandon it).
+    """
+    command = parse_slash(message)
+    if pending is None or not isinstance(command, DecisionCommand | SlashError):
+        return None
+    if isinstance(command, SlashError):
+        raise DecisionRefused(f"{command.message}\nThe pending proposal still waits.", pending)
+    proposal_id = pending["proposal_id"]
+    short = proposal_id[:SHORT_ID]
+    if command.decision == "approve":
+        given = command.reason.strip().lower()
+        if given and len(given) < SHORT_ID:
+            raise DecisionRefused(
+                f"{given[:30]} is too short: give at least {SHORT_ID} characters of the id "
+                f"({short}); nothing was done.",
+                pending,
+            )
+        if given and not proposal_id.startswith(given):
+            raise DecisionRefused(
+                f"{given[:30]} is not the pending proposal ({short}); nothing was done.", pending
+            )
+        if not given and pending["requote_of"]:
+            raise DecisionRefused(
+                "The price or your account changed since you approved, so the trade was priced again "
+                f"(above). Review it, then type /approve {short} to approve this new proposal.",
+                pending,
+            )
+    return Decision(proposal_id=proposal_id, decision=command.decision, reason=command.reason)

@@ -19,7 +19,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import Settings
 from config.validation import error_parts
-from graph.copilot import Copilot, InvalidId, NoPendingApproval
+from graph.copilot import Copilot, NoPendingApproval
+from graph.threads import InvalidId
 from server.api.docs import install_docs
 from server.api.routes import chat, events, health, market, portfolio, sessions
 from server.api.runs import NOTHING_PENDING, RunRegistry, sweep

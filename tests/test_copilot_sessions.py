@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from graph.copilot import InvalidId, NoPendingApproval, thread_id
+from graph.copilot import NoPendingApproval
+from graph.threads import InvalidId, thread_id
 from tests.support.graph import SESSION, USER, CopilotFactory
 
 

@@ -484,7 +484,7 @@ async def test_an_account_busy_too_long_sends_nothing_and_asks_again(
     """Another order of the same account holds the account's lease past the wait: this approval sends
     nothing, says why (about the account, not the session) and stays approvable."""
     import graph.nodes.execute as execute_node
-    from graph.copilot import account_for
+    from graph.threads import account_for
     from tools.locks import Leases
 
     monkeypatch.setattr(execute_node, "ACCOUNT_WAIT_SECONDS", 0.3)

@@ -194,10 +194,15 @@ def _account(runtime: ToolRuntime[Context]) -> str:
 def make_tools(services: Services) -> list[BaseTool]:
     """All eight tools over `services`, in the order the model is shown them; built once per process (the
     account comes from each call's runtime context)."""
-    # The functions close over `services`. Their annotations must resolve from this module's globals:
-    # LangChain and ToolNode read them (get_type_hints) to find the `runtime` argument they inject.
     schemas = _schemas_of(services)
+    signal, analyze, bars = _market_tools(services, schemas)
+    portfolio, alert = _account_tools(services, schemas)
+    return [signal, analyze, portfolio, bars, alert, *_proposal_tools(schemas)]
 
+
+# The tool functions close over `services`. Their annotations must resolve from this module's globals:
+# LangChain and ToolNode read them (get_type_hints) to find the `runtime` argument they inject.
+def _market_tools(services: Services, schemas: _Schemas) -> tuple[BaseTool, BaseTool, BaseTool]:
     @_read_only(
         schemas.get_ml_signal,
         "Get the current trading signal (LONG/SHORT/HOLD, confidence 0-1, entry, SL, TP, R:R, AMD phase, "
@@ -213,14 +218,6 @@ def make_tools(services: Services) -> list[BaseTool]:
     )
     async def analyze_market(symbol: str) -> JsonObject:
         return (await services.signals.analyze(symbol)).model_dump(mode="json")
-
-    @_read_only(
-        None,
-        "Get the account: balance, equity, margin, open positions (with tickets) and daily/weekly P&L. "
-        "Estado del portfolio.",
-    )
-    async def get_portfolio(runtime: ToolRuntime[Context]) -> JsonObject:
-        return (await services.broker.get_portfolio(_account(runtime))).model_dump(mode="json")
 
     @_read_only(
         schemas.get_market_data,
@@ -241,6 +238,18 @@ def make_tools(services: Services) -> list[BaseTool]:
         ]
         return {"symbol": symbol, "timeframe": timeframe, "data": data}
 
+    return get_ml_signal, analyze_market, get_market_data
+
+
+def _account_tools(services: Services, schemas: _Schemas) -> tuple[BaseTool, BaseTool]:
+    @_read_only(
+        None,
+        "Get the account: balance, equity, margin, open positions (with tickets) and daily/weekly P&L. "
+        "Estado del portfolio.",
+    )
+    async def get_portfolio(runtime: ToolRuntime[Context]) -> JsonObject:
+        return (await services.broker.get_portfolio(_account(runtime))).model_dump(mode="json")
+
     @_read_only(
         schemas.set_alert,
         "Create a price alert (above/below a price) for the trader. Configura una alerta de precio.",
@@ -258,12 +267,11 @@ def make_tools(services: Services) -> list[BaseTool]:
         alert = await services.alerts.set_alert(request, _account(runtime))
         return {**alert.model_dump(mode="json"), "message": alert.message or "Alert created successfully"}
 
+    return get_portfolio, set_alert
+
+
+def _proposal_tools(schemas: _Schemas) -> list[BaseTool]:
     return [
-        get_ml_signal,
-        analyze_market,
-        get_portfolio,
-        get_market_data,
-        set_alert,
         _proposal(
             "execute_trade",
             schemas.execute_trade,

@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 
 from graph.approval import Outcome, PendingCall, Proposal
 from graph.context import Context
-from graph.deps import Deps, Node, thread_id
+from graph.deps import Deps, Node, run_thread_id
 from graph.proposals import price_trade
 from graph.risk import TradeIdea
 from graph.state import State
@@ -82,6 +82,51 @@ def tool_message(call: PendingCall, text: str, ok: bool) -> ToolMessage:
     return ToolMessage(text, tool_call_id=call["id"], name=call["name"], status="success" if ok else "error")
 
 
+async def place(deps: Deps, ctx: Context, proposal: Proposal) -> OrderResult | State:
+    """Under the account's lease: the broker's result, or the state update when nothing was placed."""
+    try:
+        # Ask first: a crash (or a lost reply) after an earlier send must not become a second order
+        # or a re-quote of an order that exists. None means the broker has no record of this key.
+        found = await deps.services.broker.find_order(proposal["proposal_id"], ctx.account_id)
+    except Exception as exc:
+        return await unknown_outcome(deps, ctx, proposal, exc)
+    if found is not None:
+        return found.model_copy(update={"duplicate": True})
+    if proposal["kind"] == "open" and not proposal["attempts"]:
+        requote = await still_valid(deps, ctx, proposal)
+        if requote is not None:
+            await deps.audit.append("requote", ctx.user_id, run_thread_id(), requote)
+            return State(outcome=requote, proposal=None)
+    try:
+        return await send(deps, ctx, proposal)
+    except Exception as exc:  # outcome unknown: keep the proposal, so a retry reuses its key
+        return await unknown_outcome(deps, ctx, proposal, exc)
+
+
+async def account_busy(deps: Deps, ctx: Context, proposal: Proposal) -> State:
+    """Nothing was sent: the account stayed busy; the trader may approve again."""
+    notice = (
+        "Another order of this account was still being sent, so this one was not sent. "
+        "Approve it again to send it (it is checked again first)."
+    )
+    outcome = Outcome(status="account_busy", proposal_id=proposal["proposal_id"])
+    await deps.audit.append("account_busy", ctx.user_id, run_thread_id(), outcome)
+    return State(outcome=outcome, proposal={**proposal, "notice": notice})
+
+
+async def unknown_outcome(deps: Deps, ctx: Context, proposal: Proposal, exc: Exception) -> State:
+    """The send's outcome is unknown: the proposal stays, so approving again reuses its key."""
+    notice = (
+        f"The broker did not confirm the order ({exc}). It may or may not have been placed: check "
+        "/portfolio. Approving this same proposal again retries with the same idempotency key, so it "
+        "cannot be placed twice; reject it to stop."
+    )
+    retry: Proposal = {**proposal, "attempts": proposal["attempts"] + 1, "notice": notice}
+    outcome = Outcome(status="unknown", proposal_id=proposal["proposal_id"], error=str(exc))
+    await deps.audit.append("execution_unknown", ctx.user_id, run_thread_id(), outcome)
+    return State(outcome=outcome, proposal=retry)
+
+
 def make_execute(deps: Deps) -> Node:
     locks = Leases(
         deps.services.redis,
@@ -106,14 +151,14 @@ def make_execute(deps: Deps) -> Node:
         if not approved or proposal is None:
             # Routing only sends approvals here; this guard keeps the broker unreachable if that ever changes.
             refused = Outcome(status="refused", proposal_id=proposal["proposal_id"] if proposal else None)
-            await deps.audit.append("execution_refused", ctx.user_id, thread_id(), refused)
+            await deps.audit.append("execution_refused", ctx.user_id, run_thread_id(), refused)
             message = tool_message(call, "NOT EXECUTED: no approval of this proposal was recorded.", False)
             return State(messages=[message], outcome=refused, proposal=None, pending_call=None)
         try:
             async with locks.hold("broker", ctx.account_id):
-                sent = await place(ctx, proposal)
+                sent = await place(deps, ctx, proposal)
         except LeaseHeld:  # another order of this account held it for ACCOUNT_WAIT_SECONDS: nothing sent
-            return await account_busy(ctx, proposal)
+            return await account_busy(deps, ctx, proposal)
         if not isinstance(sent, OrderResult):  # re-quote or unknown outcome: the update to apply
             return sent
         await deps.invalidate_portfolio(ctx.account_id)
@@ -129,51 +174,11 @@ def make_execute(deps: Deps) -> Node:
             proposal_id=proposal["proposal_id"],
             kind=proposal["kind"],
         )
-        await deps.audit.append("execution", ctx.user_id, thread_id(), outcome)
+        await deps.audit.append("execution", ctx.user_id, run_thread_id(), outcome)
         head = "EXECUTED" if sent.success else "ORDER FAILED"
         # First line for the trader (slash turns show it as is), the details for the model.
         text = f"{head}: {sent.message}\n{json.dumps(outcome, default=str)}"
         message = tool_message(call, text, sent.success)
         return State(messages=[message], outcome=outcome, proposal=None, pending_call=None)
-
-    async def place(ctx: Context, proposal: Proposal) -> OrderResult | State:
-        """Under the account's lease: the broker's result, or the state update when nothing was placed."""
-        try:
-            # Ask first: a crash (or a lost reply) after an earlier send must not become a second order
-            # or a re-quote of an order that exists. None means the broker has no record of this key.
-            found = await deps.services.broker.find_order(proposal["proposal_id"], ctx.account_id)
-        except Exception as exc:
-            return await unknown_outcome(ctx, proposal, exc)
-        if found is not None:
-            return found.model_copy(update={"duplicate": True})
-        if proposal["kind"] == "open" and not proposal["attempts"]:
-            requote = await still_valid(deps, ctx, proposal)
-            if requote is not None:
-                await deps.audit.append("requote", ctx.user_id, thread_id(), requote)
-                return State(outcome=requote, proposal=None)
-        try:
-            return await send(deps, ctx, proposal)
-        except Exception as exc:  # outcome unknown: keep the proposal, so a retry reuses its key
-            return await unknown_outcome(ctx, proposal, exc)
-
-    async def account_busy(ctx: Context, proposal: Proposal) -> State:
-        notice = (
-            "Another order of this account was still being sent, so this one was not sent. "
-            "Approve it again to send it (it is checked again first)."
-        )
-        outcome = Outcome(status="account_busy", proposal_id=proposal["proposal_id"])
-        await deps.audit.append("account_busy", ctx.user_id, thread_id(), outcome)
-        return State(outcome=outcome, proposal={**proposal, "notice": notice})
-
-    async def unknown_outcome(ctx: Context, proposal: Proposal, exc: Exception) -> State:
-        notice = (
-            f"The broker did not confirm the order ({exc}). It may or may not have been placed: check "
-            "/portfolio. Approving this same proposal again retries with the same idempotency key, so it "
-            "cannot be placed twice; reject it to stop."
-        )
-        retry: Proposal = {**proposal, "attempts": proposal["attempts"] + 1, "notice": notice}
-        outcome = Outcome(status="unknown", proposal_id=proposal["proposal_id"], error=str(exc))
-        await deps.audit.append("execution_unknown", ctx.user_id, thread_id(), outcome)
-        return State(outcome=outcome, proposal=retry)
 
     return execute

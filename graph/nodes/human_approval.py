@@ -23,7 +23,7 @@ from typing_extensions import TypedDict
 
 from graph.approval import MAX_LOTS, MAX_PRICE, Decision, PendingCall, Proposal
 from graph.context import Context
-from graph.deps import Deps, Node, thread_id
+from graph.deps import Deps, Node, run_thread_id
 from graph.results import proposal_text
 from graph.state import State
 from tools.schemas import JsonObject
@@ -169,6 +169,23 @@ def check_decision(value: object, proposal: Proposal, now: datetime) -> Decision
     return Decision(decision=decision, proposal_id=proposal["proposal_id"], edits=edits, reason=reason)
 
 
+def check_resume(decision: object) -> None:
+    """What the resume value must be before it reaches the checkpoint writer, whatever its shape (the
+    project's decision or a human-in-the-loop answer): no integer beyond 64 bits anywhere (the writer raises
+    on it), and the project's edits valid. Raises BadDecision; the proposal stays pending."""
+    if isinstance(decision, dict):
+        check_edits(decision.get("edits"))  # the precise words for the project's own edits
+    pending = [decision]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise BadDecision(f"a number in the answer is out of range ({str(value)[:20]}…)")
+
+
 def approval_request(proposal: Proposal, call: PendingCall | None, problem: str | None) -> ApprovalRequest:
     """The interrupt value for `proposal`; `problem` (the last answer not applied) heads the notice."""
     shown = proposal.copy()
@@ -287,7 +304,7 @@ def make_human_approval(deps: Deps) -> Node:
                         "decision": "invalid",
                         "reason": problem,
                     }
-                    await deps.audit.append("decision", ctx.user_id, thread_id(), invalid)
+                    await deps.audit.append("decision", ctx.user_id, run_thread_id(), invalid)
                 raise
             try:
                 decision = read_decision(value, request, deps.now())
@@ -298,7 +315,7 @@ def make_human_approval(deps: Deps) -> Node:
             except BadDecision as exc:
                 problem, received = str(exc), value
         # From here on the node runs once per decision.
-        await deps.audit.append("decision", ctx.user_id, thread_id(), {"received": value, **decision})
+        await deps.audit.append("decision", ctx.user_id, run_thread_id(), {"received": value, **decision})
         # A decision starts a run of its own: any verdict it reports comes from a gate that runs in it.
         kind, reason = decision["decision"], decision.get("reason") or ""
         if kind == "approve":

@@ -13,7 +13,7 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from graph.context import Context
-from graph.deps import Deps, Node, thread_id
+from graph.deps import Deps, Node, run_thread_id
 from graph.messages import removals
 from graph.state import TURN_RESET, State
 from tools.schemas import JsonObject
@@ -69,7 +69,7 @@ def make_load_context(deps: Deps) -> Node:
         stale = proposal is not None and bool(messages) and isinstance(messages[-1], HumanMessage)
         abandoned = await _abandon_stale(deps, ctx, state) if stale else None
         if abandoned is not None and proposal is not None:
-            await deps.audit.append("abandoned", ctx.user_id, thread_id(), proposal)
+            await deps.audit.append("abandoned", ctx.user_id, run_thread_id(), proposal)
             update["proposal"] = update["pending_call"] = None
             # The answer to the open tool call must precede the new question: re-append the question after it.
             human = messages.pop()

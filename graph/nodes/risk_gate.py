@@ -10,7 +10,7 @@ from langgraph.runtime import Runtime
 
 from graph.approval import PendingCall, VerdictSummary
 from graph.context import Context
-from graph.deps import Deps, Node, thread_id
+from graph.deps import Deps, Node, run_thread_id
 from graph.messages import open_tool_calls
 from graph.proposals import Blocked, Priced, price_position, price_trade
 from graph.risk import TradeIdea
@@ -80,7 +80,7 @@ def make_risk_gate(deps: Deps) -> Node:
         priced, verdict = await judge(deps, ctx, call)
         write({"event": "tool_result", "data": {"name": call["name"], "ok": verdict["passed"]}})
         audit = {"call": dict(call), "verdict": verdict, **(priced.facts() if priced else {})}
-        await deps.audit.append("verdict", ctx.user_id, thread_id(), audit)
+        await deps.audit.append("verdict", ctx.user_id, run_thread_id(), audit)
         tools_used = [*state.get("tools_used", []), call["name"]]
         if priced is None or not verdict["passed"]:
             message = ToolMessage(
@@ -99,7 +99,7 @@ def make_risk_gate(deps: Deps) -> Node:
         requote_of = previous["proposal_id"] if previous and previous["status"] == "requote" else None
         ttl = deps.settings.risk.proposal_ttl_seconds
         proposal = priced.proposal(uuid.uuid4().hex, deps.now(), ttl, requote_of)
-        await deps.audit.append("proposal", ctx.user_id, thread_id(), proposal)
+        await deps.audit.append("proposal", ctx.user_id, run_thread_id(), proposal)
         return State(
             messages=extra, verdict=verdict, proposal=proposal, pending_call=call, tools_used=tools_used
         )

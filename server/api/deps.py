@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request
 
 from config import Settings
-from graph.copilot import ID_PATTERN, Copilot, account_for
+from graph.copilot import Copilot
+from graph.threads import ID_PATTERN, account_for
 from server.api.runs import Runner, RunRegistry
 from server.metrics import Metrics
 from tools.locks import Leases

@@ -22,7 +22,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from graph.copilot import Copilot, account_for
+from graph.copilot import Copilot
+from graph.threads import account_for
 from server.api.deps import CopilotDep, CurrentUser
 from server.api.runs import SSE_HEADERS
 

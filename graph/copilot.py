@@ -382,6 +382,6 @@ class Copilot:
         """ "ok" | "down" | "model_missing" (a model passed in, e.g. a test double, counts as ok)."""
         if self.chat_model is not None:
             return "ok"
-        from graph.llm import model_status
+        from graph.ollama_server import model_status
 
         return await model_status(self.settings)

@@ -19,8 +19,9 @@ from langchain_core.messages import (
 from config import Settings, load_settings
 from config.settings import RiskSettings
 from graph.json_mode import tool_call_schema
-from graph.llm import build_chat_model, detect_tool_mode, model_status
+from graph.llm import build_chat_model
 from graph.model_errors import ModelUnavailable
+from graph.ollama_server import detect_tool_mode, model_status
 from prompts import SYSTEM_PROMPT, live_context
 from server.in_thread import free_port
 from tests.ollama_double import OllamaDouble, Reply

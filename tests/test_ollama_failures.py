@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessageChunk, BaseMessageChunk, HumanMessa
 
 from config import Settings, load_settings
 from graph.json_mode import JsonReplyParser
-from graph.llm import build_chat_model, model_status
+from graph.llm import build_chat_model
 from graph.model_errors import (
     ChatOutcomes,
     FailureCategory,
@@ -24,6 +24,7 @@ from graph.model_errors import (
     recent_chat_failure,
     reset_chat_outcomes,
 )
+from graph.ollama_server import model_status
 from server.in_thread import free_port
 from tests.ollama_double import OllamaDouble, Reply
 from tests.support.ollama import NATIVE, PLAIN, TOOLS

@@ -125,7 +125,7 @@ def test_the_server_loads_the_model_at_start(
 
 async def test_warm_up_reports_what_happened(double: tuple[OllamaDouble, str], tmp_path: Path) -> None:
     from config import load_settings
-    from graph.llm import warm_up
+    from graph.ollama_server import warm_up
     from server.in_thread import free_port
 
     _, ollama_url = double

@@ -22,10 +22,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from graph.copilot import Copilot
-from graph.threads import account_for
-from server.api.deps import CopilotDep, CurrentUser
+from graph.context import DEFAULT_SYMBOL
+from server.api.deps import AccountDep, ServicesDep
 from server.api.runs import SSE_HEADERS
+from tools.services import Services
 
 router = APIRouter(prefix="/api", tags=["events"])
 log = logging.getLogger("copilot.events")
@@ -70,16 +70,13 @@ def frame(name: str, data: Any, event_id: str | None = None) -> bytes:
     return f"{head}event: {name}\ndata: {body}\n\n".encode()
 
 
-async def _fills(copilot: Copilot, account: str) -> list[dict[str, str]]:
-    fills: Callable[[str], Awaitable[list[dict[str, str]]]] | None = getattr(
-        copilot.services.broker, "fills", None
-    )
+async def _fills(services: Services, account: str) -> list[dict[str, str]]:
+    fills: Callable[[str], Awaitable[list[dict[str, str]]]] | None = getattr(services.broker, "fills", None)
     return await fills(account) if fills is not None else []
 
 
-async def one_pass(copilot: Copilot, user: str, symbol: str, cursor: Cursor) -> list[bytes]:
+async def one_pass(services: Services, account: str, symbol: str, cursor: Cursor) -> list[bytes]:
     """The frames for what changed since the last pass (the first pass sets the baseline)."""
-    services, account = copilot.services, account_for(user)
     out: list[bytes] = []
     quote = await services.market.get_quote(symbol)
     market = {"symbol": symbol, "bid": quote.bid, "ask": quote.ask, "quote_time": quote.time.isoformat()}
@@ -89,7 +86,7 @@ async def one_pass(copilot: Copilot, user: str, symbol: str, cursor: Cursor) -> 
     if fingerprint != cursor.portfolio:
         cursor.portfolio = fingerprint
         out.append(frame("portfolio", portfolio))
-    fills = await _fills(copilot, account)
+    fills = await _fills(services, account)
     start = len(fills) if cursor.fills is None else min(cursor.fills, len(fills))
     for index in range(start, len(fills)):
         cursor.fills = index + 1
@@ -110,15 +107,15 @@ async def one_pass(copilot: Copilot, user: str, symbol: str, cursor: Cursor) -> 
 @router.get("/events", response_class=StreamingResponse, description=EVENTS_DOC)
 async def events(
     request: Request,
-    user: CurrentUser,
-    copilot: CopilotDep,
-    symbol: Annotated[str, Query(min_length=1, max_length=20)] = "XAUUSD",
+    account: AccountDep,
+    services: ServicesDep,
+    symbol: Annotated[str, Query(min_length=1, max_length=20)] = DEFAULT_SYMBOL,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Live quotes, P&L, fills, SL/TP closes and alerts of your account, pushed as they happen."""
     name = symbol.strip().upper()
-    if name not in copilot.services.specs:
-        name = next(iter(sorted(copilot.services.specs)))
+    if name not in services.specs:
+        name = next(iter(sorted(services.specs)))
     cursor = Cursor.parse(last_event_id)
 
     async def body() -> AsyncIterator[bytes]:
@@ -127,10 +124,10 @@ async def events(
         yield b"retry: 1000\n\n"
         while loop.time() < deadline and not await request.is_disconnected():
             try:
-                for chunk in await one_pass(copilot, user, name, cursor):
+                for chunk in await one_pass(services, account, name, cursor):
                     yield chunk
             except Exception as exc:  # Redis or a service away: say so, keep the stream for when it is back
-                log.warning("live events pass failed for %s: %s", user, exc)
+                log.warning("live events pass failed for %s: %s", account, exc)
                 yield frame("problem", {"message": f"live data unavailable: {type(exc).__name__}"})
             await asyncio.sleep(POLL_SECONDS)
 

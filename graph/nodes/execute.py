@@ -34,12 +34,8 @@ def drift_pct(proposal: Proposal, price: float) -> float:
 
 
 async def send(deps: Deps, ctx: Context, proposal: Proposal) -> OrderResult:
-    broker, key, kind, ticket = (
-        deps.services.broker,
-        proposal["proposal_id"],
-        proposal["kind"],
-        proposal["ticket"],
-    )
+    broker, key = deps.services.broker, proposal["proposal_id"]
+    kind, ticket = proposal["kind"], proposal["ticket"]
     if kind != "open" and ticket is None:
         raise ValueError(f"a {kind} proposal without a ticket")  # the gate always sets it: never sent
     if kind == "close" and ticket is not None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from graph.approval import Decision
@@ -71,7 +72,9 @@ async def cancel_run(session_id: SessionId, run: RunnerDep) -> StatusResponse:
     return StatusResponse(status=status, session_id=session_id)
 
 
-async def pending_decision(run: Runner, metrics: Metrics, session_id: str, body: DecisionRequest) -> Decision:
+async def pending_decision(
+    session_id: SessionId, body: DecisionRequest, run: RunnerDep, metrics: MetricsDep
+) -> Decision:
     """The body as the graph's Decision: 404 for another user's (or no) session, 409 when nothing waits for
     a decision; counts the decision."""
     state = await run.state(session_id)
@@ -81,14 +84,14 @@ async def pending_decision(run: Runner, metrics: Metrics, session_id: str, body:
     return body.as_decision()
 
 
+PendingDecision = Annotated[Decision, Depends(pending_decision)]
+
+
 @router.post("/sessions/{session_id}/approval", response_model=ChatResult)
-async def decide(
-    session_id: SessionId, body: DecisionRequest, run: RunnerDep, metrics: MetricsDep
-) -> ChatResult:
+async def decide(session_id: SessionId, decision: PendingDecision, run: RunnerDep) -> ChatResult:
     """Approve, edit (size_lots, stop_loss, take_profit) or reject the pending proposal."""
-    decision = await pending_decision(run, metrics, session_id, body)
     return await run.once(
-        session_id, body.decision, lambda: run.copilot.decide(run.user, session_id, decision)
+        session_id, decision["decision"], partial(run.copilot.decide, run.user, session_id, decision)
     )
 
 
@@ -96,13 +99,11 @@ async def decide(
     "/sessions/{session_id}/approval/stream", response_class=StreamingResponse, description=STREAM_DOC
 )
 async def decide_stream(
-    session_id: SessionId, body: DecisionRequest, run: RunnerDep, metrics: MetricsDep
+    session_id: SessionId, decision: PendingDecision, run: RunnerDep
 ) -> StreamingResponse:
     """The approval decision, followed live (the order's execution and the model's comment)."""
-    decision = await pending_decision(run, metrics, session_id, body)
-    return await run.stream(
-        session_id, body.decision, lambda: run.copilot.stream_decision(run.user, session_id, decision)
-    )
+    follow = partial(run.copilot.stream_decision, run.user, session_id, decision)
+    return await run.stream(session_id, decision["decision"], follow)
 
 
 async def _locked(

@@ -39,10 +39,10 @@ class VerdictSummary(TypedDict):
     reasons: list[str]
 
 
-class Proposal(TypedDict):
-    """A trade that passed the risk gate and waits for the trader's decision (graph.proposals builds it)."""
+class ProposalTerms(TypedDict):
+    """A priced trade: what would be sent and what it risks (graph.proposals prices it; the audit trail
+    records it for blocked proposals too)."""
 
-    proposal_id: str
     kind: ProposalKind
     symbol: str
     side: Side
@@ -57,11 +57,17 @@ class Proposal(TypedDict):
     risk_pct: float
     reward_usd: float
     risk_reward: float | None
-    verdict: VerdictSummary
     signal_reasoning: list[str]
+    ticket: int | None  # close and modify
+
+
+class Proposal(ProposalTerms):
+    """A trade that passed the risk gate and waits for the trader's decision (graph.proposals builds it)."""
+
+    proposal_id: str
+    verdict: VerdictSummary
     created_at: str
     expires_at: str
-    ticket: int | None  # close and modify
     # Set when the gate priced this again after an approval (price drift or changed limits).
     requote_of: str | None
     # Set when a send attempt's outcome is unknown: approving again retries with the same key.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from config.settings import RiskSettings
-from graph.approval import Proposal, ProposalKind, Side
+from graph.approval import Proposal, ProposalKind, ProposalTerms, Side
 from graph.position_rules import Modify, check_modify, risk_at_stop
 from graph.risk import RiskInputs, RuleResult, TradeIdea, Verdict, evaluate, verdict_of
 from tools.schemas import Portfolio, Position, Quote, Signal, SymbolSpec
@@ -35,12 +35,9 @@ class Priced:
     ticket: int | None = None
     signal_reasoning: tuple[str, ...] = ()
 
-    def proposal(
-        self, proposal_id: str, now: datetime, ttl_seconds: float, requote_of: str | None = None
-    ) -> Proposal:
+    def terms(self) -> ProposalTerms:
         v = self.verdict
-        return Proposal(
-            proposal_id=proposal_id,
+        return ProposalTerms(
             kind=self.kind,
             symbol=self.symbol,
             side=self.side,
@@ -54,33 +51,23 @@ class Priced:
             risk_pct=v.risk_pct,
             reward_usd=v.reward_usd,
             risk_reward=v.risk_reward,
-            verdict=v.summary(),
             signal_reasoning=list(self.signal_reasoning),
+            ticket=self.ticket,
+        )
+
+    def proposal(
+        self, proposal_id: str, now: datetime, ttl_seconds: float, requote_of: str | None = None
+    ) -> Proposal:
+        return Proposal(
+            **self.terms(),
+            proposal_id=proposal_id,
+            verdict=self.verdict.summary(),
             created_at=now.isoformat(),
             expires_at=(now + timedelta(seconds=ttl_seconds)).isoformat(),
-            ticket=self.ticket,
             requote_of=requote_of,
             attempts=0,
             notice=None,
         )
-
-    def facts(self) -> dict[str, object]:
-        """The terms and the money figures, for the audit trail (also of a blocked proposal)."""
-        v = self.verdict
-        return {
-            "kind": self.kind,
-            "symbol": self.symbol,
-            "side": self.side,
-            "size_lots": v.size_lots,
-            "entry_price": v.entry_price,
-            "stop_loss": self.stop_loss,
-            "take_profit": self.take_profit,
-            "risk_usd": v.risk_usd,
-            "risk_pct": v.risk_pct,
-            "reward_usd": v.reward_usd,
-            "risk_reward": v.risk_reward,
-            "ticket": self.ticket,
-        }
 
 
 def price_open(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> Priced:

@@ -278,6 +278,8 @@ async def test_injection_in_user_text_cannot_exceed_limits(
     assert "size 50.0 lots is outside 0.01-10.0 lots" in blocked, blocked
     verdicts = [e["data"] for e in await audit_of(services).entries() if e["kind"] == "verdict"]
     assert len(verdicts) == 1 and verdicts[0]["size_lots"] == 50.0 and verdicts[0]["risk_usd"] > 100.0
+    # The audit keeps the whole priced trade of a blocked proposal, as it does for one that passed.
+    assert verdicts[0]["stop_pips"] and verdicts[0]["take_profit_pips"], verdicts[0]
     assert await positions(services) == []
 
 

@@ -15,6 +15,7 @@ from graph.messages import open_tool_calls
 from graph.proposals import Blocked, Priced, price_position, price_trade
 from graph.risk import TradeIdea
 from graph.state import State
+from tools.schemas import JsonObject
 from tools.trading_tools import (
     PROPOSAL_TOOLS,
     BadArguments,
@@ -79,7 +80,8 @@ def make_risk_gate(deps: Deps) -> Node:
         write({"event": "tool", "data": {"name": call["name"], "args": call["args"]}})
         priced, verdict = await judge(deps, ctx, call)
         write({"event": "tool_result", "data": {"name": call["name"], "ok": verdict["passed"]}})
-        audit = {"call": dict(call), "verdict": verdict, **(priced.facts() if priced else {})}
+        terms: JsonObject = dict(priced.terms()) if priced else {}
+        audit = {"call": call, "verdict": verdict, **terms}
         await deps.audit.append("verdict", ctx.user_id, run_thread_id(), audit)
         tools_used = [*state.get("tools_used", []), call["name"]]
         if priced is None or not verdict["passed"]:

@@ -39,7 +39,7 @@ async def cached(deps: Deps, key: str, ttl_s: int, fetch: Callable[[], Awaitable
     return value
 
 
-async def live_context(deps: Deps, ctx: Context) -> State:
+async def context_snapshots(deps: Deps, ctx: Context) -> State:
     """The market analysis of the session's symbol and the account's portfolio, as each is enabled."""
     settings, services = deps.settings.context, deps.services
     market = portfolio = None
@@ -62,7 +62,7 @@ async def live_context(deps: Deps, ctx: Context) -> State:
 def make_load_context(deps: Deps) -> Node:
     async def load_context(state: State, runtime: Runtime[Context]) -> State:
         ctx = runtime.context or Context()
-        update = State(**TURN_RESET, **await live_context(deps, ctx))
+        update = State(**TURN_RESET, **await context_snapshots(deps, ctx))
         messages = list(state.get("messages", []))
         reorder: list[BaseMessage] = []
         proposal = state.get("proposal")

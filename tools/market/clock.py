@@ -8,7 +8,10 @@ import os
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict
 
 if TYPE_CHECKING:
     from config import Settings
@@ -50,6 +53,7 @@ return 0
 """
 
 
+@with_config(ConfigDict(strict=True))
 class ClockAnchor(TypedDict):
     """The replay anchor, stored as JSON at {prefix}replay:anchor: history time `history` (ISO) was shown at
     wall time `wall` (ISO), moving at `speed`; `start` is the replay.start it came from."""
@@ -69,6 +73,11 @@ class ServerHeartbeat(TypedDict, total=False):
     url: str
     start: str
     speed: float
+
+
+_ANCHOR = TypeAdapter(ClockAnchor)
+_HEARTBEAT = TypeAdapter(ServerHeartbeat)
+_Stored = TypeVar("_Stored", ClockAnchor, ServerHeartbeat)
 
 
 class ReplayStartError(ValueError):
@@ -171,7 +180,7 @@ async def clock_heartbeat(redis: Any, settings: Settings) -> None:
 async def running_server(redis: Any, settings: Settings) -> ServerHeartbeat | None:
     """The live server's heartbeat (pid, host, url, start, speed), or None when no server is running."""
     raw = _text(await redis.get(replay_keys(settings)[1]))
-    return None if raw is None else cast(ServerHeartbeat, _json(raw) or {})
+    return None if raw is None else _read(_HEARTBEAT, raw) or ServerHeartbeat()
 
 
 async def server_running(redis: Any, settings: Settings) -> bool:
@@ -242,7 +251,7 @@ async def reset_replay_clock(
     fresh = _fresh_anchor(settings, history_start, history_end, wall)
     written, anchor, other = await _write_anchor(redis, settings, fresh, "")
     if not written:
-        server = cast(ServerHeartbeat, _json(other) or {})
+        server = _read(_HEARTBEAT, other) or ServerHeartbeat()
         owner = f"pid {server.get('pid', '?')} on {server.get('host', '?')}"
         raise ServiceError(
             f"a running server owns the replay clock ({owner}, REPLAY__START={server.get('start', '?')}); "
@@ -314,25 +323,16 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _json(raw: str | None) -> dict[str, object] | None:
-    """A JSON object stored in Redis, or None when missing or unreadable."""
+def _read(adapter: TypeAdapter[_Stored], raw: str | None) -> _Stored | None:
+    """A record stored in Redis as JSON, or None when it is missing or not one (a key missing, a value of
+    the wrong type)."""
     if not raw:
         return None
     try:
-        data = json.loads(raw)
-    except ValueError:
+        return adapter.validate_json(raw)
+    except ValidationError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _anchor(raw: str | None) -> ClockAnchor | None:
-    """The stored anchor, or None when it is missing or not one (a key missing, a value of the wrong type)."""
-    data = _json(raw)
-    if data is None:
-        return None
-    start, speed, history, wall = (data.get(key) for key in ("start", "speed", "history", "wall"))
-    if not (isinstance(start, str) and isinstance(history, str) and isinstance(wall, str)):
-        return None
-    if isinstance(speed, bool) or not isinstance(speed, int | float):
-        return None
-    return ClockAnchor(start=start, speed=float(speed), history=history, wall=wall)
+    return _read(_ANCHOR, raw)

@@ -47,11 +47,8 @@ def make_tools_node(deps: Deps) -> Node:
         return cast(list[ToolMessage], output["messages"])
 
     async def tools(state: State, runtime: Runtime[Context]) -> State:
-        calls = [
-            ToolCall(name=c["name"], args=c.get("args") or {}, id=c["id"], type="tool_call")
-            for c in open_tool_calls(state.get("messages", []))
-            if c["name"] not in PROPOSAL_TOOLS
-        ]
+        # AIMessage gives every tool call its "type": ToolNode takes them as they are.
+        calls = [c for c in open_tool_calls(state.get("messages", [])) if c["name"] not in PROPOSAL_TOOLS]
         write = get_stream_writer()
         for call in calls:
             write({"event": "tool", "data": {"name": call["name"], "args": call["args"]}})

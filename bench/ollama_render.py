@@ -2,7 +2,7 @@
 
 Written for the prompt tests and the prompt bench (not product code). It reproduces, in Python, the rules read
 from Ollama's public repository (template/template.go, server/prompt.go) and the chat templates Ollama ships
-with the library models llama3.1, llama3 and qwen2.5:
+with the library models llama3.1, llama3 and qwen2.5, and the copilot's derived llama3.1 template:
 
 - collation: every system message's content is joined (blank line between) into `.System`, the top system
   block; consecutive messages of the same role are merged into one (contents joined by a blank line; only the
@@ -11,6 +11,8 @@ with the library models llama3.1, llama3 and qwen2.5:
   message is "last" only if nothing follows it. The tool list is written inside the last message, and only if
   that message is a user message; the answer header `<|start_header_id|>assistant<|end_header_id|>` follows
   a last user or tool (`ipython`) message only.
+- llama3.1-copilot (graph/ollama_model.py, `copilot model install`): llama3.1 with the tool list once, at the
+  end of the system block, and every user turn plain, so each prompt starts with the whole previous one.
 - llama3 (legacy `.System`/`.Prompt`/`.Response` template, no tools; JSON mode): messages are folded into
   (system, prompt, response) triples, each rendered with the template; tool messages are dropped; the final
   triple is rendered up to `.Response`, so the prompt ends with the assistant header.
@@ -27,9 +29,64 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.go_template import Struct, execute
+
 LLAMA_HEADER = "<|start_header_id|>assistant<|end_header_id|>\n\n"
 QWEN_HEADER = "<|im_start|>assistant\n"
-TEMPLATES = ("llama3.1", "llama3", "qwen2.5")
+TEMPLATES = ("llama3.1", "llama3", "qwen2.5", "llama3.1-copilot")
+
+# Ollama's `llama3.1` template, as its /api/show returns it (the Go text that `_llama31` re-implements).
+LLAMA31_TEMPLATE = """\
+{{- if or .System .Tools }}<|start_header_id|>system<|end_header_id|>
+{{- if .System }}
+
+{{ .System }}
+{{- end }}
+{{- if .Tools }}
+
+Cutting Knowledge Date: December 2023
+
+When you receive a tool call response, use the output to format an answer to the orginal user question.
+
+You are a helpful assistant with tool calling capabilities.
+{{- end }}<|eot_id|>
+{{- end }}
+{{- range $i, $_ := .Messages }}
+{{- $last := eq (len (slice $.Messages $i)) 1 }}
+{{- if eq .Role "user" }}<|start_header_id|>user<|end_header_id|>
+{{- if and $.Tools $last }}
+
+Given the following functions, please respond with a JSON for a function call with its proper arguments \
+that best answers the given prompt.
+
+Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}. \
+Do not use variables.
+
+{{ range $.Tools }}
+{{- . }}
+{{ end }}
+Question: {{ .Content }}<|eot_id|>
+{{- else }}
+
+{{ .Content }}<|eot_id|>
+{{- end }}{{ if $last }}<|start_header_id|>assistant<|end_header_id|>
+
+{{ end }}
+{{- else if eq .Role "assistant" }}<|start_header_id|>assistant<|end_header_id|>
+{{- if .ToolCalls }}
+{{ range .ToolCalls }}
+{"name": "{{ .Function.Name }}", "parameters": {{ .Function.Arguments }}}{{ end }}
+{{- else }}
+
+{{ .Content }}
+{{- end }}{{ if not $last }}<|eot_id|>{{ end }}
+{{- else if eq .Role "tool" }}<|start_header_id|>ipython<|end_header_id|>
+
+{{ .Content }}<|eot_id|>{{ if $last }}<|start_header_id|>assistant<|end_header_id|>
+
+{{ end }}
+{{- end }}
+{{- end }}"""
 
 
 @dataclass
@@ -80,12 +137,22 @@ def _system_block(
     return start + (sep + system if system else "") + (tools_text if tools else "") + end
 
 
-def _llama31(system: str, messages: list[Message], tools: list[dict[str, Any]]) -> str:
+def _llama31(
+    system: str, messages: list[Message], tools: list[dict[str, Any]], in_system: bool = False
+) -> str:
+    """llama3.1; `in_system`: the copilot's derived template (graph/ollama_model.py), which lists the tools
+    once at the end of the system block and renders every user turn plain."""
     preamble = (
         "\n\nCutting Knowledge Date: December 2023\n\nWhen you receive a tool call response, use the "
         "output to format an answer to the orginal user question.\n\nYou are a helpful assistant "
         "with tool calling capabilities."
     )
+    if in_system:
+        preamble += (
+            " You have access to the following functions. To call a function, please respond with JSON for a "
+            'function call. Respond in the format {"name": function name, "parameters": dictionary of '
+            "argument name and its value}. Do not use variables." + "".join("\n\n" + _json(t) for t in tools)
+        )
     out = _system_block(
         system, tools, "<|start_header_id|>system<|end_header_id|>", "\n\n", preamble, "<|eot_id|>"
     )
@@ -93,7 +160,7 @@ def _llama31(system: str, messages: list[Message], tools: list[dict[str, Any]]) 
         last = i == len(messages) - 1
         if m.role == "user":
             out += "<|start_header_id|>user<|end_header_id|>"
-            if tools and last:
+            if tools and last and not in_system:
                 out += (
                     "\n\nGiven the following functions, please respond with a JSON for a function call with "
                     "its proper arguments that best answers the given prompt.\n\nRespond in the format "
@@ -180,8 +247,8 @@ def render(template: str, messages: list[dict[str, Any]], tools: list[dict[str, 
     """The prompt Ollama would build for this request with `template` (one of TEMPLATES)."""
     system, collated = collate(messages)
     tools = list(tools or [])
-    if template == "llama3.1":
-        return _llama31(system, collated, tools)
+    if template in ("llama3.1", "llama3.1-copilot"):
+        return _llama31(system, collated, tools, in_system=template == "llama3.1-copilot")
     if template == "llama3":
         return _llama3(collated)
     if template == "qwen2.5":
@@ -192,6 +259,56 @@ def render(template: str, messages: list[dict[str, Any]], tools: list[dict[str, 
 def render_request(template: str, request: dict[str, Any]) -> str:
     """`render` over a recorded /api/chat body."""
     return render(template, list(request.get("messages") or []), list(request.get("tools") or []))
+
+
+def template_values(
+    messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The data Ollama executes a Messages template with (template.Execute): `.System` and `.Messages` after
+    collation, `.Tools`; messages, tool calls and tools as the Go structs the template sees (tools and
+    arguments print as JSON, like their String methods)."""
+    system, collated = collate(messages)
+
+    def call(i: int, raw: dict[str, Any]) -> Struct:
+        name, arguments = _call(raw)
+        return Struct(ID="", Function=Struct(Index=i, Name=name, Arguments=Struct(text=arguments)))
+
+    def tool(raw: dict[str, Any]) -> Struct:
+        function = dict(raw.get("function") or {})
+        parameters = dict(function.get("parameters") or {})
+        kinds = {"Type": parameters.get("type", ""), "Required": parameters.get("required")}
+        shape = Struct(text=_json(parameters), Properties=parameters.get("properties") or {}, **kinds)
+        named = {"Name": function.get("name", ""), "Description": function.get("description", "")}
+        described = Struct(text=_json(function), Parameters=shape, **named)
+        return Struct(text=_json(raw), Type=raw.get("type", ""), Items=None, Function=described)
+
+    return {
+        "System": system,
+        "Messages": [
+            Struct(
+                Role=m.role,
+                Content=m.content,
+                Thinking="",
+                Images=[],
+                ToolName="",
+                ToolCallID="",
+                ToolCalls=[call(i, c) for i, c in enumerate(m.tool_calls)],
+            )
+            for m in collated
+        ],
+        "Tools": [tool(t) for t in tools or []],
+        "Response": "",
+        "Think": False,
+        "ThinkLevel": "",
+        "IsThinkSet": False,
+    }
+
+
+def execute_template(
+    text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> str:
+    """The prompt a Messages template's Go *text* yields for this request (bench/go_template.py runs it)."""
+    return execute(text, template_values(messages, tools))
 
 
 def answer_header(template: str) -> str:

@@ -37,6 +37,8 @@ class LLMSettings(_Section):
     num_ctx: int = Field(8192, ge=512)
     keep_alive: str = "30m"
     request_timeout: float = Field(120.0, gt=0)
+    # Chat with `<model>-copilot` (tool list in the system block; `copilot model install`) when Ollama has it.
+    use_copilot_model: bool = True
 
 
 class InferenceSettings(_Section):

@@ -110,7 +110,9 @@ class Copilot:
         model = chat_model
         if model is None:
             from graph.llm import build_chat_model
+            from graph.ollama_model import with_copilot_model
 
+            settings = await with_copilot_model(settings)  # `<model>-copilot` when Ollama has it
             model = build_chat_model(settings)
         try:
             async with open_checkpointer(settings) as saver:

@@ -70,7 +70,7 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
                 asyncio.create_task(_sweep(copilot, locks)),
             ]
             if given is None and chat_model is None:  # the real ChatOllama: load the model in the background
-                tasks.append(asyncio.create_task(_warm_up(settings)))
+                tasks.append(asyncio.create_task(_warm_up(copilot.settings)))  # the model it chats with
             try:
                 yield
             finally:

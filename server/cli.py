@@ -175,6 +175,38 @@ def cmd_eval_model(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
+    """`install`: create `<llm.model>-copilot` on Ollama (graph/ollama_model.py); `status`: which model the
+    copilot chats with."""
+    import asyncio
+
+    from graph.ollama_model import InstallError, copilot_model_name, copilot_model_present, install
+
+    llm, name = settings.llm, copilot_model_name(settings.llm.model)
+    if args.action == "status":
+        present = asyncio.run(copilot_model_present(settings))
+        state = {
+            True: "present",
+            False: "not created",
+            None: f"unknown (Ollama at {llm.base_url} did not answer)",
+        }
+        used = name if present and llm.use_copilot_model else llm.model
+        print(f"{name}: {state[present]}; llm.use_copilot_model: {str(llm.use_copilot_model).lower()}")
+        print(f"the copilot chats with {used}")
+        return 0 if present is not None else 3
+    try:
+        created = install(settings, lambda line: print(f"  {line}", flush=True))
+    except InstallError as exc:
+        print(f"copilot model install: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {created} from {llm.model} (num_ctx {llm.num_ctx})")
+    if llm.use_copilot_model:
+        print("the copilot chats with it from its next start (llm.use_copilot_model: true)")
+    else:
+        print("llm.use_copilot_model is false: the copilot keeps chatting with " + llm.model)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copilot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", help="a YAML file of cases (default: the packaged prompts/eval_cases.yaml)")
     p.add_argument("--only", nargs="+", help="categories to run, e.g. signal trade refuse injection")
     p.set_defaults(func=cmd_eval_model)
+    p = sub.add_parser(
+        "model", help="create the copilot's Ollama model (<llm.model>-copilot), or show its state"
+    )
+    p.add_argument("action", choices=["install", "status"])
+    p.set_defaults(func=cmd_model)
     p = sub.add_parser("demo", help="run signal -> proposal -> approval -> execution in-process on XAUUSD")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser(

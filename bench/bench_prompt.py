@@ -4,10 +4,11 @@ Usage: .venv/bin/python -m bench.bench_prompt [--turns 20] [--legacy]
 Starts a private embedded Redis Stack and runs a scripted session (questions with tool rounds, plain
 questions, slash commands) through the real graph, Redis checkpointer and services. The scripted model
 records every prompt; each is converted to Ollama's wire format by langchain_ollama's own converter (JSON mode
-through graph.llm's rewrite) and rendered with bench/ollama_render.py for llama3.1 and qwen2.5 (native tools)
-and llama3 (JSON mode). Per request: answer header last, live context in the last user turn, tool list
-present (llama3.1 when the last message is the trader's), and prefix reuse = the share of the prompt's
-characters equal to the previous request's prompt prefix. `--legacy` measures the previous request shape
+through graph.llm's rewrite) and rendered with bench/ollama_render.py for llama3.1, the copilot's derived
+llama3.1 template (`copilot model install`, "l3.1c") and qwen2.5 (native tools) and llama3 (JSON mode). Per
+request: answer header last, live context in the last user turn, tool list present (stock llama3.1 only when
+the last message is the trader's), and prefix reuse = the share of the prompt's characters equal to the
+previous request's prompt prefix. `--legacy` measures the previous request shape
 (system prompt, keep_recent history, live context as a trailing system message) for comparison.
 """
 
@@ -41,6 +42,7 @@ from tools.market.clock import ManualClock
 from tools.trading_tools import make_tools
 
 CONTEXT_MARK = "## Contexto actual / Current context"
+RENDERED = ("llama3.1", "llama3.1-copilot", "qwen2.5", "llama3")
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 # The trader's side of the session: (message, tool the model calls first or None). No slash command: after
@@ -132,6 +134,7 @@ def measure(calls: list[tuple[int, list[BaseMessage]]], tool_specs: list[dict[st
         as_json = wire(to_json_mode(list(call), tool_specs))
         prompts = {
             "llama3.1": render("llama3.1", native, tool_specs),
+            "llama3.1-copilot": render("llama3.1-copilot", native, tool_specs),
             "qwen2.5": render("qwen2.5", native, tool_specs),
             "llama3": render("llama3", as_json, []),
         }
@@ -152,6 +155,7 @@ def measure(calls: list[tuple[int, list[BaseMessage]]], tool_specs: list[dict[st
                     "llama3.1": tool_list_present(prompts["llama3.1"], tool_specs)
                     if last_role == "user"
                     else None,
+                    "llama3.1-copilot": tool_list_present(prompts["llama3.1-copilot"], tool_specs),
                     "qwen2.5": tool_list_present(prompts["qwen2.5"], tool_specs),
                 },
                 reuse={
@@ -194,29 +198,31 @@ def report(rows: list[Row], legacy: bool) -> None:
         "legacy (trailing system message, sliding window)" if legacy else "live context in the trader's turn"
     )
     print(f"request shape: {shape}; {len(rows)} model requests")
-    print(" req turn last  cut  header(l3.1/q2.5/l3) ctx  tools(l3.1/q2.5)  reuse% l3.1  qwen2.5  llama3")
+    print(" req turn last  cut  header(l3.1/l3.1c/q2.5/l3) ctx  tools(l3.1/l3.1c/q2.5)  reuse% l3.1   "
+          "l3.1c  qwen2.5  llama3")  # fmt: skip
     for r in rows:
         yes = {True: "y", False: "n", None: "-"}
-        head = "/".join(yes[r.header[t]] for t in ("llama3.1", "qwen2.5", "llama3"))
-        tools = "/".join(yes[r.tools[t]] for t in ("llama3.1", "qwen2.5"))
-        reuse = "  ".join(f"{r.reuse[t] * 100:6.1f}" for t in ("llama3.1", "qwen2.5", "llama3"))
-        print(f"{r.request:4d} {r.turn:4d} {r.last_role:5s} {'cut' if r.cut else '   '}  {head:^20s} "
-              f"{yes[r.context]:^4s} {tools:^16s} {reuse}")  # fmt: skip
+        head = "/".join(yes[r.header[t]] for t in RENDERED)
+        tools = "/".join(yes[r.tools[t]] for t in RENDERED[:3])
+        reuse = "  ".join(f"{r.reuse[t] * 100:6.1f}" for t in RENDERED)
+        print(f"{r.request:4d} {r.turn:4d} {r.last_role:5s} {'cut' if r.cut else '   '}  {head:^26s} "
+              f"{yes[r.context]:^4s} {tools:^22s} {reuse}")  # fmt: skip
     n = len(rows)
     user_last = [r for r in rows if r.last_role == "user"]
     print("answer header last: " + ", ".join(
-        f"{t} {sum(r.header[t] for r in rows)}/{n}" for t in ("llama3.1", "qwen2.5", "llama3")))  # fmt: skip
+        f"{t} {sum(r.header[t] for r in rows)}/{n}" for t in RENDERED))  # fmt: skip
     print(f"live context in the last user turn: {sum(r.context for r in rows)}/{n}")
     print(f"tool list present (llama3.1, last message the trader's): "
-          f"{sum(bool(r.tools['llama3.1']) for r in user_last)}/{len(user_last)}; "
-          f"qwen2.5: {sum(bool(r.tools['qwen2.5']) for r in rows)}/{n}")  # fmt: skip
-    for t in ("llama3.1", "qwen2.5", "llama3"):
+          f"{sum(bool(r.tools['llama3.1']) for r in user_last)}/{len(user_last)}; every request: "
+          f"llama3.1-copilot {sum(bool(r.tools['llama3.1-copilot']) for r in rows)}/{n}, "
+          f"qwen2.5 {sum(bool(r.tools['qwen2.5']) for r in rows)}/{n}")  # fmt: skip
+    for t in RENDERED:
         steady = [r for r in rows[1:] if not r.cut]
         reuse, kept = [r.reuse[t] for r in steady], [r.kept[t] for r in steady]
         every = [r.reuse[t] for r in rows[1:]]
         pct = {name: (min(v) * 100, statistics.median(v) * 100) for name, v in
                (("reuse", reuse), ("kept", kept), ("every", every))}  # fmt: skip
-        print(f"prefix reuse {t:8s}: non-cut requests ({len(steady)}): share of the prompt reused min "
+        print(f"prefix reuse {t:16s}: non-cut requests ({len(steady)}): share of the prompt reused min "
               f"{pct['reuse'][0]:5.1f} % median {pct['reuse'][1]:5.1f} %, share of the previous prompt kept "
               f"min {pct['kept'][0]:5.1f} % median {pct['kept'][1]:5.1f} %; all requests reused min "
               f"{pct['every'][0]:5.1f} % median {pct['every'][1]:5.1f} %; "

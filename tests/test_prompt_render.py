@@ -1,33 +1,40 @@
 """The requests as Ollama renders them: tool list, answer header, live context and a growing shared prefix.
 
-bench/ollama_render.py reproduces Ollama's collation and the llama3.1 / llama3 / qwen2.5 chat templates; here
-the real graph drives the real ChatOllama against the Ollama double over HTTP, and every recorded request is
-rendered and checked.
+bench/ollama_render.py reproduces Ollama's collation and the llama3.1 / llama3 / qwen2.5 chat templates and
+the copilot's derived llama3.1 template (`copilot model install`); here the real graph drives the real
+ChatOllama against the Ollama double over HTTP, and every recorded request is rendered and checked. The two
+llama3.1 templates are also *executed* from their Go text (bench/go_template.py): the same prompts must come.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage
 
 from bench.ollama_render import (
+    LLAMA31_TEMPLATE,
     LLAMA_HEADER,
     collate,
     ends_with_answer_header,
+    execute_template,
     render,
     render_request,
+    shared_prefix,
     tool_list_present,
 )
 from config import Settings, load_settings
 from graph.copilot import Copilot
 from graph.llm import build_chat_model
+from graph.ollama_model import COPILOT_TEMPLATE
 from prompts import SYSTEM_PROMPT
 from prompts.window import LIVE_CONTEXT
 from tests.ollama_double import OllamaDouble, Reply
@@ -189,7 +196,7 @@ def check(recorded: Recorded, templates: tuple[str, ...], native: bool) -> None:
             assert ends_with_answer_header(template, prompt), (template, turn)
             if native and template == "llama3.1" and messages[-1]["role"] == "user":
                 assert tool_list_present(prompt, tools), turn
-            if native and template == "qwen2.5":
+            if native and template in ("qwen2.5", "llama3.1-copilot"):
                 assert tool_list_present(prompt, tools), turn
             if template in previous and not cut:
                 before = previous[template]
@@ -207,7 +214,36 @@ async def test_a_native_session_renders_right_and_grows_append_only(
 ) -> None:
     recorded = await record_session(NATIVE, json_mode=False, turns=20)
     assert len(recorded) == 20 + sum(1 for _, tool in SCRIPT if tool)
-    check(recorded, ("llama3.1", "qwen2.5"), native=True)
+    check(recorded, ("llama3.1", "qwen2.5", "llama3.1-copilot"), native=True)
+
+
+def reuse(prompts: list[str]) -> list[float]:
+    """Per request after the first: the share of its prompt that is the previous prompt's prefix (the KV cache
+    Ollama keeps from the previous request)."""
+    return [shared_prefix(before, now) / len(now) for before, now in pairwise(prompts)]
+
+
+async def test_the_copilot_template_reuses_the_whole_prefix_with_the_tools_on_every_request(
+    record_session: SessionRecorder,
+) -> None:
+    recorded = await record_session(NATIVE, json_mode=False, turns=20)
+    stock, derived = [], []
+    for turn, request in recorded:
+        messages, tools = request["messages"], request["tools"]
+        # The Go text Ollama would execute gives exactly the prompts the renderer describes.
+        assert execute_template(LLAMA31_TEMPLATE, messages, tools) == render("llama3.1", messages, tools), (
+            turn
+        )
+        prompt = execute_template(COPILOT_TEMPLATE, messages, tools)
+        assert prompt == render("llama3.1-copilot", messages, tools), turn
+        assert tool_list_present(prompt, tools) and prompt.endswith(LLAMA_HEADER), turn
+        assert prompt.count('{"type":"function"') == len(tools) > 0  # listed once, in the system block
+        stock.append(render("llama3.1", messages, tools))
+        derived.append(prompt)
+    assert len(derived) == 20 + sum(1 for _, tool in SCRIPT if tool)  # a second request after each tool round
+    assert statistics.median(reuse(derived)) >= 0.90
+    # The stock template rewrites the last user turn (tool list in, then out): a prefix one turn back.
+    assert statistics.median(reuse(stock)) < 0.80
 
 
 async def test_a_json_mode_session_renders_right_with_the_llama3_template(

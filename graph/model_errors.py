@@ -102,6 +102,8 @@ def down_message(base_url: str) -> str:
 
 
 def missing_message(model: str, base_url: str) -> str:
+    if model.endswith("-copilot"):  # graph/ollama_model.py's derived model, gone since the copilot started
+        return f"model '{model}' is not installed on {base_url}: run `copilot model install` and restart"
     return f"model '{model}' is not installed on {base_url}: run `ollama pull {model}`"
 
 

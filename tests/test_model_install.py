@@ -17,6 +17,7 @@ import pytest
 from bench.ollama_render import LLAMA31_TEMPLATE
 from graph.model_errors import reset_chat_outcomes
 from graph.ollama_model import COPILOT_TEMPLATE, copilot_model_name, create_model, with_copilot_model
+from graph.ollama_server import model_status, warm_up
 from server.app import create_app
 from server.cli import main
 from tests.api_support import api_settings
@@ -177,3 +178,17 @@ def test_a_served_copilot_chats_with_the_installed_model(
     assert body["response"] == "Hola, trader." and health["llm_status"] == "ok"
     assert [r["model"] for r in fake.requests] == [chosen] and fake.requests[0]["tools"]
     assert [r["model"] for r in fake.load_requests] == [chosen]  # the warm-up loads the model it chats with
+
+
+async def test_a_derived_model_removed_after_start_says_how_to_get_it_back(
+    double: tuple[OllamaDouble, str], monkeypatch: pytest.MonkeyPatch, redis_url: str, shared_data: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    fake, url = double
+    assert copilot(monkeypatch, url, "install") == 0
+    settings = api_settings(redis_url, shared_data, tmp_path, llm={"base_url": url, "model": NATIVE})
+    chatting = await with_copilot_model(settings)
+    del fake.models[DERIVED]  # `ollama rm` while the copilot runs
+    assert await model_status(chatting) == "model_missing"
+    reply = await warm_up(chatting)
+    assert f"model '{DERIVED}' is not installed" in reply and "`copilot model install` and restart" in reply

@@ -12,9 +12,10 @@ body cleanly without the final `done` chunk, "mid_line" ends it inside a JSON li
 connection in the middle of the chunked body.
 
 /api/create follows Ollama's server/create.go (CreateHandler, streamResponse): a body that is not a
-CreateRequest, an invalid name, neither `from` nor `files`, or a template that does not parse is an HTTP 400
-{"error"} before any line; a `from` Ollama does not have is pulled from the registry, which here has nothing:
-"pulling manifest" then an {"error"} line in the 200 stream (HTTP 500 with `stream` false). A created model
+CreateRequest, an invalid name, neither `from` nor `files`, or a template that does not parse (checked by
+bench/go_template.py, whose subset also refuses Go syntax it lacks) is an HTTP 400 {"error"} before any
+line; a `from` Ollama does not have is pulled from the registry, which here has nothing: "pulling manifest"
+then an {"error"} line in the 200 stream (HTTP 500 with `stream` false). A created model
 keeps its base's weights and parameters (those given replace them), takes the new template, and is then served
 by /api/show (capabilities from its template, details.parent_model) and /api/chat like any other.
 """

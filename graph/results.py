@@ -44,7 +44,13 @@ def interrupted(snapshot: StateSnapshot) -> bool:
     recorded, steps are left and it is not paused on the trader. Such a run is completed, never dropped.
     A chat turn cut short is not resumed: its message stays, unanswered, and the next one starts afresh."""
     decided = (snapshot.values or {}).get("decision") is not None
-    return decided and bool(snapshot.next) and not snapshot.interrupts
+    return decided and not snapshot.interrupts and (bool(snapshot.next) or step_done(snapshot))
+
+
+def step_done(snapshot: StateSnapshot) -> bool:
+    """The step's tasks all finished and their writes are saved, but the checkpoint after them is not (a
+    crash between the two): LangGraph's live snapshot then shows no `next`, yet the run has steps left."""
+    return bool(snapshot.tasks) and all(t.result is not None and not t.interrupts for t in snapshot.tasks)
 
 
 def merge_results(first: ChatResult | None, then: ChatResult) -> ChatResult:

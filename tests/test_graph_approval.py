@@ -46,10 +46,13 @@ async def test_approve_places_exactly_one_sized_order(
             USER, SESSION, {"proposal_id": proposal["proposal_id"], "decision": "approve"}
         )
         assert result.pending_approval is None and "EXECUTED" in result.response
-        with pytest.raises(NoPendingApproval):
-            await copilot.decide(
-                USER, SESSION, {"proposal_id": proposal["proposal_id"], "decision": "approve"}
-            )
+        # The same approval again is answered with how it ended; nothing runs again.
+        again = await copilot.decide(
+            USER, SESSION, {"proposal_id": proposal["proposal_id"], "decision": "approve"}
+        )
+        assert again.replayed and again.order == result.order and "(Already decided" in again.response
+        with pytest.raises(NoPendingApproval):  # a proposal this session never had
+            await copilot.decide(USER, SESSION, {"proposal_id": "0" * 32, "decision": "approve"})
     held = await positions(services)
     assert len(held) == 1 and held[0].size == 0.2 and held[0].stop_loss == proposal["stop_loss"]
     kinds = [e["kind"] for e in await audit_of(services).entries()]

@@ -26,11 +26,19 @@ from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkp
 from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
 from graph.nodes.human_approval import BadDecision, check_resume
-from graph.recovery import OpenTurn, RunNotes, checkpoint_of, failure_category, turn_failed_text
+from graph.recovery import (
+    OpenTurn,
+    RunNotes,
+    checkpoint_of,
+    failure_category,
+    replayed,
+    turn_failed_text,
+)
 from graph.results import (
     RunEnd,
     chat_result,
     checkpoint_info,
+    decided_result,
     interrupted,
     merge_results,
     pending_proposal,
@@ -179,6 +187,8 @@ class Copilot:
                     return recovered
                 given = command.reason.strip() if command.decision == "approve" else ""
                 repeated = await self.notes.fate(thread_id(user_id, session_id), given)
+                last = decided_result(snapshot, given) if repeated is None else None
+                repeated = repeated or (replayed(last, given) if last is not None else None)
                 if repeated is not None:  # a decision typed again: how it ended, not "nothing waits"
                     return merge_results(recovered, repeated)
             return Turn(snapshot, recovered, decided, decision)
@@ -231,11 +241,11 @@ class Copilot:
             return snapshot, recovered, recovered
         if recovered is not None:
             snapshot = await self._snapshot(user_id, session_id)
-        pending = pending_proposal(snapshot)
-        if pending is None or pending["proposal_id"] != decision.get("proposal_id"):
-            repeated = await self.notes.fate(
-                thread_id(user_id, session_id), str(decision.get("proposal_id") or "?")
-            )
+        pending, pid = pending_proposal(snapshot), str(decision.get("proposal_id") or "?")
+        if pending is None or pending["proposal_id"] != pid:
+            repeated = await self.notes.fate(thread_id(user_id, session_id), pid)
+            last = decided_result(snapshot, pid)  # its note lost with the process that decided it
+            repeated = repeated or (replayed(last, pid) if last is not None else None)
             if repeated is not None:
                 return snapshot, recovered, merge_results(recovered, repeated)
         return snapshot, recovered, None

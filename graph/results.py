@@ -53,6 +53,27 @@ def step_done(snapshot: StateSnapshot) -> bool:
     return bool(snapshot.tasks) and all(t.result is not None and not t.interrupts for t in snapshot.tasks)
 
 
+def decided_result(snapshot: StateSnapshot, proposal_id: str) -> ChatResult | None:
+    """How the thread's last decision ended when it was about `proposal_id` (or 8+ of its first characters;
+    the run is complete, but its fate note may be missing if the process died right after it): the
+    deterministic result lines and the order."""
+    values = snapshot.values or {}
+    decision, outcome = values.get("decision") or {}, values.get("outcome")
+    decided = str(decision.get("proposal_id") or "")
+    if not decided.startswith(proposal_id.lower()) or snapshot.next or snapshot.interrupts:
+        return None  # ("" matches the last decision, as a typed /approve without an id means)
+    proposal_id = decided
+    lines = facts(list(values.get("messages", [])))
+    mine = outcome if outcome and outcome.get("proposal_id") == proposal_id else None
+    return ChatResult(
+        response=lines[-1]
+        if lines
+        else f"Proposal {proposal_id[:8]} was decided: {decision.get('decision')}.",
+        order=mine if mine and mine["status"] in ORDER_STATUSES else None,
+        pending_approval=pending_proposal(snapshot),
+    )
+
+
 def merge_results(first: ChatResult | None, then: ChatResult) -> ChatResult:
     """A recovered run's result followed by the new turn's (the order is the recovered one if any)."""
     if first is None:

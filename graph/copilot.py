@@ -11,10 +11,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, RemoveMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot, StreamMode
 
@@ -37,14 +35,13 @@ from graph.recovery import (
 from graph.results import (
     RunEnd,
     chat_result,
-    checkpoint_info,
     decided_result,
     interrupted,
     merge_results,
     pending_proposal,
-    session_state,
 )
-from graph.schemas import ChatResult, CheckpointInfo, SessionState
+from graph.schemas import ChatResult
+from graph.sessions import SessionViews
 from graph.slash import DecisionCommand, DecisionRefused, parse_slash, typed_decision
 from graph.streaming import Event, to_events
 from graph.threads import account_for, thread_id
@@ -83,7 +80,7 @@ class Turn:
     decision: Decision | None
 
 
-class Copilot:
+class Copilot(SessionViews):
     """Everything the server, the CLI and notebooks need; one instance per process."""
 
     def __init__(
@@ -134,9 +131,6 @@ class Copilot:
 
     # --- runs ---------------------------------------------------------------------------------------
 
-    def _config(self, user_id: str, session_id: str) -> RunnableConfig:
-        return {"configurable": {"thread_id": thread_id(user_id, session_id)}}
-
     async def _context(self, user_id: str, session_id: str, symbol: str | None) -> Context:
         """The run's runtime context; remembers the session's symbol and indexes the session (one trip)."""
         key = f"{self.settings.redis.prefix}session:{thread_id(user_id, session_id)}"
@@ -152,9 +146,6 @@ class Copilot:
         return Context(
             user_id=user_id, account_id=account_for(user_id), session_symbol=str(stored or DEFAULT_SYMBOL)
         )
-
-    async def _snapshot(self, user_id: str, session_id: str) -> StateSnapshot:
-        return await self.graph.aget_state(self._config(user_id, session_id))
 
     @asynccontextmanager
     async def _noted(
@@ -275,17 +266,6 @@ class Copilot:
         worker died is run again from the checkpoint it started from. None when nothing was due. Raises
         RecoveryFailed, leaving the thread as it was, when the run still cannot finish."""
         return (await self._recover(user_id, session_id, await self._snapshot(user_id, session_id)))[0]
-
-    async def turn_open(self, user_id: str, session_id: str) -> bool:
-        """A chat turn is noted as running (live under its lease, or its worker died: graph.recovery)."""
-        return await self.notes.open_turn(thread_id(user_id, session_id)) is not None
-
-    async def unfinished(self, user_id: str, session_id: str, snapshot: StateSnapshot | None = None) -> bool:
-        """Something a crash left for recovery: a decision run cut short, or a chat turn whose worker died
-        (or whose note a live run holds: the session's lease tells them apart)."""
-        if interrupted(snapshot or await self._snapshot(user_id, session_id)):
-            return True
-        return await self.turn_open(user_id, session_id)
 
     async def _recover(
         self, user_id: str, session_id: str, snapshot: StateSnapshot
@@ -445,78 +425,6 @@ class Copilot:
             yield {"event": "error", "data": {"message": f"{type(exc).__name__}: {exc}"}}
             return
         yield {"event": "final", "data": result.model_dump()}
-
-    # --- sessions -----------------------------------------------------------------------------------
-
-    async def state(self, user_id: str, session_id: str) -> SessionState | None:
-        snapshot = await self.graph.aget_state(self._config(user_id, session_id))
-        if snapshot.created_at is None:
-            return None
-        return session_state(session_id, snapshot)
-
-    async def history(self, user_id: str, session_id: str, limit: int = 20) -> list[CheckpointInfo]:
-        config = self._config(user_id, session_id)
-        return [checkpoint_info(s) async for s in self.graph.aget_state_history(config, limit=limit)]
-
-    async def checkpoint(self, user_id: str, session_id: str, checkpoint_id: str) -> SessionState | None:
-        config = self._config(user_id, session_id)
-        config["configurable"]["checkpoint_id"] = checkpoint_id
-        if self.checkpointer is None or await self.checkpointer.aget_tuple(config) is None:
-            return None
-        return session_state(session_id, await self.graph.aget_state(config))
-
-    async def clear(self, user_id: str, session_id: str) -> bool:
-        """Forget the conversation (and any pending proposal) but keep the session."""
-        config = self._config(user_id, session_id)
-        snapshot = await self.graph.aget_state(config)
-        if snapshot.created_at is None:
-            return False
-        reset = {
-            "messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)],
-            "proposal": None,
-            "pending_call": None,
-            "verdict": None,
-            "decision": None,
-            "outcome": None,
-            "last_signal": None,
-            "turn_signal": None,
-        }
-        # As if load_context had run: the paused approval task is dropped, nothing left to resume.
-        await self.graph.aupdate_state(config, reset, as_node="load_context")
-        await self.graph.aupdate_state(config, {}, as_node="reason")
-        await self.notes.forget(thread_id(user_id, session_id))
-        return True
-
-    async def delete(self, user_id: str, session_id: str) -> bool:
-        tid = thread_id(user_id, session_id)
-        existed = (await self.graph.aget_state(self._config(user_id, session_id))).created_at is not None
-        if self.checkpointer is not None:
-            await self.checkpointer.adelete_thread(tid)
-        prefix = self.settings.redis.prefix
-        await self.services.redis.srem(f"{prefix}sessions:{user_id}", session_id)
-        await self.services.redis.delete(f"{prefix}session:{tid}")
-        await self.notes.forget(tid)
-        return existed
-
-    async def interrupted_sessions(self) -> list[tuple[str, str]]:
-        """(user, session) of each indexed session a crash left unfinished (the start sweep)."""
-        prefix = self.settings.redis.prefix
-        found = []
-        async for key in self.services.redis.scan_iter(match=f"{prefix}sessions:*", count=500):
-            user_id = str(key)[len(f"{prefix}sessions:") :]
-            for session_id in await self.services.redis.smembers(key):
-                if await self.unfinished(user_id, str(session_id)):
-                    found.append((user_id, str(session_id)))
-        return found
-
-    async def sessions(self, user_id: str) -> list[str]:
-        thread_id(user_id, "x")  # validates the user id
-        members = await self.services.redis.smembers(f"{self.settings.redis.prefix}sessions:{user_id}")
-        alive = []
-        for session_id in sorted(str(m) for m in members):
-            if (await self.graph.aget_state(self._config(user_id, session_id))).created_at is not None:
-                alive.append(session_id)
-        return alive
 
     async def model_status(self) -> str:
         """ "ok" | "down" | "model_missing" (a model passed in, e.g. a test double, counts as ok)."""

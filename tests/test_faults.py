@@ -61,7 +61,7 @@ def test_kill9_at_each_crash_point_loses_no_approval_and_duplicates_nothing(
     assert outcomes == ["executed"] * TRIALS_PER_POINT
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("point", (*POINTS, "decision_writes"))
 def test_the_start_sweep_completes_a_killed_approval_untouched(cluster: Cluster, point: str) -> None:
     user = next(cluster.users)
     a_url, a_proc, marker = cluster.start(point, pause=120)

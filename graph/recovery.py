@@ -55,7 +55,7 @@ def turn_failed_text(turn: OpenTurn) -> str:
 
 def replayed(result: ChatResult, proposal_id: str) -> ChatResult:
     """The stored answer that ended a proposal, shown again for a repeated decision."""
-    note = ALREADY.format(short=proposal_id[:8])
+    note = ALREADY.format(short=proposal_id[:8] or "(the last one)")
     return result.model_copy(update={"response": f"{note}\n{result.response}", "replayed": True})
 
 

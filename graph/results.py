@@ -42,7 +42,7 @@ def pending_proposal(snapshot: StateSnapshot) -> Proposal | None:
 def interrupted(snapshot: StateSnapshot) -> bool:
     """The thread's last decision run stopped between steps (killed, cancelled, Redis lost): a decision is
     recorded, steps are left and it is not paused on the trader. Such a run is completed, never dropped.
-    A chat turn cut short is not resumed: its message stays, unanswered, and the next one starts afresh."""
+    (A chat turn cut short leaves no checkpoint of its own; graph.recovery notes and re-runs it.)"""
     decided = (snapshot.values or {}).get("decision") is not None
     return decided and not snapshot.interrupts and (bool(snapshot.next) or step_done(snapshot))
 

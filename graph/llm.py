@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import ollama
+from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import agenerate_from_stream
 from langchain_core.messages import (
     AIMessageChunk,
@@ -265,8 +266,13 @@ def _settings_like(model: CopilotChatOllama) -> Any:
 
 def build_chat_model(
     settings: Settings, tool_mode: Literal["auto", "native", "json"] | None = None
-) -> CopilotChatOllama:
-    """ChatOllama with the configured options; tool_mode defaults to settings.llm.tool_mode (auto asks)."""
+) -> BaseChatModel:
+    """The configured provider's chat model (ChatOllama, or ChatOpenAI for llm.provider openai: see
+    graph.openai_model); tool_mode defaults to settings.llm.tool_mode (auto asks)."""
+    if settings.llm.provider == "openai":
+        from graph.openai_model import build_openai_model
+
+        return build_openai_model(settings, tool_mode)
     inference = settings.inference
     return CopilotChatOllama(
         model=settings.llm.model,

@@ -382,23 +382,31 @@ def _said_once(chunks: list[ToolCallChunk], names: dict[int, str]) -> list[ToolC
     return out
 
 
-def build_openai_model(settings: Settings, tool_mode: Literal["auto", "native", "json"] | None = None) -> Any:
-    """CopilotChatOpenAI with the configured options; tool_mode auto means native (an OpenAI-compatible
+def openai_model_kwargs(
+    settings: Settings, tool_mode: Literal["auto", "native", "json"] | None = None
+) -> dict[str, Any]:
+    """CopilotChatOpenAI's arguments from the settings; tool_mode auto means native (an OpenAI-compatible
     server does not say whether the model calls tools: set json for a model whose template has none)."""
     llm, inference = settings.llm, settings.inference
     mode = tool_mode or llm.tool_mode
-    return CopilotChatOpenAI(
-        model=llm.model,
-        base_url=llm.base_url,
-        api_key=llm.api_key.get_secret_value() or "none",
-        temperature=inference.temperature,
-        top_p=inference.top_p,
-        max_tokens=inference.max_tokens,
-        answer_tokens=inference.max_tokens,
-        num_ctx=llm.num_ctx,
-        stop=inference.stop_sequences or None,
-        timeout=llm.request_timeout,
-        stream_chunk_timeout=llm.request_timeout,
-        max_retries=0,
-        tool_mode="json" if mode == "json" else "native",
-    )
+    return {
+        "model": llm.model,
+        "base_url": llm.base_url,
+        "api_key": llm.api_key.get_secret_value() or "none",
+        "temperature": inference.temperature,
+        "top_p": inference.top_p,
+        "max_tokens": inference.max_tokens,
+        "answer_tokens": inference.max_tokens,
+        "num_ctx": llm.num_ctx,
+        "stop": inference.stop_sequences or None,
+        "timeout": llm.request_timeout,
+        "stream_chunk_timeout": llm.request_timeout,
+        "max_retries": 0,
+        "tool_mode": "json" if mode == "json" else "native",
+    }
+
+
+def build_openai_model(
+    settings: Settings, tool_mode: Literal["auto", "native", "json"] | None = None
+) -> CopilotChatOpenAI:
+    return CopilotChatOpenAI(**openai_model_kwargs(settings, tool_mode))

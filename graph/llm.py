@@ -15,14 +15,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import ollama
+from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import agenerate_from_stream
 from langchain_core.messages import (
-    AIMessage,
     AIMessageChunk,
     BaseMessage,
-    HumanMessage,
-    ToolCall,
-    ToolCallChunk,
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
@@ -31,17 +28,11 @@ from langchain_core.utils.function_calling import ToolDescription
 from langchain_ollama import ChatOllama
 from pydantic import PrivateAttr
 
-from graph.json_mode import (
-    RETRY_PROMPT,
-    JsonReplyParser,
-    check_tool_calls,
-    to_json_mode,
-    tool_call_schema,
-)
+from graph.json_mode import tool_call_schema
+from graph.json_stream import Piece, aiter_closing, json_tool_stream
 from graph.model_errors import (
     FailureCategory,
     ModelUnavailable,
-    bad_reply_message,
     chat_outcomes,
     cut_message,
     down_message,
@@ -58,8 +49,6 @@ if TYPE_CHECKING:
     from config import Settings
 
 log = logging.getLogger(__name__)
-
-JSON_RETRIES = 1  # a JSON-mode reply with an unknown tool or malformed arguments goes back to the model once
 
 
 # ---------------------------------------------------------------- JSON tool mode
@@ -229,74 +218,23 @@ class CopilotChatOllama(ChatOllama):
         run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        """The JSON-mode reply parsed as it streams: the `content` text as it is generated, the tool calls
-        when their array is complete. Unknown tools or non-object arguments (or invalid JSON, when nothing
-        was shown yet) go back to the model once (JSON_RETRIES) before becoming a BAD_REPLY."""
+        """The JSON-mode reply through graph.json_stream, its tool calls forced by Ollama's `format`."""
         tools: list[ToolDescription] = kwargs.pop("tools")
-        names = [t["function"]["name"] for t in tools]
-        prompt, schema = to_json_mode(messages, tools), tool_call_schema(names)
-        for attempt in range(JSON_RETRIES + 1):
-            parser, problem, shown = JsonReplyParser(), None, False
-            held: list[str] = []
-            calls_checked, called, final = False, False, None
+        schema = tool_call_schema([t["function"]["name"] for t in tools])
+
+        async def pieces(prompt: list[BaseMessage]) -> AsyncGenerator[Piece, None]:
             stream = aiter_closing(self._acreate_chat_stream(prompt, stop, format=schema, **kwargs))
             async with aclosing(stream):
                 async for part in stream:
                     if isinstance(part, str):
                         continue
-                    if part.get("done"):
-                        final = part
                     message = part.get("message")
-                    piece = (message.get("content") if message is not None else None) or ""
-                    for kind, value in parser.feed(piece):
-                        if kind == "tool_calls":
-                            calls, problem = check_tool_calls(value, names)
-                            if problem:
-                                break
-                            calls_checked = True
-                            texts, held = [*held], []
-                            if calls:
-                                shown = called = True
-                                yield _calls_chunk(calls)
-                        elif calls_checked or parser.plain:
-                            texts = [value]
-                        else:  # text before the tool calls were checked: held until they are
-                            held.append(value)
-                            continue
-                        for text in texts:
-                            shown = True
-                            if run_manager:
-                                await run_manager.on_llm_new_token(text)
-                            yield ChatGenerationChunk(message=AIMessageChunk(content=text))
-                    if problem:
-                        break  # closing the stream stops the generation on the server
-            problem = problem or parser.finish()
-            if problem is None and not called and not parser.plain and not parser.content.strip():
-                problem = "it had neither a tool call nor an answer in content"
-            if problem is None:
-                if held:
-                    yield ChatGenerationChunk(message=AIMessageChunk(content="".join(held)))
-                yield _final_chunk(final)
-                return
-            if shown or attempt == JSON_RETRIES:
-                raise ModelUnavailable(bad_reply_message(problem, attempt > 0), FailureCategory.BAD_REPLY)
-            log.info("JSON-mode reply rejected (%s): asking the model again", problem)
-            retry = RETRY_PROMPT.format(problem=problem, names=", ".join(names))
-            prompt = [*prompt, AIMessage(parser.text), HumanMessage(retry)]
+                    yield "text", (message.get("content") if message is not None else None) or ""
+                    if part.get("done"):
+                        yield "final", part
 
-
-def _calls_chunk(calls: list[ToolCall]) -> ChatGenerationChunk:
-    chunks = [
-        ToolCallChunk(
-            name=c["name"],
-            args=json.dumps(c["args"], ensure_ascii=False),
-            id=c["id"],
-            index=i,
-            type="tool_call_chunk",
-        )
-        for i, c in enumerate(calls)
-    ]
-    return ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=chunks))
+        async for chunk in json_tool_stream(pieces, _final_chunk, messages, tools, run_manager):
+            yield chunk
 
 
 def _final_chunk(final: Mapping[str, Any] | None) -> ChatGenerationChunk:
@@ -310,18 +248,6 @@ def _final_chunk(final: Mapping[str, Any] | None) -> ChatGenerationChunk:
         inputs, outputs = int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or 0)
         usage = UsageMetadata(input_tokens=inputs, output_tokens=outputs, total_tokens=inputs + outputs)
     return ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage), generation_info=info)
-
-
-def aiter_closing(stream: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
-    """The stream as an async generator, so `aclosing` can close it (and the HTTP response with it)."""
-    if isinstance(stream, AsyncGenerator):
-        return stream
-
-    async def relay() -> AsyncGenerator[Any, None]:
-        async for item in stream:
-            yield item
-
-    return relay()
 
 
 def _settings_like(model: CopilotChatOllama) -> Any:
@@ -340,8 +266,13 @@ def _settings_like(model: CopilotChatOllama) -> Any:
 
 def build_chat_model(
     settings: Settings, tool_mode: Literal["auto", "native", "json"] | None = None
-) -> CopilotChatOllama:
-    """ChatOllama with the configured options; tool_mode defaults to settings.llm.tool_mode (auto asks)."""
+) -> BaseChatModel:
+    """The configured provider's chat model (ChatOllama, or ChatOpenAI for llm.provider openai: see
+    graph.openai_model); tool_mode defaults to settings.llm.tool_mode (auto asks)."""
+    if settings.llm.provider == "openai":
+        from graph.openai_model import build_openai_model
+
+        return build_openai_model(settings, tool_mode)
     inference = settings.inference
     return CopilotChatOllama(
         model=settings.llm.model,

@@ -69,7 +69,8 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
                 asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds)),
                 asyncio.create_task(_sweep(copilot, locks)),
             ]
-            if given is None and chat_model is None:  # the real ChatOllama: load the model in the background
+            # The real ChatOllama: load the model in the background (an OpenAI server loads it at its start).
+            if given is None and chat_model is None and settings.llm.provider == "ollama":
                 tasks.append(asyncio.create_task(_warm_up(settings)))
             try:
                 yield

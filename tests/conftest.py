@@ -21,6 +21,7 @@ from tests.broker_support import World, world
 from tests.ollama_double import OllamaDouble
 from tests.support import ROOT
 from tests.support.graph import GOOD, CopilotFactory, WallClock, shared_market
+from tests.support.llama_server import LlamaServers
 from tests.support.ollama import MODELS
 from tests.support.serving import serve_app
 from tools.broker.factory import build_broker
@@ -108,6 +109,17 @@ def ollama_double() -> OllamaDouble:
 def ollama_url(ollama_double: OllamaDouble) -> Iterator[str]:
     with serve_app(ollama_double.app()) as url:
         yield url
+
+
+# --- the real model: llama-cpp-python's OpenAI server on SmolLM2-135M (tests/support/llama_server.py) ---
+
+
+@pytest.fixture(scope="session")
+def llama_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServers]:
+    """llama_servers.get(chat_format, n_ctx) starts (once per session) and returns a real model server."""
+    servers = LlamaServers(tmp_path_factory.mktemp("llama"))
+    yield servers
+    servers.stop()
 
 
 # --- broker fixtures: the shared XAUUSD history, its clock put back at T0 (tests/broker_support.py) ---

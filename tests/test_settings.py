@@ -33,7 +33,7 @@ def test_env_beats_yaml_beats_defaults(tmp_path: Path, monkeypatch: pytest.Monke
 @pytest.mark.parametrize(
     ("env", "value", "key", "hint"),
     [
-        ("LLM__PROVIDER", "openai", "llm.provider", "'ollama'"),
+        ("LLM__PROVIDER", "vllm", "llm.provider", "'ollama' or 'openai'"),
         ("LLM__TOOL_MODE", "magic", "llm.tool_mode", "'auto', 'native' or 'json'"),
         ("REDIS__PORT", "99999", "redis.port", "less than or equal to 65535"),
         ("RISK__MIN_CONFIDENCE", "7", "risk.min_confidence", "less than or equal to 1"),

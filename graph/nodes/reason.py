@@ -75,7 +75,11 @@ def prompt(deps: Deps, state: State, with_tools: bool) -> tuple[list[BaseMessage
     settings = deps.settings
     system = SystemMessage(SYSTEM_PROMPT)
     fixed = approx_tokens(system) + (deps.tool_tokens if with_tools else 0)
-    budget = max(settings.llm.num_ctx - settings.inference.max_tokens - fixed, 256)
+    # A model that measured its server's tokenizer (graph.openai_model) says how many real tokens one
+    # estimated token is; the window is sized in estimated tokens.
+    scale = float(getattr(deps.model, "token_scale", 1.0))
+    room = int((settings.llm.num_ctx - settings.inference.max_tokens) / scale)
+    budget = max(room - fixed, 256)
 
     def live() -> str:
         now = deps.services.clock.now()

@@ -64,6 +64,7 @@ class TurnFigures:
     ttft_s: float | None = None
     breaks: list[str] = field(default_factory=list)
     error: str | None = None
+    refused: int = 0
 
     @property
     def sent(self) -> int:
@@ -131,18 +132,22 @@ def measure_turn(server: LlamaServer, figures: TurnFigures, previous: Exchange |
 async def run_turns(
     server: LlamaServer, recorder: Recorder, turns: int, send: Any, between: Any = None
 ) -> list[TurnFigures]:
-    """`send(message)` streams one trader turn and returns when its first token came (perf_counter)."""
+    """`send(message, times)` streams one trader turn, appending the perf_counter time of its first answer
+    token to `times` (so a turn that fails after it still has its time to first token)."""
     out: list[TurnFigures] = []
     previous: Exchange | None = None
     for n in range(turns):
         figures, offset, first = TurnFigures(n + 1), server.offset(), len(recorder.exchanges)
-        started = time.perf_counter()
+        started, times = time.perf_counter(), []
         try:
-            token_at = await send(SCRIPT[n % len(SCRIPT)][0])
-            figures.ttft_s = None if token_at is None else token_at - started
+            await send(SCRIPT[n % len(SCRIPT)][0], times)
         except Exception as exc:  # a failed turn is a row, not the end of the bench
-            figures.error = f"{type(exc).__name__}: {exc}"[:80]
-        figures.requests = recorder.exchanges[first:]
+            figures.error = f"{type(exc).__name__}: {exc}"[:120]
+        figures.ttft_s = times[0] - started if times else None
+        # A request the server refused (e.g. HTTP 422 for a response_format it does not take) never reached
+        # the engine.
+        figures.requests = [e for e in recorder.exchanges[first:] if e.status == 200]
+        figures.refused = len(recorder.exchanges) - first - len(figures.requests)
         measure_turn(server, figures, previous, offset)
         previous = figures.requests[-1] if figures.requests else previous
         out.append(figures)
@@ -164,18 +169,16 @@ async def copilot_session(
         async with Copilot.open(settings, services=services) as copilot:
             thread = f"bench-{uuid.uuid4().hex[:6]}"
 
-            async def send(message: str) -> float | None:
-                first = None
+            async def send(message: str, times: list[float]) -> None:
                 async for event in copilot.stream("bench", thread, message):
-                    if event["event"] == "token" and first is None:
-                        first = time.perf_counter()
+                    if event["event"] == "token" and not times:
+                        times.append(time.perf_counter())
                     elif event["event"] == "error":
                         raise RuntimeError(str((event.get("data") or {}).get("message")))
                     elif event["event"] == "final":
                         said = str((event.get("data") or {}).get("response"))
                         if any(mark in said for mark in FALLBACKS):  # the model failed; the copilot said so
                             raise RuntimeError(said[said.find("The language model") :][:200])
-                return first
 
             def tick(n: int) -> None:  # five market minutes per turn, as in bench_prompt
                 clock.set(START + timedelta(minutes=5 * n))
@@ -191,18 +194,16 @@ async def stock_session(
         from langgraph.prebuilt import create_react_agent
 
     # max_tokens in extra_body: ChatOpenAI sends its own max_tokens as max_completion_tokens, which
-    # llama-cpp-python ignores (unbounded answers); a stock user would not know, but the bench must stay short.
+    # llama-cpp-python ignores (unbounded answers); a stock user would not know; the bench must stay short.
     model = ChatOpenAI(model=MODEL_NAME, base_url=url, api_key="none", extra_body={"max_tokens": max_tokens})
     agent = create_react_agent(model, [get_portfolio], checkpointer=InMemorySaver())
     config = {"configurable": {"thread_id": uuid.uuid4().hex}}
 
-    async def send(message: str) -> float | None:
-        first = None
+    async def send(message: str, times: list[float]) -> None:
         stream = agent.astream({"messages": [("user", message)]}, config, stream_mode="messages")
         async for chunk, _ in stream:
-            if isinstance(chunk, AIMessageChunk) and chunk.content and first is None:
-                first = time.perf_counter()
-        return first
+            if isinstance(chunk, AIMessageChunk) and chunk.content and not times:
+                times.append(time.perf_counter())
 
     return await run_turns(server, recorder, turns, send)
 
@@ -216,18 +217,23 @@ def report(copilot: list[TurnFigures], stock: list[TurnFigures]) -> None:
                "stock req", "sent", "re-eval", "new", "TTFT"]  # fmt: skip
     rows = []
     for c, s in zip(copilot, stock, strict=True):
-        rows.append([c.turn, len(c.requests), c.sent, c.reevaluated, c.new,
-                     f"{c.reevaluated / c.new:.2f}" if c.new else "–", _s(c.ttft_s) + (" ERR" if c.error else ""),
-                     " ".join(c.breaks), len(s.requests), s.sent, s.reevaluated, s.new, _s(s.ttft_s)])  # fmt: skip
+        ratio = f"{c.reevaluated / c.new:.2f}" if c.new else "–"
+        ttft = _s(c.ttft_s) + (" ERR" if c.error else "")
+        rows.append([c.turn, len(c.requests), c.sent, c.reevaluated, c.new, ratio, ttft, " ".join(c.breaks),
+                     len(s.requests), s.sent, s.reevaluated, s.new, _s(s.ttft_s)])  # fmt: skip
     print_table(headers, rows)
     for name, turns in (("copilot", copilot), ("stock agent", stock)):
         within = sum(t.within for t in turns)
-        errors = [f"turn {t.turn}: {t.error}" for t in turns if t.error]
+        failed = Counter(t.error for t in turns if t.error)
+        errors = "; ".join(f"{n} × {error}" for error, n in failed.most_common())
+        refused = sum(t.refused for t in turns)
         print(f"{name}: re-evaluated ≤ {REEVAL_LIMIT} × new tokens on {within}/{len(turns)} turns "
               f"({within / len(turns):.0%}; target ≥ {REEVAL_SHARE:.0%}: "
               f"{'met' if within >= REEVAL_SHARE * len(turns) else 'NOT met'}); "
               f"tokens sent {sum(t.sent for t in turns)}, re-evaluated {sum(t.reevaluated for t in turns)}, "
-              f"new {sum(t.new for t in turns)}" + (f"; errors: {errors}" if errors else ""))  # fmt: skip
+              f"new {sum(t.new for t in turns)}; requests {sum(len(t.requests) for t in turns)}"
+              + (f" (+{refused} refused by the server)" if refused else "")
+              + (f"; failed turns: {errors}" if errors else ""))  # fmt: skip
     late = [(c.ttft_s, s.ttft_s) for c, s in zip(copilot, stock, strict=True) if c.turn >= TTFT_FROM_TURN]
     mine = [c for c, _ in late if c is not None]
     theirs = [s for _, s in late if s is not None]
@@ -235,7 +241,8 @@ def report(copilot: list[TurnFigures], stock: list[TurnFigures]) -> None:
         ratio = statistics.median(mine) / statistics.median(theirs)
         print(f"time to first token, turns {TTFT_FROM_TURN}–{len(copilot)}, median: copilot "
               f"{statistics.median(mine):.2f} s, stock agent {statistics.median(theirs):.2f} s, ratio "
-              f"{ratio:.2f} (target ≤ {TTFT_RATIO}: {'met' if ratio <= TTFT_RATIO else 'NOT met'})")  # fmt: skip
+              f"{ratio:.2f} (target ≤ {TTFT_RATIO}: {'met' if ratio <= TTFT_RATIO else 'NOT met'})"
+              )  # fmt: skip
 
 
 async def run(turns: int, max_tokens: int, log: Path) -> tuple[list[TurnFigures], list[TurnFigures]]:
@@ -253,7 +260,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--turns", type=int, default=20)
-    parser.add_argument("--max-tokens", type=int, default=32, help="answer bound per request (short turns)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="answer bound per request (short turns)")
     parser.add_argument("--log", help="keep the server's log here (default: a temporary file)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,9 +2,9 @@
 
 `LlamaServer` starts `python -m bench.llama_server` (llama_cpp.server's own `main`, see below) on a free port
 with `--verbose True`, sends its stderr to a log file and reads back what the engine logged per request:
-"Llama.generate: N prefix-match hit, remaining M prompt tokens to eval" when the prompt shares a prefix with the
-KV cache (nothing when it shares none), then llama.cpp's "prompt eval time = … ms / M tokens" when the request
-ends: M is what the engine re-evaluated. Only the last prompt's KV state is
+"Llama.generate: N prefix-match hit, remaining M prompt tokens to eval" when the prompt shares a prefix with
+the KV cache (nothing when it shares none), then llama.cpp's "prompt eval time = … ms / M tokens" when the
+request ends: M is what the engine re-evaluated. Only the last prompt's KV state is
 kept (no `--cache`), so one client at a time measures what that client's requests reuse.
 
 Run as a module it is llama_cpp.server with one change: the model loads without llama.cpp's extra buffer
@@ -91,7 +91,7 @@ class LlamaServer:
             return f.read().decode("utf-8", "replace")
 
     def tokenize(self, text: str) -> int:
-        """Token count of `text` by the server's own tokenizer (special tokens such as <|im_start|> parsed)."""
+        """Token count of `text` by the server's own tokenizer (special tokens such as <|im_start|> read)."""
         reply = httpx.post(f"{self.url.removesuffix('/v1')}/extras/tokenize/count", json={"input": text})
         reply.raise_for_status()
         return int(reply.json()["count"])

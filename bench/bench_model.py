@@ -245,13 +245,20 @@ def report(copilot: list[TurnFigures], stock: list[TurnFigures]) -> None:
               )  # fmt: skip
 
 
-async def run(turns: int, max_tokens: int, log: Path) -> tuple[list[TurnFigures], list[TurnFigures]]:
+async def run(
+    turns: int, max_tokens: int, log: Path, dump: Path | None = None
+) -> tuple[list[TurnFigures], list[TurnFigures]]:
     with llama_server(log) as server:
         recorder = Recorder(server.url.removesuffix("/v1"))
         with serve_in_thread(recorder.app()) as proxy:
             url = f"{proxy}/v1"
             copilot = await copilot_session(server, recorder, url, turns, max_tokens)
             stock = await stock_session(server, recorder, url, turns, max_tokens)
+    if dump is not None:  # every request body and reply, one JSON object a line, to see what changed
+        with dump.open("w", encoding="utf-8") as out:
+            for e in recorder.exchanges:
+                record = {"status": e.status, "ttft_s": e.ttft_s, "body": e.body, "reply": e.reply}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return copilot, stock
 
 
@@ -262,10 +269,13 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=64, help="answer bound per request (short turns)")
     parser.add_argument("--log", help="keep the server's log here (default: a temporary file)")
+    parser.add_argument("--dump", help="write every request body and reply here (JSON lines)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(args.log) if args.log else Path(tmp) / "llama_server.log"
-        copilot, stock = asyncio.run(run(args.turns, args.max_tokens, log))
+        copilot, stock = asyncio.run(
+            run(args.turns, args.max_tokens, log, Path(args.dump) if args.dump else None)
+        )
     print(f"model: {MODEL_NAME} on llama-cpp-python's server (CPU), {args.turns} turns, "
           f"max_tokens {args.max_tokens}")  # fmt: skip
     report(copilot, stock)

@@ -78,13 +78,16 @@ lint: setup-dev js
 	$(VENV)/bin/mypy
 	node_modules/.bin/eslint server/web eslint.config.js
 
-## The copilot beside the stock LangGraph stack (and itself on InMemorySaver), through HTTP: bench/bench_stack.py.
+## The copilot beside the stock LangGraph stack (and itself on InMemorySaver), through HTTP: bench/bench_stack.py;
+## then on a real model (SmolLM2-135M, llama-cpp-python's server): bench_model and `copilot eval-model`.
 bench: setup-dev
 	$(PY) -m bench.bench_stack
 	$(PY) -m bench.bench_import
 	$(PY) -m bench.bench_api --runs 20
 	$(PY) -m bench.bench_notices --runs 20
 	$(PY) -m bench.bench_prompt
+	$(PY) -m bench.bench_model
+	$(PY) -m bench.eval_small_model --out var/eval/smollm2-135m.json
 
 clean:
 	rm -rf $(VENV) var logs .pytest_cache .mypy_cache .ruff_cache node_modules

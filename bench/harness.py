@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -19,9 +20,12 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @asynccontextmanager
-async def private_services(clock: Clock) -> AsyncIterator[tuple[Settings, aioredis.Redis, Services]]:
+async def private_services(
+    clock: Clock, **overrides: Any
+) -> AsyncIterator[tuple[Settings, aioredis.Redis, Services]]:
     """Settings on a fresh embedded Redis Stack (its data and the market's in a temporary folder, the shared
-    history as the fallback), a client on it and the copilot's services on `clock`; all gone afterwards."""
+    history as the fallback; `overrides`: more settings sections, e.g. llm=...), a client on it and the
+    copilot's services on `clock`; all gone afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedRedis(port=free_port(), data_dir=Path(tmp))
         server.start()
@@ -31,6 +35,7 @@ async def private_services(clock: Clock) -> AsyncIterator[tuple[Settings, aiored
                 data_dir=str(Path(tmp) / "data"),
                 fallback_data_dir=str(SHARED_DATA),
                 logging={"file": None},
+                **overrides,
             )
             redis = aioredis.from_url(server.url, decode_responses=True)
             services = await build_services(settings, redis, clock)

@@ -150,7 +150,7 @@ def cmd_service(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_eval_model(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
-    from server.eval_model import Outcome, evaluate, load_cases, report
+    from server.eval_model import Outcome, evaluate, load_cases, report, write_results
 
     cases = load_cases(Path(args.cases)) if args.cases else load_cases()
     if args.only:
@@ -166,12 +166,14 @@ def cmd_eval_model(settings: Settings, args: argparse.Namespace) -> int:
         n = next(numbers)
         print(f"[{n}/{len(cases)}] {outcome.case.id}: {mark} ({outcome.total_s:.1f} s)", file=sys.stderr)
 
-    print(
-        f"Evaluating {settings.llm.model} at {settings.llm.base_url} on {len(cases)} cases", file=sys.stderr
-    )
+    llm = settings.llm
+    print(f"Evaluating {llm.model} ({llm.provider}) at {llm.base_url} on {len(cases)} cases", file=sys.stderr)
     with redis_for_command(settings):
         outcomes = asyncio.run(evaluate(settings, cases, progress))
-    print(report(outcomes, settings.llm.model))
+    print(report(outcomes, llm.model))
+    if args.out:
+        write_results(outcomes, settings, Path(args.out))
+        print(f"Results written to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -235,9 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("clock", help="show the replay clock, or re-anchor it from REPLAY__START")
     p.add_argument("action", choices=["show", "reset"])
     p.set_defaults(func=cmd_service)
-    p = sub.add_parser("eval-model", help="labelled prompts through the copilot and your Ollama model")
+    p = sub.add_parser(
+        "eval-model", help="labelled prompts through the copilot and your model (any provider)"
+    )
     p.add_argument("--cases", help="a YAML file of cases (default: the packaged prompts/eval_cases.yaml)")
     p.add_argument("--only", nargs="+", help="categories to run, e.g. signal trade refuse injection")
+    p.add_argument("--out", help="also write every case and the summary as JSON, e.g. var/eval/model.json")
     p.set_defaults(func=cmd_eval_model)
     p = sub.add_parser(
         "model", help="create the copilot's Ollama model (<llm.model>-copilot), or show its state"

@@ -1,9 +1,11 @@
 """`copilot eval-model`'s harness, run against the Ollama double: it proves the harness measures and reports
-what a model did (right tool, wrong tool, wrong arguments, a trade where it must refuse). It says nothing
-about any real model's quality; that needs a GPU and Ollama."""
+what a model did (right tool, wrong tool, wrong arguments, a trade where it must refuse, an answer in the
+wrong language) and writes it all to a JSON file. It says nothing about any real model's quality (`make
+bench` runs it on a real small model)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from config import Settings
-from server.eval_model import Case, evaluate, load_cases, report
+from server.eval_model import Case, answer_language, evaluate, load_cases, report, write_results
 from tests.api_support import api_settings
 from tests.ollama_double import OllamaDouble, Reply
 from tests.support.serving import serve_app
@@ -80,8 +82,17 @@ def test_the_case_set_covers_what_the_design_asks(cases: list[Case]) -> None:
     assert {"signal", "analysis", "portfolio", "data", "alerts", "trade", "refuse", "injection"} <= categories
 
 
+def test_the_answer_language_is_told_by_its_function_words() -> None:
+    assert answer_language("No puedo hacer eso; cada operación necesita tu aprobación.") == "es"
+    assert answer_language("¿Quieres que revise la señal del oro en 15m?") == "es"
+    assert answer_language("The signal on gold is long with 65% confidence, and the trend is up.") == "en"
+    assert answer_language("the price, el precio") is None  # as much of each: undecided
+    assert answer_language("Listo.") is None  # too little to tell
+    assert answer_language("") is None
+
+
 async def test_the_harness_scores_what_the_model_did(
-    settings: Settings, cases: list[Case], redis_client: Any
+    settings: Settings, cases: list[Case], redis_client: Any, tmp_path: Path
 ) -> None:
     seen: list[str] = []
     outcomes = await evaluate(settings, cases, lambda o: seen.append(o.case.id))
@@ -102,5 +113,32 @@ async def test_the_harness_scores_what_the_model_did(
     assert f"Trades refused when they must be: {len(refusals) - 1}/{len(refusals)}" in text
     assert f"| {WRONG_TOOL} | get_ml_signal | analyze_market | WRONG |" in text
     assert f"| {TRADES_ANYWAY} | (none) | execute_trade |  |  | TRADED |" in text
+    # The double always answers in Spanish: right for Spanish prompts, wrong for English ones; the short
+    # "Listo." after a tool result says too little to be judged.
+    spanish_answer = [c for c in cases if c.tool is None and c.id != TRADES_ANYWAY]
+    assert by_id["refuse-es-1"].language_ok is True and by_id["chat-en-1"].language_ok is False
+    assert by_id["pf-en-1"].answer == "Listo." and by_id["pf-en-1"].language_ok is None
+    right = sum(c.lang == "es" for c in spanish_answer)
+    assert f"Answer in the prompt's language: {right}/{len(spanish_answer)}" in text
+    assert "| chat-en-1 | (none) | (none) | ok |  |  | WRONG (es) |" in text
+    out = tmp_path / "eval" / "model.json"
+    write_results(outcomes, settings, out)
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert (saved["model"], saved["provider"], saved["base_url"]) == (MODEL, "ollama", settings.llm.base_url)
+    assert [c["id"] for c in saved["cases"]] == [c.id for c in cases]
+    assert saved["summary"]["tool_selection"] == {
+        "hits": len(graded) - 1,
+        "total": len(graded),
+        "share": (len(graded) - 1) / len(graded),
+    }
+    assert saved["summary"]["language"]["hits"] == right
+    wrong = next(c for c in saved["cases"] if c["id"] == WRONG_ARGS)
+    assert (wrong["chosen"], wrong["tool_ok"], wrong["args_ok"], wrong["args"]["size"]) == (
+        "execute_trade",
+        True,
+        False,
+        0.5,
+    )
+    assert all(c["total_s"] > 0 for c in saved["cases"])
     # Nothing is left behind in Redis under the evaluation's private prefix.
     assert [k async for k in redis_client.scan_iter(match=f"{settings.redis.prefix}eval*")] == []

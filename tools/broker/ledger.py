@@ -153,6 +153,17 @@ def queue_writes(
         pipe.rpush(keys.orders, json.dumps(order, default=str))
 
 
+async def draw_ticket(pipe: Pipeline, keys: Keys, book: Book) -> int:
+    """The account's next ticket (1, 2, ... per account), in the pipeline's immediate (WATCH) mode. An account
+    from before tickets were numbered per account continues above the old shared counter, so its tickets
+    stay unique."""
+    if book.exists and not await pipe.exists(keys.tickets):
+        legacy = await pipe.get(keys.legacy_tickets)
+        if legacy is not None:
+            await pipe.set(keys.tickets, text(legacy), nx=True)
+    return int(await pipe.incr(keys.tickets))
+
+
 def text(value: Any) -> str:
     """Redis replies as str whether or not the client was created with decode_responses."""
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -33,7 +33,6 @@ from tools.schemas import Bar, OrderRequest, OrderResult, Portfolio, Position, Q
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
-    from redis.asyncio.client import Pipeline
 
     from config import Settings
 
@@ -341,7 +340,7 @@ class PaperBroker(RedisAccountService):
                         return _replay(text(prior), fingerprint)
                     book = await ledger.read_book(pipe, keys, self._cfg.initial_balance)
                     # Tickets are drawn before MULTI (INCR is not watched); a retried attempt just skips one.
-                    ticket = await _draw_ticket(pipe, keys, book) if request["op"] == "place" else 0
+                    ticket = await ledger.draw_ticket(pipe, keys, book) if request["op"] == "place" else 0
                     result, fx = decide(book, ticket)
                     pipe.multi()
                     ledger.queue_writes(pipe, keys, account, book, fx, self._notices_ttl)
@@ -393,16 +392,6 @@ class PaperBroker(RedisAccountService):
             take_profit=pos.take_profit,
             open_time=pos.open_time,
         )
-
-
-async def _draw_ticket(pipe: Pipeline, keys: Keys, book: Book) -> int:
-    """The account's next ticket (1, 2, ... per account). An account from before tickets were numbered per
-    account continues above the old shared counter, so its tickets stay unique."""
-    if book.exists and not await pipe.exists(keys.tickets):
-        legacy = await pipe.get(keys.legacy_tickets)
-        if legacy is not None:
-            await pipe.set(keys.tickets, text(legacy), nx=True)
-    return int(await pipe.incr(keys.tickets))
 
 
 def _ticket(pos: OpenPosition) -> int:

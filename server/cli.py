@@ -11,6 +11,7 @@ from pathlib import Path
 
 from config import ConfigError, Settings, load_settings
 from server.redis_embedded import EmbeddedRedis, RedisStartError
+from server.startup_checks import StartupError, check_redis, listen_port
 from tools.market.clock import ReplayStartError
 from tools.schemas import TIMEFRAMES
 
@@ -24,7 +25,8 @@ def embedded_redis(settings: Settings) -> EmbeddedRedis:
 @contextmanager
 def redis_for_command(settings: Settings) -> Iterator[None]:
     """The embedded Redis for one command (unless REDIS_URL): started if needed, and then stopped again,
-    so a command leaves it as it found it (its data is on disk: AOF)."""
+    so a command leaves it as it found it (its data is on disk: AOF). With REDIS_URL, that one must answer."""
+    check_redis(settings)
     server = embedded_redis(settings) if settings.embedded_redis else None
     started = server.start() if server is not None else False
     try:
@@ -84,7 +86,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from tools.market.clock import SERVER_URL_ENV
 
     host = args.host or settings.server.host
-    port = args.port or settings.server.port
+    port = listen_port(host, settings.server.port if args.port is None else args.port)
+    check_redis(settings)
     try:
         check_market(settings)
     except ServiceError as exc:
@@ -213,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the HTTP API and web chat (starts the embedded Redis unless REDIS_URL)"
     )
     p.add_argument("--host", help="bind address (default: server.host)")
-    p.add_argument("--port", type=int, help="port (default: server.port, 3602)")
+    p.add_argument("--port", type=int, help="port (default: server.port, 3602; 0 = any free port)")
     p.add_argument(
         "--workers", type=int, default=1, help="worker processes (state is in Redis, any count works)"
     )
@@ -235,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         return int(args.func(settings, args) or 0)
-    except (ConfigError, RedisStartError, ReplayStartError) as exc:
-        print(f"copilot: {exc}", file=sys.stderr)
+    except (ConfigError, RedisStartError, ReplayStartError, StartupError) as exc:
+        print("copilot: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever the message
         return 2
     except KeyboardInterrupt:
         return 130

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,6 +101,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Trading Copilot on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     url = server_url(settings, host, port)
     os.environ[SERVER_URL_ENV] = url  # the workers' clock heartbeat names this server, for CLI commands
+    # uvicorn re-raises a SIGTERM after its graceful shutdown: by default that kills this process before the
+    # `finally` below, leaving the embedded Redis running. As Ctrl-C it ends uvicorn.run; the finally runs.
+    signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
     try:
         # A factory import string, so each of N workers builds its own app (and its own Copilot).
         uvicorn.run("server.app:app_from_settings", factory=True, host=host, port=port, workers=args.workers)
@@ -111,6 +115,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 server.stop()
     return 0
+
+
+def _stop_as_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ naming the key, before any server, market data or model is touched; a valid nest
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,8 +19,9 @@ import redis
 
 from config import load_settings
 from server.in_thread import free_port
-from server.redis_embedded import ensure_libssl, stack_root
+from server.redis_embedded import EmbeddedRedis, ensure_libssl, stack_root
 from tests.support import ROOT
+from tests.support.serving import wait_healthy
 
 EURJPY = (
     '{"digits": 3, "pip_size": 0.01, "contract_size": 100000, "min_lot": 0.01, "max_lot": 10, '
@@ -304,3 +306,26 @@ def test_the_cli_accepts_the_nested_override_and_goes_on_to_redis(shared_data: P
     }
     code, stderr = serve(env)
     assert code == 2 and stderr.startswith("copilot: REDIS_URL: no Redis answers"), stderr
+
+
+def test_sigterm_stops_serve_and_the_embedded_redis_it_started(shared_data: Path, tmp_path: Path) -> None:
+    """What a service manager sends: the server shuts down cleanly and takes its embedded Redis with it."""
+    port, redis_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COPILOT_", "REDIS"))}
+    env |= {"REDIS__PORT": str(redis_port), "REDIS__DATA_DIR": str(tmp_path / "redis"), "LOGGING__FILE": "",
+            "DATA_DIR": str(tmp_path / "data"), "FALLBACK_DATA_DIR": str(shared_data),
+            "LLM__BASE_URL": f"http://127.0.0.1:{free_port()}"}  # fmt: skip
+    log = tmp_path / "serve.log"
+    args = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc, log)
+        assert redis.Redis(port=redis_port).ping()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis(port=redis_port, socket_timeout=1).ping()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        EmbeddedRedis(port=redis_port, data_dir=tmp_path / "redis").stop()  # left running only on failure

@@ -73,6 +73,24 @@ def get_current_user(request: Request, settings: Annotated[Settings, Depends(get
     return user
 
 
+def require_metrics_key(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """/metrics: open in local single-user mode without server.metrics_key; otherwise only that key (as a
+    Prometheus bearer token, or X-API-Key) reads it. A user's key never does: the counts are process-wide."""
+    expected = settings.server.metrics_key
+    if expected is None and not settings.server.api_keys:
+        return
+    challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+    if expected is None:
+        raise HTTPException(
+            401, "metrics are off: set server.metrics_key and scrape with it", headers=challenge
+        )
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    offered = [request.headers.get("x-api-key"), token.strip() if scheme.lower() == "bearer" else None]
+    if not any(key and hmac.compare_digest(expected.encode(), key.encode()) for key in offered):
+        raise HTTPException(401, "metrics need server.metrics_key as a bearer token", headers=challenge)
+
+
 def get_services(copilot: Annotated[Copilot, Depends(get_copilot)]) -> Services:
     """The copilot's services (market data, signals, broker): what the read-only routes show."""
     return copilot.services
@@ -105,6 +123,7 @@ LocksDep = Annotated[Leases, Depends(get_locks)]
 RunsDep = Annotated[RunRegistry, Depends(get_runs)]
 RunnerDep = Annotated[Runner, Depends(get_runner)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+MetricsReader = Depends(require_metrics_key)
 CurrentUser = Annotated[str, Depends(get_current_user)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 AccountDep = Annotated[str, Depends(get_account)]

@@ -177,6 +177,7 @@ def cmd_eval_model(settings: Settings, args: argparse.Namespace) -> int:
         n = next(numbers)
         print(f"[{n}/{len(cases)}] {outcome.case.id}: {mark} ({outcome.total_s:.1f} s)", file=sys.stderr)
 
+    check_redis(settings)  # before the first progress line, so a dead REDIS_URL is the only line
     print(
         f"Evaluating {settings.llm.model} at {settings.llm.base_url} on {len(cases)} cases", file=sys.stderr
     )

@@ -329,3 +329,34 @@ def test_sigterm_stops_serve_and_the_embedded_redis_it_started(shared_data: Path
         if proc.poll() is None:
             proc.kill()
         EmbeddedRedis(port=redis_port, data_dir=tmp_path / "redis").stop()  # left running only on failure
+
+
+COMMANDS = [
+    ["signal", "XAUUSD"], ["analyze", "XAUUSD"], ["portfolio"], ["clock", "show"], ["demo"],
+    ["chat", "--local"], ["eval-model", "--only", "signal"], ["data", "list"], ["redis", "status"],
+]  # fmt: skip
+USES_REDIS = COMMANDS[:7]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_refuses_a_bad_setting_in_one_line(command: list[str], shared_data: Path) -> None:
+    env = {**os.environ, "RISK__MAX_LOTS_PER_SYMBOL": "inf", "FALLBACK_DATA_DIR": str(shared_data)}
+    proc = subprocess.run([sys.executable, "-m", "server.cli", *command], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert "risk.max_lots_per_symbol: Input should be a finite number" in proc.stderr
+
+
+@pytest.mark.parametrize("command", USES_REDIS, ids=" ".join)
+def test_every_command_using_redis_refuses_a_redis_url_that_does_not_answer(
+    command: list[str], shared_data: Path
+) -> None:
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "FALLBACK_DATA_DIR": str(shared_data),
+    }
+    proc = subprocess.run([sys.executable, "-m", "server.cli", *command], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert proc.stderr.startswith("copilot: REDIS_URL: no Redis answers at"), proc.stderr

@@ -105,7 +105,7 @@ class RiskSettings(_Section):
     def _some_symbol(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError('list at least one symbol to trade, e.g. ["XAUUSD"]')
-        return value
+        return [symbol.strip().upper() for symbol in value]  # symbols are keyed upper-case everywhere
 
 
 class ServiceURLs(_Section):

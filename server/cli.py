@@ -12,7 +12,7 @@ from pathlib import Path
 
 from config import ConfigError, Settings, load_settings
 from server.redis_embedded import EmbeddedRedis, RedisStartError
-from server.startup_checks import StartupError, check_redis, listen_port
+from server.startup_checks import StartupError, check_log_file, check_redis, listen_port
 from tools.market.clock import ReplayStartError
 from tools.schemas import TIMEFRAMES
 
@@ -88,6 +88,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     host = args.host or settings.server.host
     port = listen_port(host, settings.server.port if args.port is None else args.port)
+    check_log_file(settings)
     check_redis(settings)
     try:
         check_market(settings)

@@ -1,4 +1,4 @@
-"""Checks before a command starts its work: Redis at REDIS_URL answers and has the modules, the port is free.
+"""Before a command starts its work: REDIS_URL answers with its modules, the port is free, the log file.
 
 Each failure is a StartupError whose one-line message names the setting to change.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -90,3 +91,18 @@ def listen_port(host: str, port: int) -> int:
                 "or SERVER__HOST/SERVER__PORT"
             ) from None
         return int(sock.getsockname()[1])
+
+
+def check_log_file(settings: Settings) -> None:
+    """logging.file: its folder can be made and the file appended to (each worker opens it at start)."""
+    if not settings.logging.file:
+        return
+    path = Path(settings.logging.file)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise StartupError(
+            f"logging.file: cannot write {path}: {exc.strerror}; choose another path, or empty for no file"
+        ) from None

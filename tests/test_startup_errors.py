@@ -180,6 +180,7 @@ CASES: dict[str, tuple[dict[str, str], str]] = {
     ),
     "server host unknown": ({"SERVER__HOST": "no-such-host.invalid"}, "server.host: cannot listen on"),
     "port in use": ({"SERVER__PORT": "{busy_port}"}, "server.port: cannot listen on"),
+    "log file unwritable": ({"LOGGING__FILE": "/proc/no-such-dir/copilot.log"}, "logging.file: cannot write"),
     "no market data": ({"FALLBACK_DATA_DIR": "{tmp}/empty"}, "no market data: neither data_dir"),
 }
 YAML_FILES = {
@@ -295,6 +296,8 @@ def test_one_field_of_a_symbol_is_overridden_by_env_and_deep_merged(
     xau = load_settings().symbols["XAUUSD"]
     assert (xau.spread_pips, xau.max_lot, xau.digits) == (3, 5, 2)
     assert list(load_settings().symbols) == ["XAUUSD", "EURUSD", "GBPUSD", "USDJPY"]
+    monkeypatch.setenv("RISK__ALLOWED_SYMBOLS", '["xauusd", "eurusd"]')  # names them as symbols are keyed
+    assert load_settings().risk.allowed_symbols == ["XAUUSD", "EURUSD"]
 
 
 def test_the_cli_accepts_the_nested_override_and_goes_on_to_redis(shared_data: Path) -> None:

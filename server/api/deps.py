@@ -42,13 +42,13 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def presented_key(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
-        return key
-    auth = request.headers.get("authorization", "")
-    scheme, _, value = auth.partition(" ")
+def bearer_token(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def presented_key(request: Request) -> str | None:
+    return request.headers.get("x-api-key") or bearer_token(request)
 
 
 def user_for_key(api_keys: dict[str, str], key: str | None) -> str | None:
@@ -84,9 +84,7 @@ def require_metrics_key(request: Request, settings: Annotated[Settings, Depends(
         raise HTTPException(
             401, "metrics are off: set server.metrics_key and scrape with it", headers=challenge
         )
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    offered = [request.headers.get("x-api-key"), token.strip() if scheme.lower() == "bearer" else None]
+    offered = [request.headers.get("x-api-key"), bearer_token(request)]
     if not any(key and hmac.compare_digest(expected.encode(), key.encode()) for key in offered):
         raise HTTPException(401, "metrics need server.metrics_key as a bearer token", headers=challenge)
 

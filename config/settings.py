@@ -6,26 +6,32 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
-from config.validation import error_parts
+from config.sources import LenientEnvSource, UserYamlSource, merge_symbol_names
+from config.validation import ConfigError, settings_error_line
+from config.values import (
+    check_api_keys,
+    check_metrics_key,
+    check_redis_url,
+    check_replay_start,
+    check_service_url,
+)
 from tools.schemas import Timeframe
 
 DEFAULT_YAML = Path(__file__).with_name("default.yaml")
 
 
-class ConfigError(ValueError):
-    """A setting has a value the copilot cannot run with; the message names the key."""
-
-
 class _Section(BaseModel):
-    model_config = {"extra": "forbid"}
+    # inf and nan are refused everywhere: `min_risk_reward: inf` would block every trade, `max_lots: inf` none
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
 
 class LLMSettings(_Section):
@@ -101,6 +107,13 @@ class RiskSettings(_Section):
     # Block a BUY when the current signal says SHORT, a SELL when it says LONG (HOLD does not block).
     block_against_signal: bool = True
 
+    @field_validator("allowed_symbols")
+    @classmethod
+    def _some_symbol(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('list at least one symbol to trade, e.g. ["XAUUSD"]')
+        return [symbol.strip().upper() for symbol in value]  # symbols are keyed upper-case everywhere
+
 
 class ServiceURLs(_Section):
     """Empty URL = use the embedded implementation (CSV market data, technical engine, paper broker)."""
@@ -108,6 +121,8 @@ class ServiceURLs(_Section):
     ml_engine_url: str = ""
     trading_url: str = ""
     data_url: str = ""
+
+    _urls = field_validator("ml_engine_url", "trading_url", "data_url")(check_service_url)
 
 
 class SymbolSpecSettings(_Section):
@@ -132,6 +147,8 @@ class ReplaySettings(_Section):
     start: str = "auto"
     speed: float = Field(1.0, gt=0)
 
+    _start = field_validator("start")(check_replay_start)
+
 
 class BrokerSettings(_Section):
     account_currency: Literal["USD"] = "USD"
@@ -153,6 +170,15 @@ class ServerSettings(_Section):
     # A run's session lease (renewed every third of it while the run lives), and how long `wait` queues.
     run_lease_seconds: float = Field(6.0, ge=1, le=60)
     busy_wait_seconds: float = Field(120.0, ge=1)
+    # The bearer token Prometheus scrapes /metrics with; with api_keys set, /metrics needs it (no user key).
+    metrics_key: str | None = None
+
+    _keys = field_validator("api_keys")(check_api_keys)
+
+    @model_validator(mode="after")
+    def _metrics_key_of_its_own(self) -> ServerSettings:
+        check_metrics_key(self.metrics_key, self.api_keys)
+        return self
 
 
 class Settings(BaseSettings):
@@ -192,8 +218,20 @@ class Settings(BaseSettings):
             if not path.is_file():
                 raise ConfigError(f"COPILOT_CONFIG: file not found: {path}")
             files.append(path)
-        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=files, deep_merge=True)
-        return (init_settings, env_settings, yaml_source)
+        yaml_source: YamlConfigSettingsSource = UserYamlSource(settings_cls, yaml_file=files, deep_merge=True)
+        # Not JSON where JSON is due (SERVER__API_KEYS=k:alice) is left to validation, which names the key.
+        return (init_settings, LenientEnvSource(settings_cls), yaml_source)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _symbol_names_upper_case(cls, data: object) -> object:
+        # SYMBOLS__XAUUSD__SPREAD_PIPS arrives as symbols.xauusd (env names are case-insensitive): merged into
+        # the YAML's XAUUSD entry, so one field of a symbol can be overridden.
+        if isinstance(data, dict) and isinstance(data.get("symbols"), dict):
+            data = {**data, "symbols": merge_symbol_names(data["symbols"])}
+        return data
+
+    _redis_url = field_validator("redis_url")(check_redis_url)
 
     @model_validator(mode="after")
     def _symbols_convertible_to_usd(self) -> Settings:
@@ -202,10 +240,19 @@ class Settings(BaseSettings):
         for name, spec in self.symbols.items():
             if spec.quote_currency.upper() != "USD" and not name.upper().startswith("USD"):
                 raise ValueError(
-                    f"symbols.{name}: quote_currency {spec.quote_currency} is supported only for USD-based "
+                    f"symbols.{name}.quote_currency: {spec.quote_currency} is supported only for USD-based "
                     f"pairs (USD{spec.quote_currency}); risk in USD for {name} would need a "
                     f"{spec.quote_currency}->USD rate the copilot does not have"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _allowed_symbols_configured(self) -> Settings:
+        # The model's trade tools accept only symbols that are both allowed and configured: none is no tool.
+        known = ", ".join(sorted(self.symbols))
+        for symbol in self.risk.allowed_symbols:
+            if symbol.upper() not in self.symbols:
+                raise ValueError(f"risk.allowed_symbols: {symbol!r} is not in symbols (configured: {known})")
         return self
 
     @property
@@ -217,14 +264,11 @@ class Settings(BaseSettings):
         return self.redis_url or f"redis://{self.redis.host}:{self.redis.port}/{self.redis.db}"
 
 
-def _describe(error: ValidationError) -> str:
-    lines = error_parts(error.errors(), "(root)", show_input=True)
-    return "invalid configuration:\n" + "\n".join(f"  {line}" for line in lines)
-
-
 def load_settings(**overrides: object) -> Settings:
-    """Build the settings, turning validation errors into one ConfigError naming each bad key."""
+    """Build the settings; a bad value is one ConfigError line naming each bad key and what it allows."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(settings_error_line(exc.errors(), Settings)) from None
+    except SettingsError as exc:  # a source that could not be read at all (the lenient ones rarely raise)
+        raise ConfigError(f"invalid configuration: {exc} ({exc.__cause__})") from None

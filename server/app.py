@@ -24,8 +24,9 @@ from graph.threads import InvalidId
 from server.api.docs import install_docs
 from server.api.routes import chat, events, health, market, portfolio, sessions
 from server.api.runs import NOTHING_PENDING, RunRegistry, sweep
+from server.csp import HEADERS, page_policy
 from server.metrics import Metrics
-from server.middleware import BodyLimit, CatchAll, RequestMetrics
+from server.middleware import BodyLimit, CatchAll, RequestMetrics, SecurityHeaders
 from server.ticker import run_ticker
 from tools.locks import Leases
 from tools.protocols import ServiceError
@@ -167,6 +168,7 @@ def create_app(
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(SecurityHeaders, headers={"Content-Security-Policy": page_policy(), **HEADERS})
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from config import ConfigError, Settings, load_settings
 from server.redis_embedded import EmbeddedRedis, RedisStartError
+from server.startup_checks import StartupError, check_log_file, check_redis, listen_port
 from tools.market.clock import ReplayStartError
 from tools.schemas import TIMEFRAMES
 
@@ -24,7 +26,8 @@ def embedded_redis(settings: Settings) -> EmbeddedRedis:
 @contextmanager
 def redis_for_command(settings: Settings) -> Iterator[None]:
     """The embedded Redis for one command (unless REDIS_URL): started if needed, and then stopped again,
-    so a command leaves it as it found it (its data is on disk: AOF)."""
+    so a command leaves it as it found it (its data is on disk: AOF). With REDIS_URL, that one must answer."""
+    check_redis(settings)
     server = embedded_redis(settings) if settings.embedded_redis else None
     started = server.start() if server is not None else False
     try:
@@ -84,7 +87,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from tools.market.clock import SERVER_URL_ENV
 
     host = args.host or settings.server.host
-    port = args.port or settings.server.port
+    port = listen_port(host, settings.server.port if args.port is None else args.port)
+    check_log_file(settings)
+    check_redis(settings)
     try:
         check_market(settings)
     except ServiceError as exc:
@@ -97,6 +102,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Trading Copilot on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     url = server_url(settings, host, port)
     os.environ[SERVER_URL_ENV] = url  # the workers' clock heartbeat names this server, for CLI commands
+    # uvicorn re-raises a SIGTERM after its graceful shutdown: by default that kills this process before the
+    # `finally` below, leaving the embedded Redis running. As Ctrl-C it ends uvicorn.run; the finally runs.
+    signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
     try:
         # A factory import string, so each of N workers builds its own app (and its own Copilot).
         uvicorn.run("server.app:app_from_settings", factory=True, host=host, port=port, workers=args.workers)
@@ -108,6 +116,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 server.stop()
     return 0
+
+
+def _stop_as_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
@@ -166,6 +178,7 @@ def cmd_eval_model(settings: Settings, args: argparse.Namespace) -> int:
         n = next(numbers)
         print(f"[{n}/{len(cases)}] {outcome.case.id}: {mark} ({outcome.total_s:.1f} s)", file=sys.stderr)
 
+    check_redis(settings)  # before the first progress line, so a dead REDIS_URL is the only line
     llm = settings.llm
     print(f"Evaluating {llm.model} ({llm.provider}) at {llm.base_url} on {len(cases)} cases", file=sys.stderr)
     with redis_for_command(settings):
@@ -255,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the HTTP API and web chat (starts the embedded Redis unless REDIS_URL)"
     )
     p.add_argument("--host", help="bind address (default: server.host)")
-    p.add_argument("--port", type=int, help="port (default: server.port, 3602)")
+    p.add_argument("--port", type=int, help="port (default: server.port, 3602; 0 = any free port)")
     p.add_argument(
         "--workers", type=int, default=1, help="worker processes (state is in Redis, any count works)"
     )
@@ -277,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         return int(args.func(settings, args) or 0)
-    except (ConfigError, RedisStartError, ReplayStartError) as exc:
-        print(f"copilot: {exc}", file=sys.stderr)
+    except (ConfigError, RedisStartError, ReplayStartError, StartupError) as exc:
+        print("copilot: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever the message
         return 2
     except KeyboardInterrupt:
         return 130

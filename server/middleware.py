@@ -1,4 +1,4 @@
-"""Pure ASGI middleware (safe with streaming responses): request body size limit, request metrics."""
+"""Pure ASGI middleware (safe with streaming responses): body limit, request metrics, security headers."""
 
 from __future__ import annotations
 
@@ -121,3 +121,26 @@ class CatchAll:
             if started:
                 raise
             await _send_json(send, 500, f"internal error (ref {ref}); the server log has details")
+
+
+class SecurityHeaders:
+    """Adds the security headers to every answer that does not set them itself (the docs pages set their own
+    Content-Security-Policy): `headers` maps names to values."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app = app
+        self.headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in self.headers if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -30,12 +30,13 @@ from tests.test_api_locks import WatchedLocks
 from tools.locks import Leases
 
 USERS = user_keys("ana", "beto", "carla", "dora")
+METRICS_KEY = "metrics-key-0123456789"  # /metrics of a keyed server answers to this key only
 
 
 @pytest.fixture(scope="module")
 def shared_url(serve_api: ApiServer) -> str:
     """One app for the tests that need no restart; each test trades as its own user (own paper account)."""
-    return serve_api("approval", server={"api_keys": USERS})
+    return serve_api("approval", server={"api_keys": USERS, "metrics_key": METRICS_KEY})
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def counters(client: httpx.Client) -> dict[str, float]:
         "orders": 'copilot_orders_total{outcome="executed"}',
     }
     found = dict.fromkeys(wanted, 0.0)
-    for line in client.get("/metrics").text.splitlines():
+    for line in client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}).text.splitlines():
         for key, series in wanted.items():
             if line.startswith(series + " "):
                 found[key] = float(line.split()[-1])

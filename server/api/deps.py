@@ -42,13 +42,13 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def presented_key(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
-        return key
-    auth = request.headers.get("authorization", "")
-    scheme, _, value = auth.partition(" ")
+def bearer_token(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def presented_key(request: Request) -> str | None:
+    return request.headers.get("x-api-key") or bearer_token(request)
 
 
 def user_for_key(api_keys: dict[str, str], key: str | None) -> str | None:
@@ -71,6 +71,22 @@ def get_current_user(request: Request, settings: Annotated[Settings, Depends(get
     if user is None:
         raise HTTPException(401, "this API key is not valid; check the key configured for you")
     return user
+
+
+def require_metrics_key(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """/metrics: open in local single-user mode without server.metrics_key; otherwise only that key (as a
+    Prometheus bearer token, or X-API-Key) reads it. A user's key never does: the counts are process-wide."""
+    expected = settings.server.metrics_key
+    if expected is None and not settings.server.api_keys:
+        return
+    challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+    if expected is None:
+        raise HTTPException(
+            401, "metrics are off: set server.metrics_key and scrape with it", headers=challenge
+        )
+    offered = [request.headers.get("x-api-key"), bearer_token(request)]
+    if not any(key and hmac.compare_digest(expected.encode(), key.encode()) for key in offered):
+        raise HTTPException(401, "metrics need server.metrics_key as a bearer token", headers=challenge)
 
 
 def get_services(copilot: Annotated[Copilot, Depends(get_copilot)]) -> Services:
@@ -105,6 +121,7 @@ LocksDep = Annotated[Leases, Depends(get_locks)]
 RunsDep = Annotated[RunRegistry, Depends(get_runs)]
 RunnerDep = Annotated[Runner, Depends(get_runner)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+MetricsReader = Depends(require_metrics_key)
 CurrentUser = Annotated[str, Depends(get_current_user)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 AccountDep = Annotated[str, Depends(get_account)]

@@ -17,6 +17,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import JsonValue
 
+from server.csp import docs_policy
+
 DOCS_ASSETS = "/docs-assets"
 PUBLIC_PATHS = {"/api/health"}  # answered without a key
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
@@ -77,13 +79,16 @@ def install_docs(app: FastAPI) -> None:
         ),
     }
     for path, page in pages.items():
-        app.add_api_route(path, _serve(bytes(page.body)), methods=["GET"], include_in_schema=False)
+        html = bytes(page.body)
+        csp = docs_policy(html.decode(), redoc=path == "/redoc")
+        app.add_api_route(path, _serve(html, csp), methods=["GET"], include_in_schema=False)
 
 
-def _serve(html: bytes) -> Callable[[], Awaitable[HTMLResponse]]:
-    """An endpoint answering with a page rendered once (its app's title and URLs do not change)."""
+def _serve(html: bytes, csp: str) -> Callable[[], Awaitable[HTMLResponse]]:
+    """An endpoint answering with a page rendered once (its app's title and URLs do not change), with the
+    Content-Security-Policy that allows its own inline start-up code."""
 
     async def page() -> HTMLResponse:
-        return HTMLResponse(html)
+        return HTMLResponse(html, headers={"Content-Security-Policy": csp})
 
     return page

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from graph.model_errors import recent_chat_failure
-from server.api.deps import MetricsDep
+from server.api.deps import MetricsDep, MetricsReader
 from server.api.models import HealthResponse
 
 router = APIRouter(tags=["health"])
@@ -55,6 +55,6 @@ async def health(request: Request) -> HealthResponse:
     return HealthResponse(status=status, llm_status=llm, redis_status=redis, llm_error=llm_error)
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[MetricsReader])
 async def metrics(metrics: MetricsDep) -> Response:
     return Response(metrics.render(), media_type=metrics.content_type)

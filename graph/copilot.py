@@ -179,9 +179,7 @@ class Copilot(SessionViews):
                 if recovered is not None and decided:  # about the decision run just completed
                     return recovered
                 given = command.reason.strip() if command.decision == "approve" else ""
-                repeated = await self.notes.fate(thread_id(user_id, session_id), given)
-                last = decided_result(snapshot, given) if repeated is None else None
-                repeated = repeated or (replayed(last, given) if last is not None else None)
+                repeated = await self._how_it_ended(user_id, session_id, snapshot, given)
                 if repeated is not None:  # a decision typed again: how it ended, not "nothing waits"
                     return merge_results(recovered, repeated)
             return Turn(snapshot, recovered, decided, decision)
@@ -236,12 +234,21 @@ class Copilot(SessionViews):
             snapshot = await self._snapshot(user_id, session_id)
         pending, pid = pending_proposal(snapshot), str(decision.get("proposal_id") or "?")
         if pending is None or pending["proposal_id"] != pid:
-            repeated = await self.notes.fate(thread_id(user_id, session_id), pid)
-            last = decided_result(snapshot, pid)  # its note lost with the process that decided it
-            repeated = repeated or (replayed(last, pid) if last is not None else None)
+            repeated = await self._how_it_ended(user_id, session_id, snapshot, pid)
             if repeated is not None:
                 return snapshot, recovered, merge_results(recovered, repeated)
         return snapshot, recovered, None
+
+    async def _how_it_ended(
+        self, user_id: str, session_id: str, snapshot: StateSnapshot, proposal_id: str
+    ) -> ChatResult | None:
+        """The answer that ended the proposal (its id or a prefix; "" = the newest), shown again: from its
+        fate note, else from the thread's last decision (the note lost with the process that decided it)."""
+        noted = await self.notes.fate(thread_id(user_id, session_id), proposal_id)
+        if noted is not None:
+            return noted
+        last = decided_result(snapshot, proposal_id)
+        return replayed(last, proposal_id) if last is not None else None
 
     async def decide(self, user_id: str, session_id: str, decision: Decision) -> ChatResult:
         snapshot, recovered, answer = await self._settle_first(user_id, session_id, decision)

@@ -10,18 +10,22 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from langchain_core.language_models import BaseChatModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match
 
 from config import Settings
-from config.validation import error_parts
 from graph.copilot import Copilot, NoPendingApproval
 from graph.threads import InvalidId
 from server.api.docs import install_docs
+from server.api.responses import validation_detail
 from server.api.routes import chat, events, health, market, portfolio, sessions
 from server.api.runs import NOTHING_PENDING, RunRegistry, sweep
 from server.metrics import Metrics
@@ -98,18 +102,31 @@ async def _warm_up(settings: Settings) -> None:
     log.info("model warm-up: %s", await warm_up(settings))
 
 
-def _describe_validation(exc: RequestValidationError) -> str:
-    return "; ".join(error_parts(exc.errors(), "body")) or "the request is not valid"
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return ", ".join(sorted(methods))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _describe_validation(exc)}, status_code=422)
+        return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
 
     @app.exception_handler(InvalidId)
     async def invalid_id(request: Request, exc: InvalidId) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        detail = validation_detail([{"loc": ("path", "session_id"), "msg": str(exc), "type": "value_error"}])
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(app, request)}
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)

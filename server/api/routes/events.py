@@ -24,6 +24,7 @@ from fastapi.responses import StreamingResponse
 
 from graph.context import DEFAULT_SYMBOL
 from server.api.deps import AccountDep, ServicesDep
+from server.api.responses import LIVE
 from server.api.runs import SSE_HEADERS
 from tools.services import Services
 
@@ -104,7 +105,7 @@ async def one_pass(services: Services, account: str, symbol: str, cursor: Cursor
     return out
 
 
-@router.get("/events", response_class=StreamingResponse, description=EVENTS_DOC)
+@router.get("/events", response_class=StreamingResponse, description=EVENTS_DOC, responses=LIVE)
 async def events(
     request: Request,
     account: AccountDep,

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from config import Settings
 from graph.copilot import Copilot, NoPendingApproval
@@ -102,14 +102,14 @@ async def _warm_up(settings: Settings) -> None:
     log.info("model warm-up: %s", await warm_up(settings))
 
 
-def _allowed_methods(app: FastAPI, request: Request) -> str:
-    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
-    methods: set[str] = set()
-    for route in app.router.routes:
-        route_methods = getattr(route, "methods", None)
-        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= route_methods
-    return ", ".join(sorted(methods))
+def _allowed_methods(app: FastAPI, path: str) -> str | None:
+    """Every method the document declares at this path (Starlette's 405 names only the first route's), or
+    None for a path the document does not describe."""
+    for template, operations in app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(path):
+            methods = {method.upper() for method in operations}
+            return ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+    return None
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -124,8 +124,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 405:
-            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(app, request)}
+        allowed = _allowed_methods(app, request.url.path) if exc.status_code == 405 else None
+        if allowed is not None:
+            exc.headers = {**(exc.headers or {}), "Allow": allowed}
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(RedisConnectionError)

@@ -75,6 +75,28 @@ UPSTREAM: Responses = {
 }
 UNAVAILABLE: Responses = {503: _error("Redis is unavailable, or the copilot is starting", RETRY_AFTER)}
 
+
+def _session_link(path: str, method: str, description: str) -> dict[str, Any]:
+    pointer = path.replace("/", "~1")
+    return {
+        "operationRef": f"#/paths/{pointer}/{method}",
+        "parameters": {"session_id": "$request.body#/session_id"},
+        "description": description,
+    }
+
+
+# A chat turn's session is what the session routes take: the links say so (clients and schemathesis's
+# stateful phase follow them).
+SESSION_LINKS = {
+    "GetSession": _session_link("/api/sessions/{session_id}", "get", "the session this turn wrote to"),
+    "GetHistory": _session_link("/api/sessions/{session_id}/history", "get", "its checkpoints"),
+    "FollowRun": _session_link("/api/sessions/{session_id}/run", "get", "its run, while it goes on"),
+    "Decide": _session_link("/api/sessions/{session_id}/approval", "post", "decide its pending proposal"),
+    "Cancel": _session_link("/api/sessions/{session_id}/cancel", "post", "stop its run"),
+    "Clear": _session_link("/api/sessions/{session_id}/clear", "post", "forget its messages"),
+    "Delete": _session_link("/api/sessions/{session_id}", "delete", "remove it"),
+}
+
 # What a route can answer, by what it does (422s FastAPI declares itself, as HTTPValidationError).
 READ: Responses = {**UNAUTHORIZED, **UNAVAILABLE}  # any authenticated request
 BROKER: Responses = {**READ, **UPSTREAM}  # reads the account or the market
@@ -82,11 +104,12 @@ SYMBOL: Responses = {**BROKER, **NOT_FOUND}  # ... of one symbol
 SESSION: Responses = {**READ, **NOT_FOUND, **BUSY}  # reads one session (a crash's leftovers first)
 CHANGE: Responses = {**SESSION, **TOO_LARGE}  # a POST that changes a session
 CHAT: Responses = {**READ, **BUSY, **UNPARSABLE, **UPSTREAM}  # a graph run from a JSON body
+CHAT_TURN: Responses = {**CHAT, 200: {"description": "the turn's result", "links": SESSION_LINKS}}
 DECIDE: Responses = {**CHAT, **NOT_FOUND}  # ... on an existing session
 
 # The streaming routes: the same errors (as JSON, before the stream starts), then the frames.
 RUN_STREAM = sse_response(RUN_EVENTS, "the run's events as they happen; the last one is `final` or `error`")
-CHAT_STREAM: Responses = {**CHAT, 200: RUN_STREAM}
+CHAT_STREAM: Responses = {**CHAT, 200: {**RUN_STREAM, "links": SESSION_LINKS}}
 DECIDE_STREAM: Responses = {**DECIDE, 200: RUN_STREAM}
 FOLLOW: Responses = {**SESSION, 200: RUN_STREAM}
 LIVE: Responses = {**READ, 200: sse_response(LIVE_EVENTS, "the account's live feed for about 30 s")}

@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 from graph.schemas import ChatResult
 from server.api.deps import RunnerDep, SettingsDep
 from server.api.models import ChatRequest
-from server.api.responses import CHAT, CHAT_STREAM
+from server.api.responses import CHAT_STREAM, CHAT_TURN
 from server.api.runs import check_message
 
 router = APIRouter(prefix="/api", tags=["chat"])
@@ -19,7 +19,7 @@ the last event is `final` (the /api/chat body) or `error` {message}. The run doe
 connection: if it drops, the run goes on; `GET /api/sessions/{id}/run` re-attaches."""
 
 
-@router.post("/chat", response_model=ChatResult, responses=CHAT)
+@router.post("/chat", response_model=ChatResult, responses=CHAT_TURN)
 async def chat(body: ChatRequest, run: RunnerDep, settings: SettingsDep) -> ChatResult:
     """Send one message; the answer comes back when the turn is done (or paused for your approval)."""
     check_message(body.message, settings)

@@ -12,13 +12,21 @@ from config import Settings
 from graph.audit import AuditTrail
 from graph.context import Context
 from graph.deps import Deps, wall_clock
+from graph.nodes.ask_again import make_ask_again
 from graph.nodes.execute import make_execute
 from graph.nodes.human_approval import make_human_approval
 from graph.nodes.load_context import make_load_context
 from graph.nodes.reason import make_reason
 from graph.nodes.risk_gate import make_risk_gate
 from graph.nodes.tools import make_tools_node
-from graph.routing import after_approval, after_execute, after_gate, after_reason, after_tools
+from graph.routing import (
+    after_approval,
+    after_ask_again,
+    after_execute,
+    after_gate,
+    after_reason,
+    after_tools,
+)
 from graph.state import State
 from tools.services import Services
 
@@ -39,6 +47,7 @@ def build_graph(
         "risk_gate": make_risk_gate(deps),
         "human_approval": make_human_approval(deps),
         "execute": make_execute(deps),
+        "ask_again": make_ask_again(deps),
     }
     for name, node in nodes.items():
         graph.add_node(name, node)
@@ -49,4 +58,5 @@ def build_graph(
     graph.add_conditional_edges("risk_gate", after_gate)
     graph.add_conditional_edges("human_approval", after_approval)
     graph.add_conditional_edges("execute", after_execute)
+    graph.add_conditional_edges("ask_again", after_ask_again)
     return graph

@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, RemoveMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot, StreamMode
 
@@ -26,17 +24,25 @@ from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkp
 from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
 from graph.nodes.human_approval import BadDecision, check_resume
+from graph.recovery import (
+    OpenTurn,
+    RunNotes,
+    checkpoint_of,
+    failure_category,
+    replayed,
+    turn_failed_text,
+)
 from graph.results import (
     RunEnd,
     chat_result,
-    checkpoint_info,
+    decided_result,
     interrupted,
     merge_results,
     pending_proposal,
-    session_state,
 )
-from graph.schemas import ChatResult, CheckpointInfo, SessionState
-from graph.slash import DecisionRefused, typed_decision
+from graph.schemas import ChatResult
+from graph.sessions import SessionViews
+from graph.slash import DecisionCommand, DecisionRefused, parse_slash, typed_decision
 from graph.streaming import Event, to_events
 from graph.threads import account_for, thread_id
 from tools.services import Services, build_services
@@ -70,10 +76,11 @@ class Turn:
 
     snapshot: StateSnapshot
     recovered: ChatResult | None
+    decided: bool  # what was completed first was a decision run (a decision typed now no longer applies)
     decision: Decision | None
 
 
-class Copilot:
+class Copilot(SessionViews):
     """Everything the server, the CLI and notebooks need; one instance per process."""
 
     def __init__(
@@ -90,6 +97,7 @@ class Copilot:
         saver = checkpointer or graph.checkpointer
         self.checkpointer = saver if isinstance(saver, BaseCheckpointSaver) else None
         self.chat_model = chat_model
+        self.notes = RunNotes(services.redis, settings.redis.prefix, settings.redis.ttl)
 
     @classmethod
     @asynccontextmanager
@@ -125,9 +133,6 @@ class Copilot:
 
     # --- runs ---------------------------------------------------------------------------------------
 
-    def _config(self, user_id: str, session_id: str) -> RunnableConfig:
-        return {"configurable": {"thread_id": thread_id(user_id, session_id)}}
-
     async def _context(self, user_id: str, session_id: str, symbol: str | None) -> Context:
         """The run's runtime context; remembers the session's symbol and indexes the session (one trip)."""
         key = f"{self.settings.redis.prefix}session:{thread_id(user_id, session_id)}"
@@ -144,20 +149,44 @@ class Copilot:
             user_id=user_id, account_id=account_for(user_id), session_symbol=str(stored or DEFAULT_SYMBOL)
         )
 
-    async def _snapshot(self, user_id: str, session_id: str) -> StateSnapshot:
-        return await self.graph.aget_state(self._config(user_id, session_id))
+    @asynccontextmanager
+    async def _noted(
+        self, thread: str, message: str, symbol: str | None, snapshot: StateSnapshot
+    ) -> AsyncIterator[None]:
+        """A chat turn noted while it runs (graph.recovery): a note left behind means its worker died."""
+        await self.notes.begin_turn(thread, OpenTurn(message, symbol, checkpoint_of(snapshot)))
+        try:
+            yield
+        finally:  # ended here however it ended: this worker is alive, the trader saw the answer or the error
+            try:
+                await self.notes.end_turn(thread)
+            except Exception as exc:  # Redis away: the note's checkpoint check tells it ended
+                log.warning("could not remove the turn note of %s: %s", thread, exc)
 
     async def _begin(self, user_id: str, session_id: str, message: str) -> Turn | ChatResult:
-        """One checkpoint read before a message's run: an interrupted run completed first, and the message as
-        a decision on the pending proposal if it is one. A ChatResult when the message cannot run (the
-        recovery failed, or a typed decision was refused: the proposal still waits)."""
+        """One checkpoint read before a message's run: what a crash left unfinished completed first, and the
+        message as a decision on the pending proposal if it is one. A ChatResult when the message cannot run
+        (the recovery failed, a typed decision was refused or repeats one already applied)."""
         try:
             snapshot = await self._snapshot(user_id, session_id)
-            recovered = await self._recover(user_id, session_id, snapshot)
+            recovered, decided = await self._recover(user_id, session_id, snapshot)
             if recovered is not None:
                 snapshot = await self._snapshot(user_id, session_id)
-            return Turn(snapshot, recovered, typed_decision(message, pending_proposal(snapshot)))
+            pending = pending_proposal(snapshot)
+            decision = typed_decision(message, pending)
+            command = parse_slash(message)
+            if decision is None and pending is None and isinstance(command, DecisionCommand):
+                if recovered is not None and decided:  # about the decision run just completed
+                    return recovered
+                given = command.reason.strip() if command.decision == "approve" else ""
+                repeated = await self._how_it_ended(user_id, session_id, snapshot, given)
+                if repeated is not None:  # a decision typed again: how it ended, not "nothing waits"
+                    return merge_results(recovered, repeated)
+            return Turn(snapshot, recovered, decided, decision)
         except RecoveryFailed as failed:
+            turn = await self.notes.open_turn(thread_id(user_id, session_id))
+            if turn is not None and turn.failed:  # told now: not again at the next message
+                await self.notes.end_turn(thread_id(user_id, session_id))
             return ChatResult(response=str(failed))
         except DecisionRefused as refused:
             return refused.result()
@@ -171,20 +200,61 @@ class Copilot:
             return turn
         if turn.decision is not None:
             # A decision about a run that was just completed no longer applies: show what happened instead.
-            return turn.recovered or await self._decide(user_id, session_id, turn.decision, turn.snapshot)
-        payload = {"messages": [HumanMessage(message)]}
-        result = await self._run(user_id, session_id, payload, symbol, message_ids(turn.snapshot))
+            if turn.recovered is not None and turn.decided:
+                return turn.recovered
+            result = await self._decide(user_id, session_id, turn.decision, turn.snapshot)
+        else:
+            result = await self._chat_turn(user_id, session_id, message, symbol, turn.snapshot)
         return merge_results(turn.recovered, result)
 
-    async def decide(self, user_id: str, session_id: str, decision: Decision) -> ChatResult:
+    async def _chat_turn(
+        self, user_id: str, session_id: str, message: str, symbol: str | None, snapshot: StateSnapshot
+    ) -> ChatResult:
+        tid = thread_id(user_id, session_id)
+        async with self._noted(tid, message, symbol, snapshot):
+            payload = {"messages": [HumanMessage(message)]}
+            result = await self._run(user_id, session_id, payload, symbol, message_ids(snapshot))
+        waiting = pending_proposal(snapshot)
+        await self.notes.record_ends(tid, waiting["proposal_id"] if waiting else None, result)
+        return result
+
+    async def _settle_first(
+        self, user_id: str, session_id: str, decision: Decision
+    ) -> tuple[StateSnapshot, ChatResult | None, ChatResult | None]:
+        """Before a decision: the thread, what recovery completed, and the answer when there is nothing left
+        to decide (the decision was about the run just completed, or repeats one that ended the proposal)."""
         snapshot = await self._snapshot(user_id, session_id)
         try:
-            recovered = await self._recover(user_id, session_id, snapshot)
+            recovered, decided = await self._recover(user_id, session_id, snapshot)
         except RecoveryFailed as failed:
-            return ChatResult(response=str(failed))
-        if recovered is not None:  # the decision was about a run that has just been completed
-            return recovered
-        return await self._decide(user_id, session_id, decision, snapshot)
+            return snapshot, None, ChatResult(response=str(failed))
+        if recovered is not None and decided:  # the decision was about a run that has just been completed
+            return snapshot, recovered, recovered
+        if recovered is not None:
+            snapshot = await self._snapshot(user_id, session_id)
+        pending, pid = pending_proposal(snapshot), str(decision.get("proposal_id") or "?")
+        if pending is None or pending["proposal_id"] != pid:
+            repeated = await self._how_it_ended(user_id, session_id, snapshot, pid)
+            if repeated is not None:
+                return snapshot, recovered, merge_results(recovered, repeated)
+        return snapshot, recovered, None
+
+    async def _how_it_ended(
+        self, user_id: str, session_id: str, snapshot: StateSnapshot, proposal_id: str
+    ) -> ChatResult | None:
+        """The answer that ended the proposal (its id or a prefix; "" = the newest), shown again: from its
+        fate note, else from the thread's last decision (the note lost with the process that decided it)."""
+        noted = await self.notes.fate(thread_id(user_id, session_id), proposal_id)
+        if noted is not None:
+            return noted
+        last = decided_result(snapshot, proposal_id)
+        return replayed(last, proposal_id) if last is not None else None
+
+    async def decide(self, user_id: str, session_id: str, decision: Decision) -> ChatResult:
+        snapshot, recovered, answer = await self._settle_first(user_id, session_id, decision)
+        if answer is not None:
+            return answer
+        return merge_results(recovered, await self._decide(user_id, session_id, decision, snapshot))
 
     async def _decide(
         self, user_id: str, session_id: str, decision: Decision, snapshot: StateSnapshot
@@ -194,18 +264,27 @@ class Copilot:
             check_resume(decision)
         except BadDecision as bad:
             return DecisionRefused(f"Not applied: {bad}. The proposal still waits.", pending).result()
-        return await self._run(user_id, session_id, Command(resume=decision), None, before)
+        result = await self._run(user_id, session_id, Command(resume=decision), None, before)
+        await self.notes.record_ends(thread_id(user_id, session_id), pending["proposal_id"], result)
+        return result
 
     async def recover(self, user_id: str, session_id: str) -> ChatResult | None:
-        """Finish a run that stopped between steps (a killed process, a Redis fault, a cancel): resume it
-        from its last checkpoint. A recorded approval is thus carried out (the execute node first asks the
-        broker whether the proposal's key already has an order), never abandoned; None when nothing was due.
-        Raises RecoveryFailed, leaving the thread as it was, when the run still cannot finish."""
-        return await self._recover(user_id, session_id, await self._snapshot(user_id, session_id))
+        """Finish what a crash (a killed process, a Redis fault, a cancel) left unfinished: a decision run is
+        resumed from its last checkpoint, so a recorded approval is carried out (the execute node first asks
+        the broker whether the proposal's key already has an order), never abandoned; a chat turn whose
+        worker died is run again from the checkpoint it started from. None when nothing was due. Raises
+        RecoveryFailed, leaving the thread as it was, when the run still cannot finish."""
+        return (await self._recover(user_id, session_id, await self._snapshot(user_id, session_id)))[0]
 
-    async def _recover(self, user_id: str, session_id: str, snapshot: StateSnapshot) -> ChatResult | None:
-        if not interrupted(snapshot):
-            return None
+    async def _recover(
+        self, user_id: str, session_id: str, snapshot: StateSnapshot
+    ) -> tuple[ChatResult | None, bool]:
+        """What was completed (None: nothing was due) and whether it was a decision."""
+        if interrupted(snapshot):
+            return await self._complete_decision(user_id, session_id, snapshot), True
+        return await self._resume_turn(user_id, session_id, snapshot), False
+
+    async def _complete_decision(self, user_id: str, session_id: str, snapshot: StateSnapshot) -> ChatResult:
         config = self._config(user_id, session_id)
         before = message_ids(snapshot)
         context = await self._context(user_id, session_id, None)
@@ -219,9 +298,41 @@ class Copilot:
                 "try again shortly."
             ) from exc
         result = chat_result(await self.graph.aget_state(config), before)
-        audit = AuditTrail(self.services.redis, self.settings.redis.prefix)
-        await audit.append("recovered", user_id, thread_id(user_id, session_id), {"order": result.order})
+        tid = thread_id(user_id, session_id)
+        await AuditTrail(self.services.redis, self.settings.redis.prefix).append(
+            "recovered", user_id, tid, {"order": result.order}
+        )
+        decided = (snapshot.values or {}).get("decision") or {}
+        await self.notes.record_ends(tid, decided.get("proposal_id"), result)
         note = "(Completed a run that was interrupted before its end.)"
+        return result.model_copy(update={"response": f"{note}\n{result.response}"})
+
+    async def _resume_turn(self, user_id: str, session_id: str, snapshot: StateSnapshot) -> ChatResult | None:
+        tid = thread_id(user_id, session_id)
+        turn = await self.notes.open_turn(tid)
+        if turn is None:
+            return None
+        if turn.base != checkpoint_of(
+            snapshot
+        ):  # the turn ended (its checkpoint is there); only the note was left
+            await self.notes.end_turn(tid)
+            return None
+        if turn.failed:
+            await self.notes.end_turn(tid)
+            return ChatResult(response=turn_failed_text(turn), pending_approval=pending_proposal(snapshot))
+        try:
+            result = await self._chat_turn(user_id, session_id, turn.message, turn.symbol, snapshot)
+        except Exception as exc:
+            log.exception("could not answer the interrupted chat turn of %s", tid)
+            failed = replace(turn, failed=failure_category(exc))
+            await self.notes.begin_turn(tid, failed)
+            raise RecoveryFailed(turn_failed_text(failed)) from exc
+        audit = AuditTrail(self.services.redis, self.settings.redis.prefix)
+        await audit.append("recovered_turn", user_id, tid, {"message": turn.message[:200]})
+        note = (
+            f"(Your message “{turn.message[:80]}” was cut off when the server running it stopped; it was run "
+            "again from its checkpoint.)"
+        )
         return result.model_copy(update={"response": f"{note}\n{result.response}"})
 
     async def _run(
@@ -248,31 +359,43 @@ class Copilot:
         recovered = turn.recovered
         if recovered is not None:
             yield {"event": "recovered", "data": recovered.model_dump()}
-        if turn.decision is not None:
-            if recovered is not None:
-                yield {"event": "final", "data": recovered.model_dump()}
-                return
-            async for event in self._stream_decision(user_id, session_id, turn.decision, turn.snapshot):
-                yield event
+        if turn.decision is not None and recovered is not None and turn.decided:
+            yield {"event": "final", "data": recovered.model_dump()}
             return
-        payload = {"messages": [HumanMessage(message)]}
-        async for event in self._stream(user_id, session_id, payload, symbol, message_ids(turn.snapshot)):
+        if turn.decision is not None:
+            events = self._stream_decision(user_id, session_id, turn.decision, turn.snapshot)
+        else:
+            events = self._stream_turn(user_id, session_id, message, symbol, turn.snapshot)
+        async for event in events:
             if event["event"] == "final" and recovered is not None:
                 event = {**event, "data": merge_results(recovered, ChatResult(**event["data"])).model_dump()}
             yield event
 
+    async def _stream_turn(
+        self, user_id: str, session_id: str, message: str, symbol: str | None, snapshot: StateSnapshot
+    ) -> AsyncIterator[Event]:
+        tid = thread_id(user_id, session_id)
+        waiting = pending_proposal(snapshot)
+        async with self._noted(tid, message, symbol, snapshot):
+            payload = {"messages": [HumanMessage(message)]}
+            async for event in self._stream(user_id, session_id, payload, symbol, message_ids(snapshot)):
+                if event["event"] == "final":
+                    result = ChatResult(**event["data"])
+                    await self.notes.record_ends(tid, waiting["proposal_id"] if waiting else None, result)
+                yield event
+
     async def stream_decision(
         self, user_id: str, session_id: str, decision: Decision
     ) -> AsyncIterator[Event]:
-        snapshot = await self._snapshot(user_id, session_id)
-        try:
-            recovered = await self._recover(user_id, session_id, snapshot)
-        except RecoveryFailed as failed:
-            recovered = ChatResult(response=str(failed))
-        if recovered is not None:  # the decision was about a run that has just been completed
-            yield {"event": "final", "data": recovered.model_dump()}
+        snapshot, recovered, answer = await self._settle_first(user_id, session_id, decision)
+        if answer is not None:
+            yield {"event": "final", "data": answer.model_dump()}
             return
+        if recovered is not None:
+            yield {"event": "recovered", "data": recovered.model_dump()}
         async for event in self._stream_decision(user_id, session_id, decision, snapshot):
+            if event["event"] == "final" and recovered is not None:
+                event = {**event, "data": merge_results(recovered, ChatResult(**event["data"])).model_dump()}
             yield event
 
     async def _stream_decision(
@@ -285,7 +408,10 @@ class Copilot:
             refused = DecisionRefused(f"Not applied: {bad}. The proposal still waits.", pending)
             yield {"event": "final", "data": refused.result().model_dump()}
             return
+        tid = thread_id(user_id, session_id)
         async for event in self._stream(user_id, session_id, Command(resume=decision), None, before):
+            if event["event"] == "final":
+                await self.notes.record_ends(tid, pending["proposal_id"], ChatResult(**event["data"]))
             yield event
 
     async def _stream(
@@ -308,77 +434,6 @@ class Copilot:
             yield {"event": "error", "data": {"message": f"{type(exc).__name__}: {exc}"}}
             return
         yield {"event": "final", "data": result.model_dump()}
-
-    # --- sessions -----------------------------------------------------------------------------------
-
-    async def state(self, user_id: str, session_id: str) -> SessionState | None:
-        snapshot = await self.graph.aget_state(self._config(user_id, session_id))
-        if snapshot.created_at is None:
-            return None
-        return session_state(session_id, snapshot)
-
-    async def history(self, user_id: str, session_id: str, limit: int = 20) -> list[CheckpointInfo]:
-        config = self._config(user_id, session_id)
-        return [checkpoint_info(s) async for s in self.graph.aget_state_history(config, limit=limit)]
-
-    async def checkpoint(self, user_id: str, session_id: str, checkpoint_id: str) -> SessionState | None:
-        config = self._config(user_id, session_id)
-        config["configurable"]["checkpoint_id"] = checkpoint_id
-        if self.checkpointer is None or await self.checkpointer.aget_tuple(config) is None:
-            return None
-        return session_state(session_id, await self.graph.aget_state(config))
-
-    async def clear(self, user_id: str, session_id: str) -> bool:
-        """Forget the conversation (and any pending proposal) but keep the session."""
-        config = self._config(user_id, session_id)
-        snapshot = await self.graph.aget_state(config)
-        if snapshot.created_at is None:
-            return False
-        reset = {
-            "messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)],
-            "proposal": None,
-            "pending_call": None,
-            "verdict": None,
-            "decision": None,
-            "outcome": None,
-            "last_signal": None,
-            "turn_signal": None,
-        }
-        # As if load_context had run: the paused approval task is dropped, nothing left to resume.
-        await self.graph.aupdate_state(config, reset, as_node="load_context")
-        await self.graph.aupdate_state(config, {}, as_node="reason")
-        return True
-
-    async def delete(self, user_id: str, session_id: str) -> bool:
-        tid = thread_id(user_id, session_id)
-        existed = (await self.graph.aget_state(self._config(user_id, session_id))).created_at is not None
-        if self.checkpointer is not None:
-            await self.checkpointer.adelete_thread(tid)
-        prefix = self.settings.redis.prefix
-        await self.services.redis.srem(f"{prefix}sessions:{user_id}", session_id)
-        await self.services.redis.delete(f"{prefix}session:{tid}")
-        return existed
-
-    async def interrupted_sessions(self) -> list[tuple[str, str]]:
-        """(user, session) of each indexed session whose last run stopped before its end (the start sweep)."""
-        prefix = self.settings.redis.prefix
-        found = []
-        async for key in self.services.redis.scan_iter(match=f"{prefix}sessions:*", count=500):
-            user_id = str(key)[len(f"{prefix}sessions:") :]
-            for session_id in await self.services.redis.smembers(key):
-                config = self._config(user_id, str(session_id))
-                if interrupted(await self.graph.aget_state(config)):
-                    found.append((user_id, str(session_id)))
-        return found
-
-    async def sessions(self, user_id: str) -> list[str]:
-        thread_id(user_id, "x")  # validates the user id
-        members = await self.services.redis.smembers(f"{self.settings.redis.prefix}sessions:{user_id}")
-        alive = []
-        for session_id in sorted(str(m) for m in members):
-            if (await self.graph.aget_state(self._config(user_id, session_id))).created_at is not None:
-                alive.append(session_id)
-        return alive
 
     async def model_status(self) -> str:
         """ "ok" | "down" | "model_missing" (a model passed in, e.g. a test double, counts as ok)."""

@@ -42,9 +42,36 @@ def pending_proposal(snapshot: StateSnapshot) -> Proposal | None:
 def interrupted(snapshot: StateSnapshot) -> bool:
     """The thread's last decision run stopped between steps (killed, cancelled, Redis lost): a decision is
     recorded, steps are left and it is not paused on the trader. Such a run is completed, never dropped.
-    A chat turn cut short is not resumed: its message stays, unanswered, and the next one starts afresh."""
+    (A chat turn cut short leaves no checkpoint of its own; graph.recovery notes and re-runs it.)"""
     decided = (snapshot.values or {}).get("decision") is not None
-    return decided and bool(snapshot.next) and not snapshot.interrupts
+    return decided and not snapshot.interrupts and (bool(snapshot.next) or step_done(snapshot))
+
+
+def step_done(snapshot: StateSnapshot) -> bool:
+    """The step's tasks all finished and their writes are saved, but the checkpoint after them is not (a
+    crash between the two): LangGraph's live snapshot then shows no `next`, yet the run has steps left."""
+    return bool(snapshot.tasks) and all(t.result is not None and not t.interrupts for t in snapshot.tasks)
+
+
+def decided_result(snapshot: StateSnapshot, proposal_id: str) -> ChatResult | None:
+    """How the thread's last decision ended when it was about `proposal_id` (or 8+ of its first characters;
+    the run is complete, but its fate note may be missing if the process died right after it): the
+    deterministic result lines and the order."""
+    values = snapshot.values or {}
+    decision, outcome = values.get("decision") or {}, values.get("outcome")
+    decided = str(decision.get("proposal_id") or "")
+    if not decided.startswith(proposal_id.lower()) or snapshot.next or snapshot.interrupts:
+        return None  # ("" matches the last decision, as a typed /approve without an id means)
+    proposal_id = decided
+    lines = facts(list(values.get("messages", [])))
+    mine = outcome if outcome and outcome.get("proposal_id") == proposal_id else None
+    return ChatResult(
+        response=lines[-1]
+        if lines
+        else f"Proposal {proposal_id[:8]} was decided: {decision.get('decision')}.",
+        order=mine if mine and mine["status"] in ORDER_STATUSES else None,
+        pending_approval=pending_proposal(snapshot),
+    )
 
 
 def merge_results(first: ChatResult | None, then: ChatResult) -> ChatResult:

@@ -9,10 +9,11 @@ from graph.state import State
 from tools.trading_tools import PROPOSAL_TOOLS
 
 
-def after_reason(state: State) -> Literal["tools", "risk_gate", "__end__"]:
+def after_reason(state: State) -> Literal["tools", "risk_gate", "ask_again", "__end__"]:
     calls = open_tool_calls(state.get("messages", []))
     if not calls:
-        return "__end__"  # END
+        # A proposal still pending here survived a read-only turn (graph.pending): pause on it again.
+        return "ask_again" if state.get("proposal") and state.get("pending_call") else "__end__"
     # Read-only calls run first; the tools node hands proposal calls on to the gate.
     if any(c["name"] not in PROPOSAL_TOOLS for c in calls):
         return "tools"
@@ -22,6 +23,10 @@ def after_reason(state: State) -> Literal["tools", "risk_gate", "__end__"]:
 def after_tools(state: State) -> Literal["reason", "risk_gate"]:
     calls = open_tool_calls(state.get("messages", []))
     return "risk_gate" if any(c["name"] in PROPOSAL_TOOLS for c in calls) else "reason"
+
+
+def after_ask_again(state: State) -> Literal["human_approval", "__end__"]:
+    return "human_approval" if state.get("proposal") else "__end__"
 
 
 def after_gate(state: State) -> Literal["human_approval", "reason"]:

@@ -23,6 +23,8 @@ class ChatResult(BaseModel):
     order: Outcome | None = None
     # The risk gate's verdict in this run ({passed, reasons}), if a proposal went through it.
     verdict: VerdictSummary | None = None
+    # True when this answer repeats how an earlier decision ended (a decision sent again): nothing ran.
+    replayed: bool = False
 
 
 class ToolCallShown(TypedDict):

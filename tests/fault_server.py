@@ -7,30 +7,64 @@ when the test kills the process there, short when the test drops the client's co
 FAULT_POINT=before_send    the approval is checkpointed; execute has not called the broker yet
 FAULT_POINT=after_send     the broker placed the order; execute's checkpoint is not written yet
 FAULT_POINT=after_execute  execute's checkpoint (the order's outcome) is written; `reason` has not run
+Checkpoint boundaries (the checkpointer's own calls, so no timing is involved):
+FAULT_POINT=decision_writes  the approval step's writes are saved, the checkpoint after that step is not
+FAULT_POINT=execute_writes   execute's writes (the order's outcome) are saved, the next checkpoint is not
+A chat turn:
+FAULT_POINT=chat_reason      a chat turn (checkpointed only at its end) is in `reason`: nothing is saved yet
+
+FAULT_POINTS (JSON {user id: point}) gives each user's runs their own point, so one server (and one kill)
+serves many trials; every run that reaches its point appends its thread id to FAULT_MARKER.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 
 import graph.builder as builder
 import graph.nodes.execute as execute
 from config import load_settings
+from graph.deps import run_thread_id
 
 POINT = os.environ.get("FAULT_POINT", "")
+POINTS: dict[str, str] = json.loads(os.environ.get("FAULT_POINTS") or "{}")
 PAUSE = float(os.environ.get("FAULT_PAUSE", "0"))
 MARKER = Path(os.environ.get("FAULT_MARKER", "fault.marker"))
 
 
-async def reached(point: str) -> None:
-    if point == POINT:
-        await asyncio.to_thread(MARKER.write_text, point)
+def _mark(thread: str) -> None:
+    with MARKER.open("a") as out:
+        out.write(thread + "\n")
+
+
+async def reached(point: str, thread: str = "") -> None:
+    thread = thread or run_thread_id()
+    if point == POINTS.get(thread.split(":")[0], POINT):
+        await asyncio.to_thread(_mark, thread)
         await asyncio.sleep(PAUSE)
+
+
+real_put = AsyncRedisSaver.aput
+
+
+async def aput(self: Any, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+    """Pause before the checkpoint that follows the approval step or execute: the step's writes are saved
+    (put_writes), the checkpoint after them is not (a sync-durability run waits for this put)."""
+    thread = str(config["configurable"]["thread_id"])
+    values = checkpoint.get("channel_values") or {}
+    if "decision" in new_versions and (values.get("decision") or {}).get("decision") == "approve":
+        await reached("decision_writes", thread)
+    if "outcome" in new_versions and (values.get("outcome") or {}).get("status") == "executed":
+        await reached("execute_writes", thread)
+    return await real_put(self, config, checkpoint, metadata, new_versions)
 
 
 real_send = execute.send
@@ -52,6 +86,9 @@ def make_reason(deps: Any) -> Any:
     async def reason(state: Any, runtime: Any) -> Any:
         if (state.get("outcome") or {}).get("status") == "executed":
             await reached("after_execute")
+        messages = state.get("messages") or []
+        if messages and isinstance(messages[-1], HumanMessage) and state.get("decision") is None:
+            await reached("chat_reason")
         return await node(state, runtime)
 
     return reason
@@ -59,6 +96,7 @@ def make_reason(deps: Any) -> Any:
 
 execute.send = send
 builder.make_reason = make_reason  # type: ignore[assignment]
+AsyncRedisSaver.aput = aput  # type: ignore[method-assign]
 
 
 def main() -> None:

@@ -100,12 +100,17 @@ def test_round_trip_places_exactly_one_order(shared_url: str) -> None:
         assert opened[0]["take_profit"] == proposal["take_profit"]
         assert opened[0]["size"] == proposal["size_lots"]
 
-        # The same approval again: nothing waits any more, and no second order appears.
-        assert decide(client, session, proposal["proposal_id"], "approve").status_code == 409
+        # The same approval again: answered with how it ended (idempotent), and no second order appears.
+        again = decide(client, session, proposal["proposal_id"], "approve")
+        assert again.status_code == 200, again.text
+        body = again.json()
+        assert body["replayed"] is True and body["order"]["proposal_id"] == proposal["proposal_id"]
+        assert body["response"].startswith("(Already decided") and "EXECUTED" in body["response"]
         assert len(positions(client)) == 1
         after = counters(client)
-        assert after["approvals"] - before["approvals"] == 1  # the 409 one was not a decision
-        assert after["orders"] - before["orders"] == 1
+        assert after["orders"] - before["orders"] == 1  # the repeated answer placed and counted nothing
+        # An approval for a proposal this session never had still answers 409.
+        assert decide(client, session, "f" * 32, "approve").status_code == 409
 
 
 def test_an_order_approved_in_the_chat_is_reported_and_counted(shared_url: str) -> None:

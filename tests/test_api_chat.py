@@ -51,7 +51,15 @@ def test_chat_answers_with_the_seed_shape_plus_pending_approval(client: httpx.Cl
     response = client.post("/api/chat", json={"message": "hola copiloto", "session_id": sid()})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"response", "tools_used", "signal", "pending_approval", "order", "verdict"}
+    assert set(body) == {
+        "response",
+        "tools_used",
+        "signal",
+        "pending_approval",
+        "order",
+        "verdict",
+        "replayed",
+    }
     assert "Echo: hola copiloto" in body["response"]
     assert body["tools_used"] == [] and body["signal"] is None and body["pending_approval"] is None
     assert body["order"] is None

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, running_app, sse_events
+from tests.api_support import Script, api_settings, buy_command, running_app, sse_events
 
 
 @pytest.fixture
@@ -109,3 +109,50 @@ def test_cancel_stops_the_run_and_frees_the_session(
         state = client.get(f"/api/sessions/{session}").json()
         replies = [m["content"] for m in state["messages"] if m["role"] == "assistant"]
         assert replies == ["Echo: hello", "Echo: next"] and not state["interrupted_run"]
+
+
+def test_an_approval_sent_while_a_question_runs_waits_for_it_then_executes(
+    urls: tuple[str, str], script: Script
+) -> None:
+    """A question (a read-only turn) is running when the approval arrives, on another server process: the
+    approval is queued behind it (enqueue), not refused; the question's answer says the card still waits;
+    then the approval executes the proposal once. A second message meanwhile is refused (reject policy)."""
+    first, second = urls
+    session = sid()
+    with (
+        httpx.Client(base_url=first, timeout=60) as client,
+        httpx.Client(base_url=second, timeout=60) as other,
+    ):
+        asked = client.post("/api/chat", json={"message": buy_command(client), "session_id": session}).json()
+        proposal = asked["pending_approval"]
+        assert proposal is not None, asked
+        answers: dict[str, httpx.Response] = {}
+
+        def ask() -> None:
+            body = {"message": "a slow question about my proposal", "session_id": session}
+            answers["question"] = client.post("/api/chat", json=body)
+
+        question = threading.Thread(target=ask)
+        question.start()
+        assert script.entered.wait(30)  # the question is inside the model
+        busy = other.post("/api/chat", json={"message": "/portfolio", "session_id": session})
+        assert busy.status_code == 409 and int(busy.headers["retry-after"]) > 0
+
+        def approve() -> None:
+            decision = {"proposal_id": proposal["proposal_id"], "decision": "approve"}
+            answers["approval"] = other.post(f"/api/sessions/{session}/approval", json=decision)
+
+        approval = threading.Thread(target=approve)
+        approval.start()
+        approval.join(1.0)
+        assert approval.is_alive()  # queued behind the question, not answered 409
+        script.release.set()
+        question.join(30)
+        approval.join(30)
+        said = answers["question"].json()
+        assert said["pending_approval"]["proposal_id"] == proposal["proposal_id"]
+        assert "Still waiting for your decision" in said["response"]
+        done = answers["approval"]
+        assert done.status_code == 200 and done.json()["order"]["status"] == "executed", done.text
+        portfolio = client.get("/api/portfolio").json()
+        assert len(portfolio["positions"]) == 1

@@ -46,10 +46,13 @@ async def test_approve_places_exactly_one_sized_order(
             USER, SESSION, {"proposal_id": proposal["proposal_id"], "decision": "approve"}
         )
         assert result.pending_approval is None and "EXECUTED" in result.response
-        with pytest.raises(NoPendingApproval):
-            await copilot.decide(
-                USER, SESSION, {"proposal_id": proposal["proposal_id"], "decision": "approve"}
-            )
+        # The same approval again is answered with how it ended; nothing runs again.
+        again = await copilot.decide(
+            USER, SESSION, {"proposal_id": proposal["proposal_id"], "decision": "approve"}
+        )
+        assert again.replayed and again.order == result.order and "(Already decided" in again.response
+        with pytest.raises(NoPendingApproval):  # a proposal this session never had
+            await copilot.decide(USER, SESSION, {"proposal_id": "0" * 32, "decision": "approve"})
     held = await positions(services)
     assert len(held) == 1 and held[0].size == 0.2 and held[0].stop_loss == proposal["stop_loss"]
     kinds = [e["kind"] for e in await audit_of(services).entries()]
@@ -464,19 +467,25 @@ async def test_unknown_outcome_keeps_the_key_for_a_safe_retry(
 async def test_moving_on_after_a_lost_reply_asks_the_broker_before_saying_anything(
     make_copilot: CopilotFactory, services: Services
 ) -> None:
-    """A proposal whose send went unanswered is abandoned by a new message: the broker is asked under the
-    proposal's key, so the session says it executed (it did) instead of "nothing executed"."""
+    """A proposal whose send went unanswered still waits through a read-only message; a new proposal
+    replaces it, and the broker is asked under its key first, so the trader reads that it executed (it did)
+    instead of "nothing executed"."""
     services.broker = LostReply(services.broker)  # type: ignore[assignment]
     async with make_copilot() as copilot:
-        await propose(copilot, services)
+        first_proposal = await propose(copilot, services)
         first = await copilot.chat(USER, SESSION, "/approve")
         assert first.pending_approval is not None and first.pending_approval["attempts"] == 1
-        await copilot.chat(USER, SESSION, "/portfolio")
-        state = await copilot.state(USER, SESSION)
-        assert state is not None and state.pending_approval is None
-        said = [m["content"] for m in state.messages if m["role"] == "tool"]
-        assert any(s.startswith("EXECUTED") and "reply was lost" in s for s in said), said
-        assert not any("nothing executed" in s for s in said), said
+        held = await copilot.chat(USER, SESSION, "/portfolio")
+        assert held.pending_approval is not None and held.pending_approval["attempts"] == 1
+        levels = await buy_levels(services, stop_usd=7.0)
+        new = await copilot.chat(
+            USER, SESSION, f"/buy XAUUSD sl {levels['stop_loss']} tp {levels['take_profit']}"
+        )
+        assert new.pending_approval is not None
+        assert new.pending_approval["proposal_id"] != first_proposal["proposal_id"]
+        notice = str(new.pending_approval["notice"])
+        assert notice.startswith("EXECUTED") and "reply was lost" in notice, notice
+        assert "nothing executed" not in notice.lower(), notice
     assert len(await positions(services)) == 1
 
 

@@ -76,7 +76,9 @@ def test_approval_requested_on_one_process_is_resumed_on_another(servers: list[s
     decision = {"proposal_id": proposal["proposal_id"], "decision": "approve"}
     done = b.post(f"/api/sessions/{session}/approval", json=decision)
     assert done.status_code == 200 and done.json()["response"].startswith("EXECUTED"), done.text
-    assert a.post(f"/api/sessions/{session}/approval", json=decision).status_code == 409
+    again = a.post(f"/api/sessions/{session}/approval", json=decision)  # the same approval, on process A
+    assert again.status_code == 200 and again.json()["replayed"] is True, again.text
+    assert "EXECUTED" in again.json()["response"]
     positions = a.get("/api/portfolio").json()["positions"]
     assert [p["size"] for p in positions] == [proposal["size_lots"]]
 
@@ -89,11 +91,14 @@ def test_a_doubled_approval_across_processes_places_one_order(servers: list[str]
     proposal_id = asked.json()["pending_approval"]["proposal_id"]
     decision = {"proposal_id": proposal_id, "decision": "approve"}
 
-    def approve(i: int) -> int:
-        return clients[i % 2].post(f"/api/sessions/{session}/approval", json=decision).status_code
+    def approve(i: int) -> tuple[int, bool]:
+        answer = clients[i % 2].post(f"/api/sessions/{session}/approval", json=decision)
+        return answer.status_code, bool(answer.json().get("replayed"))
 
     with ThreadPoolExecutor(max_workers=6) as pool:
-        codes = list(pool.map(approve, range(6)))
-    assert codes.count(200) == 1 and codes.count(409) == 5, codes
+        answers = list(pool.map(approve, range(6)))
+    # Queued one behind the other: one places the order, the five others answer with its outcome.
+    assert [code for code, _ in answers] == [200] * 6, answers
+    assert sorted(replayed for _, replayed in answers) == [False] + [True] * 5, answers
     after = clients[1].get("/api/portfolio").json()["positions"]
     assert len(after) == before + 1

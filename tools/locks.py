@@ -94,11 +94,13 @@ class Leases:
         ms = int(await self.redis.pttl(self.key(user_id, session_id)))
         return max(1, math.ceil(ms / 1000)) if ms > 0 else 1
 
-    async def take(self, user_id: str, session_id: str) -> str:
+    async def take(self, user_id: str, session_id: str, wait: bool | None = None) -> str:
+        """The owner token; `wait` (default: the policy) queues behind the current holder for at most
+        wait_seconds, else LeaseHeld at once."""
         token = await self.acquire(user_id, session_id)
         if token is not None:
             return token
-        if self.wait:  # "wait" policy: queue behind the running turn, for at most wait_seconds
+        if self.wait if wait is None else wait:  # queue behind the running turn
             deadline = asyncio.get_running_loop().time() + self.wait_seconds
             while asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(self.poll_seconds)

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from graph.context import Context
 from graph.deps import Deps, Node, run_thread_id
 from graph.messages import removals
+from graph.pending import expired, expired_text, held_message
 from graph.state import TURN_RESET, State
 from tools.schemas import JsonObject
 
@@ -65,17 +66,13 @@ def make_load_context(deps: Deps) -> Node:
         update = State(**TURN_RESET, **await context_snapshots(deps, ctx))
         messages = list(state.get("messages", []))
         reorder: list[BaseMessage] = []
-        proposal = state.get("proposal")
-        stale = proposal is not None and bool(messages) and isinstance(messages[-1], HumanMessage)
-        abandoned = await _abandon_stale(deps, ctx, state) if stale else None
-        if abandoned is not None and proposal is not None:
-            await deps.audit.append("abandoned", ctx.user_id, run_thread_id(), proposal)
-            update["proposal"] = update["pending_call"] = None
+        answer = await _answer_pending(deps, ctx, state, update) if _waiting(state, messages) else None
+        if answer is not None:
             # The answer to the open tool call must precede the new question: re-append the question after it.
             human = messages.pop()
             again = HumanMessage(content=human.content, id=str(uuid.uuid4()))
-            reorder = [RemoveMessage(id=str(human.id)), abandoned, again]
-            messages += [abandoned, again]
+            reorder = [RemoveMessage(id=str(human.id)), answer, again]
+            messages += [answer, again]
         # add_messages also takes RemoveMessage updates; the state's type names only what it stores.
         update["messages"] = cast(list[AnyMessage], [*removals(messages, stored_message_cap(deps)), *reorder])
         return update
@@ -83,27 +80,23 @@ def make_load_context(deps: Deps) -> Node:
     return load_context
 
 
-async def _abandon_stale(deps: Deps, ctx: Context, state: State) -> ToolMessage | None:
-    """A proposal left pending when the trader moved on: answer its tool call so the history stays valid.
+def _waiting(state: State, messages: list[AnyMessage]) -> bool:
+    """A proposal was pending when the trader sent this turn's message (instead of a decision)."""
+    return bool(state.get("proposal") and state.get("pending_call") and messages) and isinstance(
+        messages[-1], HumanMessage
+    )
 
-    "Nothing executed" is said only when it is known: a proposal whose earlier send went unanswered
-    (`attempts`) is looked up at the broker under its key first.
-    """
+
+async def _answer_pending(deps: Deps, ctx: Context, state: State, update: State) -> ToolMessage | None:
+    """The pending proposal's open call answered before the new message: held (it stays pending through
+    the turn, see graph.pending) or, past its expiry, cancelled."""
     call, proposal = state.get("pending_call"), state.get("proposal")
     if not proposal or not call:
         return None
-    content = "Proposal abandoned: the trader sent a new message instead of deciding; nothing executed."
-    if proposal["attempts"]:
-        try:
-            found = await deps.services.broker.find_order(proposal["proposal_id"], ctx.account_id)
-        except Exception as exc:
-            content = (
-                "Proposal abandoned; whether its earlier, unanswered attempt was placed is unknown "
-                f"(the broker could not be asked: {exc}). Check /portfolio."
-            )
-        else:
-            if found is not None and found.success:
-                content = f"EXECUTED: {found.message} (the earlier attempt's reply was lost; it was placed)."
-            elif found is not None:
-                content = f"Proposal abandoned; the broker refused the earlier attempt: {found.message}"
-    return ToolMessage(content=content, tool_call_id=call["id"], name=call["name"])
+    if not expired(proposal, deps.now()):
+        return held_message(call, proposal)
+    await deps.audit.append("expired", ctx.user_id, run_thread_id(), proposal)
+    update["proposal"] = update["pending_call"] = None
+    return ToolMessage(
+        content=expired_text(proposal), tool_call_id=call["id"], name=call["name"], status="error"
+    )

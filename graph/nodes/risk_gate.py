@@ -12,6 +12,7 @@ from graph.approval import PendingCall, VerdictSummary
 from graph.context import Context
 from graph.deps import Deps, Node, run_thread_id
 from graph.messages import open_tool_calls
+from graph.pending import abandoned_text
 from graph.proposals import Blocked, Priced, price_position, price_trade
 from graph.risk import TradeIdea
 from graph.state import State
@@ -66,6 +67,17 @@ async def judge(deps: Deps, ctx: Context, call: PendingCall) -> tuple[Priced | N
     return priced, priced.verdict.summary()
 
 
+async def supersede(deps: Deps, ctx: Context, state: State) -> str | None:
+    """A new proposal call while one still waits (it survived a read-only turn, graph.pending): the waiting
+    one is abandoned, and the line saying so; None when nothing was waiting. Its open call was already
+    answered (PENDING) at the start of the turn."""
+    old = state.get("proposal")
+    if old is None or state.get("pending_call") is None:
+        return None
+    await deps.audit.append("abandoned", ctx.user_id, run_thread_id(), old)
+    return await abandoned_text(deps, ctx, old, "replaced by a new proposal")
+
+
 def blocked_text(reasons: list[str]) -> str:
     return "BLOCKED by the risk rules, nothing was executed:\n" + "\n".join(f"- {r}" for r in reasons)
 
@@ -73,6 +85,9 @@ def blocked_text(reasons: list[str]) -> str:
 def make_risk_gate(deps: Deps) -> Node:
     async def risk_gate(state: State, runtime: Runtime[Context]) -> State:
         ctx = runtime.context or Context()
+        replaced = await supersede(deps, ctx, state)
+        if replaced is not None:  # the new call is gated, not the old proposal's
+            state = State(**{**state, "pending_call": None, "proposal": None})
         call, extra = first_call(state)
         if call is None:  # routing only sends proposal calls here; nothing to gate
             return State(pending_call=None, proposal=None)
@@ -85,9 +100,8 @@ def make_risk_gate(deps: Deps) -> Node:
         await deps.audit.append("verdict", ctx.user_id, run_thread_id(), audit)
         tools_used = [*state.get("tools_used", []), call["name"]]
         if priced is None or not verdict["passed"]:
-            message = ToolMessage(
-                blocked_text(verdict["reasons"]), tool_call_id=call["id"], name=call["name"], status="error"
-            )
+            said = "\n".join(t for t in (blocked_text(verdict["reasons"]), replaced) if t)
+            message = ToolMessage(said, tool_call_id=call["id"], name=call["name"], status="error")
             # A blocked proposal counts as a tool round, so a model insisting on it cannot loop forever.
             return State(
                 messages=[*extra, message],
@@ -101,6 +115,8 @@ def make_risk_gate(deps: Deps) -> Node:
         requote_of = previous["proposal_id"] if previous and previous["status"] == "requote" else None
         ttl = deps.settings.risk.proposal_ttl_seconds
         proposal = priced.proposal(uuid.uuid4().hex, deps.now(), ttl, requote_of)
+        if replaced:
+            proposal["notice"] = "\n".join(n for n in (replaced, proposal["notice"]) if n)
         await deps.audit.append("proposal", ctx.user_id, run_thread_id(), proposal)
         return State(
             messages=extra, verdict=verdict, proposal=proposal, pending_call=call, tools_used=tools_used

@@ -59,7 +59,7 @@ def busy(session_id: str, retry_after: int) -> HTTPException:
 def record_result(metrics: Metrics, kind: str, result: JsonObject | None) -> None:
     metrics.graph_runs.labels(kind, "ok" if result is not None else "error").inc()
     order = (result or {}).get("order")
-    if order:  # a chat "/approve" counts as much as the approval endpoint
+    if order and not (result or {}).get("replayed"):  # a chat "/approve" counts as much as the endpoint
         metrics.orders.labels(str(order.get("status", "unknown"))).inc()
 
 
@@ -120,11 +120,18 @@ class RunRegistry:
         return run if run is not None and not run.done else None
 
     async def start(
-        self, user_id: str, session_id: str, kind: str, events: Callable[[], AsyncIterator[Event]]
+        self,
+        user_id: str,
+        session_id: str,
+        kind: str,
+        events: Callable[[], AsyncIterator[Event]],
+        queue: bool = False,
     ) -> Run:
-        """Take the session's lease (409 when busy) and start the run; it outlives the request."""
+        """Take the session's lease and start the run; it outlives the request. When the session is busy:
+        `queue` (decisions) waits behind the running turn, anything else follows `server.busy_policy`
+        (409, or wait)."""
         try:
-            token = await self.locks.take(user_id, session_id)
+            token = await self.locks.take(user_id, session_id, wait=True if queue else None)
         except LeaseHeld as exc:
             self.metrics.busy.inc()
             raise busy(session_id, exc.retry_after) from None
@@ -191,15 +198,17 @@ class Runner:
     def locks(self) -> Leases:
         return self.registry.locks
 
-    async def once(self, session_id: str, kind: str, call: Callable[[], Awaitable[ChatResult]]) -> ChatResult:
-        """A JSON answer: start the run, wait for it (a dropped client does not stop it), raise what it
-        raised (the app maps facade errors to HTTP)."""
+    async def once(
+        self, session_id: str, kind: str, call: Callable[[], Awaitable[ChatResult]], queue: bool = False
+    ) -> ChatResult:
+        """A JSON answer: start the run (`queue`: behind a running one), wait for it (a dropped client does
+        not stop it), raise what it raised (the app maps facade errors to HTTP)."""
 
         async def events() -> AsyncIterator[Event]:
             result = await call()
             yield {"event": "final", "data": result.model_dump()}
 
-        run = await self.registry.start(self.user, session_id, kind, events)
+        run = await self.registry.start(self.user, session_id, kind, events, queue)
         assert run.task is not None
         await asyncio.shield(run.task)
         if run.error is not None:
@@ -210,10 +219,10 @@ class Runner:
         return ChatResult.model_validate(final)
 
     async def stream(
-        self, session_id: str, kind: str, events: Callable[[], AsyncIterator[Event]]
+        self, session_id: str, kind: str, events: Callable[[], AsyncIterator[Event]], queue: bool = False
     ) -> StreamingResponse:
         """Take the lease before answering (so busy is a real 409), then stream a view on the run."""
-        return follow_response(await self.registry.start(self.user, session_id, kind, events))
+        return follow_response(await self.registry.start(self.user, session_id, kind, events, queue))
 
     async def state(self, session_id: str) -> SessionState:
         """Sessions are per user: someone else's session id answers 404, exactly like an unknown one. A run
@@ -248,9 +257,11 @@ async def session_lease(
 async def settled_state(
     copilot: Copilot, locks: Leases, user_id: str, session_id: str
 ) -> SessionState | None:
-    """The session's state, after completing a run a crash interrupted (when no run holds the session)."""
+    """The session's state, after completing what a crash left unfinished (a decision run cut short, a chat
+    turn whose worker died) when no run holds the session."""
     state = await copilot.state(user_id, session_id)
-    if state is None or not state.interrupted_run:
+    due = state is not None and state.interrupted_run
+    if not due and not await copilot.turn_open(user_id, session_id):
         return state
     token = await locks.acquire(user_id, session_id)
     if token is None:  # a run (or another process's recovery) is on it
@@ -272,8 +283,8 @@ async def sweep(copilot: Copilot, locks: Leases, rounds: int = 4) -> int:
             await asyncio.sleep(locks.lease_seconds)
         left = 0
         for user_id, session_id in await copilot.interrupted_sessions():
-            state = await settled_state(copilot, locks, user_id, session_id)
-            if state is not None and not state.interrupted_run:
+            await settled_state(copilot, locks, user_id, session_id)
+            if not await copilot.unfinished(user_id, session_id):
                 done += 1
                 log.info("completed the interrupted run of %s/%s", user_id, session_id)
             else:

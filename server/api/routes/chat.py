@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from graph.schemas import ChatResult
+from graph.slash import DecisionCommand, parse_slash
 from server.api.deps import RunnerDep, SettingsDep
 from server.api.models import ChatRequest
 from server.api.responses import CHAT_STREAM, CHAT_TURN
@@ -25,7 +26,10 @@ async def chat(body: ChatRequest, run: RunnerDep, settings: SettingsDep) -> Chat
     check_message(body.message, settings)
     copilot, user = run.copilot, run.user
     return await run.once(
-        body.session_id, "chat", lambda: copilot.chat(user, body.session_id, body.message, body.symbol)
+        body.session_id,
+        "chat",
+        lambda: copilot.chat(user, body.session_id, body.message, body.symbol),
+        queue=is_decision(body.message),
     )
 
 
@@ -35,5 +39,13 @@ async def chat_stream(body: ChatRequest, run: RunnerDep, settings: SettingsDep) 
     check_message(body.message, settings)
     copilot, user = run.copilot, run.user
     return await run.stream(
-        body.session_id, "chat", lambda: copilot.stream(user, body.session_id, body.message, body.symbol)
+        body.session_id,
+        "chat",
+        lambda: copilot.stream(user, body.session_id, body.message, body.symbol),
+        queue=is_decision(body.message),
     )
+
+
+def is_decision(message: str) -> bool:
+    """A typed /approve or /reject: queued behind a running turn like the approval endpoint's decisions."""
+    return isinstance(parse_slash(message), DecisionCommand)

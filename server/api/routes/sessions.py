@@ -26,7 +26,7 @@ from server.api.responses import (
     unprocessable,
 )
 from server.api.routes.chat import STREAM_DOC
-from server.api.runs import NOTHING_PENDING, Runner, busy, follow_response, session_lease
+from server.api.runs import Runner, busy, follow_response, session_lease
 from server.metrics import Metrics
 
 router = APIRouter(prefix="/api", tags=["sessions"])
@@ -89,11 +89,10 @@ async def cancel_run(session_id: SessionId, run: RunnerDep) -> StatusResponse:
 async def pending_decision(
     session_id: SessionId, body: DecisionRequest, run: RunnerDep, metrics: MetricsDep
 ) -> Decision:
-    """The body as the graph's Decision: 404 for another user's (or no) session, 409 when nothing waits for
-    a decision; counts the decision."""
-    state = await run.state(session_id)
-    if state.pending_approval is None and not state.interrupted_run:
-        raise HTTPException(409, NOTHING_PENDING)
+    """The body as the graph's Decision: 404 for another user's (or no) session (a crash's leftovers are
+    completed first); counts the decision. Whether anything waits for it is decided in the run, behind any
+    run in progress: a decision already applied answers with its outcome, nothing at all with 409."""
+    await run.state(session_id)
     metrics.approvals.labels(body.decision).inc()
     return body.as_decision()
 
@@ -104,9 +103,8 @@ PendingDecision = Annotated[Decision, Depends(pending_decision)]
 @router.post("/sessions/{session_id}/approval", response_model=ChatResult, responses=DECIDE)
 async def decide(session_id: SessionId, decision: PendingDecision, run: RunnerDep) -> ChatResult:
     """Approve, edit (size_lots, stop_loss, take_profit) or reject the pending proposal."""
-    return await run.once(
-        session_id, decision["decision"], partial(run.copilot.decide, run.user, session_id, decision)
-    )
+    decide = partial(run.copilot.decide, run.user, session_id, decision)
+    return await run.once(session_id, decision["decision"], decide, queue=True)
 
 
 @router.post(
@@ -120,7 +118,7 @@ async def decide_stream(
 ) -> StreamingResponse:
     """The approval decision, followed live (the order's execution and the model's comment)."""
     follow = partial(run.copilot.stream_decision, run.user, session_id, decision)
-    return await run.stream(session_id, decision["decision"], follow)
+    return await run.stream(session_id, decision["decision"], follow, queue=True)
 
 
 async def _locked(

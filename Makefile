@@ -70,6 +70,7 @@ bench: setup
 	$(PY) -m bench.bench_stack
 	$(PY) -m bench.bench_import
 	$(PY) -m bench.bench_api --runs 20
+	$(PY) -m bench.bench_notices --runs 20
 	$(PY) -m bench.bench_prompt
 
 clean:

@@ -40,21 +40,27 @@ def open_position(client: httpx.Client, session: str, sl_usd: float, tp_usd: flo
     return int(order["ticket"])
 
 
-def read_events(client: httpx.Client, until: str, last_event_id: str | None = None) -> list[tuple[str, dict]]:
-    """SSE frames of GET /api/events until one named `until` (or the stream's end)."""
+def read_events(
+    client: httpx.Client, until: str, last_event_id: str | None = None, symbol: str = "XAUUSD"
+) -> tuple[list[tuple[str, dict]], str | None]:
+    """SSE frames of GET /api/events until one named `until` (or the stream's end), and the last id seen
+    (the stream opens with its position: an `id:` without data)."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
     events: list[tuple[str, dict]] = []
-    with client.stream("GET", "/api/events", headers=headers) as response:
+    seen_id = None
+    with client.stream("GET", f"/api/events?symbol={symbol}", headers=headers) as response:
         assert response.status_code == 200
         name = None
         for line in response.iter_lines():
-            if line.startswith("event:"):
+            if line.startswith("id:"):
+                seen_id = line[3:].strip()
+            elif line.startswith("event:"):
                 name = line[6:].strip()
             elif line.startswith("data:") and name:
                 events.append((name, json.loads(line[5:])))
                 if name == until:
                     break
-    return events
+    return events, seen_id
 
 
 def test_bars_end_at_the_market_clock_and_switch_timeframes(live: tuple[FastAPI, httpx.Client]) -> None:
@@ -84,8 +90,8 @@ def test_the_event_stream_pushes_a_close_by_the_market_with_no_request(
 ) -> None:
     app, client = live
     ticket = open_position(client, "ev-1", sl_usd=4, tp_usd=6)
-    first = read_events(client, until="portfolio")
-    assert [n for n, _ in first][:2] == ["market", "portfolio"]
+    first, position = read_events(client, until="portfolio")
+    assert [n for n, _ in first][:2] == ["market", "portfolio"] and first[0][1]["available"] is True
     assert [p["ticket"] for p in first[-1][1]["positions"]] == [ticket]
     assert client.get("/api/trades").json()["trades"] == []
     clock = app.state.copilot.services.clock
@@ -96,10 +102,13 @@ def test_the_event_stream_pushes_a_close_by_the_market_with_no_request(
     trades = client.get("/api/trades").json()["trades"]
     assert [t["ticket"] for t in trades] == [ticket] and trades[0]["reason"] in ("sl", "tp")
     assert trades[0]["duration_seconds"] > 0
-    # A page that reconnects from before the close gets the close replayed, with its position.
-    replay = read_events(client, until="fill", last_event_id="1-0")
-    fill = next(data for name, data in replay if name == "fill")
-    assert fill["ticket"] == str(ticket) and fill["kind"] == trades[0]["reason"]
+    # A page that reconnects from its position before the close gets the close (only), with its id.
+    replay, close_id = read_events(client, until="fill", last_event_id=position)
+    fills = [data for name, data in replay if name == "fill"]
+    assert [(f["ticket"], f["kind"]) for f in fills] == [(str(ticket), trades[0]["reason"])]
+    assert close_id != position
+    again, _ = read_events(client, until="market", last_event_id=close_id)
+    assert "fill" not in [n for n, _ in again]  # from the close's id on, nothing is sent twice
     perf = client.get("/api/performance").json()
     assert perf["trades"] == 1 and perf["pnl_usd"] == trades[0]["pnl_usd"]
     assert perf["equity"][0]["balance_usd"] == 10_000 and perf["daily"][0]["trades"] == 1
@@ -107,18 +116,43 @@ def test_the_event_stream_pushes_a_close_by_the_market_with_no_request(
 
 def test_an_alert_triggered_by_the_market_is_pushed(live: tuple[FastAPI, httpx.Client]) -> None:
     app, client = live
+    _, position = read_events(client, until="market")
     bid = float(client.get("/api/quote/XAUUSD").json()["bid"])
     client.post("/api/chat", json={"message": f"/alert XAUUSD below {bid - 1:.2f} dip", "session_id": "al-1"})
     for _ in range(40):
         app.state.copilot.services.clock.history_anchor += timedelta(minutes=30)
-        events = read_events(client, until="market", last_event_id="0-0")
+        events, _ = read_events(client, until="market", last_event_id=position)
         alerts = [d for n, d in events if n == "alert"]
         if alerts:
             break
     else:
-        events = read_events(client, until="alert", last_event_id="0-0")
+        events, _ = read_events(client, until="alert", last_event_id=position)
         alerts = [d for n, d in events if n == "alert"]
     assert alerts and alerts[0]["status"] == "triggered" and alerts[0]["message"] == "dip"
+
+
+def test_a_stale_symbol_says_so_once_and_the_accounts_notices_keep_flowing(
+    live: tuple[FastAPI, httpx.Client],
+) -> None:
+    """EURUSD's history ends in 2018: its stream has no quote to show, but the XAUUSD fill still arrives."""
+    _, client = live
+    _, position = read_events(client, until="market")
+    ticket = open_position(client, "ev-stale", sl_usd=4, tp_usd=6)
+    for symbol, why in (
+        ("EURUSD", "EURUSD has no recent price"),
+        ("gbpusd", "no market data loaded for GBPUSD"),
+    ):
+        events, _ = read_events(client, until="fill", last_event_id=position, symbol=symbol)
+        markets = [d for n, d in events if n == "market"]
+        assert len(markets) == 1 and markets[0]["available"] is False and why in markets[0]["reason"], markets
+        assert markets[0]["symbol"] == symbol.upper() and "problem" not in [n for n, _ in events]
+        fill = next(d for n, d in events if n == "fill")
+        assert (fill["ticket"], fill["kind"], fill["symbol"]) == (str(ticket), "open", "XAUUSD")
+        assert [p["ticket"] for p in next(d for n, d in events if n == "portfolio")["positions"]] == [ticket]
+    events, _ = read_events(client, until="fill", last_event_id=position, symbol="NOPE")
+    assert events[0] == ("market", {**events[0][1], "symbol": "NOPE", "available": False})
+    assert "unknown symbol 'NOPE'" in events[0][1]["reason"] and "XAUUSD" in events[0][1]["reason"]
+    assert [d["ticket"] for n, d in events if n == "fill"] == [str(ticket)]
 
 
 def test_openapi_declares_the_api_key_scheme(live: tuple[FastAPI, httpx.Client]) -> None:

@@ -22,9 +22,11 @@ from tools.alerts import RedisAlerts
 from tools.broker.api import router
 from tools.broker.factory import build_broker
 from tools.broker.http import HttpAlerts, HttpBroker
+from tools.broker.observed import ObservedHttpBroker
 from tools.broker.paper import PaperBroker
 from tools.market.clock import ManualClock
 from tools.market.csv_store import CsvMarketData
+from tools.notices import read_notices
 from tools.protocols import ServiceError
 from tools.schemas import AlertRequest, OrderRequest, SymbolSpec
 
@@ -246,3 +248,30 @@ def test_factory_picks_http_when_a_trading_url_is_set(
     )
     broker, alerts = build_broker(remote_settings, redis_client, market, clock, specs)
     assert isinstance(broker, HttpBroker) and isinstance(alerts, HttpAlerts)
+
+
+async def test_the_fills_this_process_observes_from_the_platform_are_one_notice_each(
+    base_url: str, redis_client: aioredis.Redis, market_world: World, settings: Settings
+) -> None:
+    """The platform (here a paper broker under another key prefix, as a separate deployment would be)
+    commits the fill; the answer to our own order or close is announced once, also when it is sent again."""
+    ours = settings.model_copy(
+        update={"redis": settings.redis.model_copy(update={"prefix": "obs-" + settings.redis.prefix})}
+    )
+    brokers = [
+        ObservedHttpBroker(base_url, 10, 2, redis=redis_client, clock=market_world[0], settings=ours)
+        for _ in range(2)  # two server processes
+    ]
+    try:
+        placed = [await b.place_order(await order(market_world, account_id="desk"), "obs-1") for b in brokers]
+        closed = [await b.close_position(placed[0].ticket or 0, "obs-c", "desk") for b in brokers]
+    finally:
+        for b in brokers:
+            await b.aclose()
+    assert placed[1].duplicate and closed[1].duplicate and closed[0].success
+    got = await read_notices(redis_client, ours.redis.prefix, "desk", "0-0", None)
+    assert [(n.kind, n.data["kind"], n.data["ticket"], n.data["key"]) for n in got] == [
+        ("fill", "open", str(placed[0].ticket), "obs-1"),
+        ("fill", "manual", str(placed[0].ticket), "obs-c"),
+    ]
+    assert float(got[0].data["price"]) == placed[0].executed_price and got[0].data["symbol"] == "XAUUSD"

@@ -111,7 +111,8 @@ async def test_key_is_scoped_per_account_and_reuse_for_another_request_changes_n
     quote = await market_world[1].get_quote("XAUUSD")
     mine = await broker.place_order(buy(bid=quote.bid), "k")
     theirs = await broker.place_order(buy(bid=quote.bid, account_id="other"), "k")
-    assert mine.success and theirs.success and not theirs.duplicate and theirs.ticket != mine.ticket
+    assert mine.success and theirs.success and not theirs.duplicate  # (tickets are per account: both #1)
+    assert [p.size for p in (await broker.get_portfolio("other")).positions] == [0.1]
     reused = await broker.place_order(buy(lots=0.5, bid=quote.bid), "k")
     assert reused.duplicate and reused.ticket == mine.ticket and "different request" in reused.message
     assert [p.size for p in (await broker.get_portfolio()).positions] == [0.1]
@@ -265,4 +266,7 @@ async def test_accounts_start_with_the_configured_balance_and_keys_use_the_prefi
     await paper.place_order(buy(bid=quote.bid, account_id="fresh"), "p")
     keys = [k async for k in redis_client.scan_iter(match=f"{settings.redis.prefix}*")]
     assert any(":paper:fresh:" in k for k in keys)
-    assert all(k.startswith(f"{settings.redis.prefix}paper:") for k in keys)
+    # The ledger under paper:, the account's notice stream (fills and alerts) under notices:.
+    assert all(
+        k.startswith((f"{settings.redis.prefix}paper:", f"{settings.redis.prefix}notices:")) for k in keys
+    )

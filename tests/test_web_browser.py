@@ -396,7 +396,8 @@ def test_live_feed_updates_the_page_with_no_user_action(
     browser: Browser, redis_server: EmbeddedRedis, shared_data: Path, tmp_path: Path
 ) -> None:
     """A position whose TP the advancing market reaches: the page shows the new time, prices and P&L, the
-    close as a notice in the chat, the closed trade in the history, with no click or message."""
+    close as a notice in the chat, the closed trade in the history, with no click or message — also while
+    the picker shows a symbol with no current price."""
     settings = api_settings(redis_server.url, shared_data, tmp_path, broker={"tick_seconds": 1})
     app: FastAPI = create_app(settings, chat_model=scripted_model(Script()))
     with serve_app(app) as url:
@@ -418,6 +419,11 @@ def test_live_feed_updates_the_page_with_no_user_action(
             clock.history_anchor += timedelta(minutes=3)  # the market moves on; the trader does nothing
             expect(page.locator("#market-time")).not_to_have_attribute("data-now", shown or "")
             expect(page.locator("#bid")).to_have_text(re.compile(r"^\d+\.\d\d$"))
+            # EURUSD's history ends in 2018: the header says there is no price; the XAUUSD close still comes.
+            page.select_option("#symbol", "EURUSD")
+            expect(page.locator("#live")).to_have_text("no EURUSD price")
+            expect(page.locator("#live")).to_have_attribute("title", re.compile("EURUSD has no recent price"))
+            expect(page.locator("#bid")).to_have_text("—")
             for _ in range(40):  # walk the market forward until the SL or TP is hit
                 if page.get_by_test_id("notice").count():
                     break
@@ -425,6 +431,7 @@ def test_live_feed_updates_the_page_with_no_user_action(
                 page.wait_for_timeout(700)
             notice = page.get_by_test_id("notice").last
             expect(notice).to_contain_text(re.compile(r"closed by its (stop loss|take profit)"))
+            expect(notice).to_have_attribute("data-notice-id", re.compile(r"^\d+-\d+$"))  # its stream id
             expect(page.get_by_test_id("position")).to_have_count(0)
             expect(page.get_by_test_id("closed-trade")).to_have_count(1)
             expect(page.get_by_test_id("closed-trade").locator(".reason")).to_have_text(

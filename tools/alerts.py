@@ -9,6 +9,7 @@ from redis.exceptions import WatchError
 
 from tools.broker.ledger import RedisAccountService, text
 from tools.broker.pricing import past
+from tools.notices import notices_key, queue_notice
 from tools.protocols import UnknownSymbolError
 from tools.schemas import Alert, AlertRequest, Bar
 
@@ -58,7 +59,7 @@ class RedisAlerts(RedisAccountService):
             for account in sorted(text(a) for a in await self._redis.smembers(self._accounts_key())):
                 fired += await self.check(account)
             return fired
-        key = self._key(account_id)
+        key, notices = self._key(account_id), notices_key(self._prefix, account_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -70,6 +71,9 @@ class RedisAlerts(RedisAccountService):
                     pipe.multi()
                     for alert in updates:
                         pipe.hset(key, alert.alert_id, alert.model_dump_json())
+                        if alert.status == "triggered":  # its notice commits with the trigger, once
+                            notice = _public(alert).model_dump(mode="json")
+                            queue_notice(pipe, notices, self._notices_ttl, "alert", notice)
                     await pipe.execute()
                     return [_public(a) for a in updates if a.status == "triggered"]
                 except WatchError:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tools.alerts import RedisAlerts
-from tools.broker.http import HttpAlerts, HttpBroker
+from tools.broker.http import HttpAlerts
+from tools.broker.observed import ObservedHttpBroker
 from tools.broker.paper import PaperBroker
 from tools.protocols import AlertService, Broker, Clock, MarketData
 from tools.schemas import SymbolSpec
@@ -26,5 +27,6 @@ def build_broker(
     url = settings.services.trading_url
     if url:
         timeout, retries = settings.tools.timeout, settings.tools.retry_count
-        return HttpBroker(url, timeout, retries), HttpAlerts(url, timeout, retries)
+        broker = ObservedHttpBroker(url, timeout, retries, redis=redis, clock=clock, settings=settings)
+        return broker, HttpAlerts(url, timeout, retries)
     return PaperBroker(redis, market, clock, specs, settings), RedisAlerts(redis, market, clock, settings)

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from redis.asyncio.client import Pipeline, Redis
 
 from tools.broker.pricing import ExitReason
+from tools.notices import notices_key, queue_notice
 from tools.schemas import Side
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class RedisAccountService:
         self._market = market
         self._clock = clock
         self._prefix = settings.redis.prefix
+        self._notices_ttl = settings.redis.ttl
         self.account_id = account_id
 
 
@@ -75,7 +77,9 @@ class Keys:
         self.realized = self.base + "realized"  # zset: "ticket:pnl" scored by close time (epoch s)
         self.orders = self.base + "orders"  # list of order/close/modify records, append-only
         self.fills = self.base + "fills"  # stream of fills, append-only
-        self.tickets = f"{prefix}paper:ticket_seq"  # shared so tickets are unique across accounts
+        self.tickets = self.base + "ticket_seq"  # per account: one account's numbers say nothing of another's
+        self.legacy_tickets = f"{prefix}paper:ticket_seq"  # the shared counter of earlier versions
+        self.notices = notices_key(prefix, account_id)  # the account's notice stream (tools/notices.py)
         self.accounts = f"{prefix}paper:accounts"  # set of account ids (for the background ticker)
 
     def idem(self, key: str) -> str:
@@ -125,8 +129,11 @@ async def read_book(pipe: Redis | Pipeline, keys: Keys, initial_balance_usd: flo
     return Book(float(text(balance)), positions, exists=True)
 
 
-def queue_writes(pipe: Pipeline, keys: Keys, account_id: str, book: Book, fx: Effects) -> None:
-    """Queue the effects after MULTI; they apply together or (on a WATCH conflict) not at all."""
+def queue_writes(
+    pipe: Pipeline, keys: Keys, account_id: str, book: Book, fx: Effects, notices_ttl: int
+) -> None:
+    """Queue the effects after MULTI; they apply together or (on a WATCH conflict) not at all. Each fill is
+    also the account's notice, in the same transaction: no fill without its notice, no notice twice."""
     if not book.exists:
         pipe.hset(keys.account, "balance_usd", repr(book.balance_usd))
         pipe.sadd(keys.accounts, account_id)
@@ -141,8 +148,20 @@ def queue_writes(pipe: Pipeline, keys: Keys, account_id: str, book: Book, fx: Ef
         pipe.zadd(keys.realized, {f"{trade.ticket}:{trade.pnl_usd}": trade.close_time.timestamp()})
     for fill in fx.fills:
         pipe.xadd(keys.fills, fill)  # type: ignore[arg-type]
+        queue_notice(pipe, keys.notices, notices_ttl, "fill", fill)
     for order in fx.orders:
         pipe.rpush(keys.orders, json.dumps(order, default=str))
+
+
+async def draw_ticket(pipe: Pipeline, keys: Keys, book: Book) -> int:
+    """The account's next ticket (1, 2, ... per account), in the pipeline's immediate (WATCH) mode. An account
+    from before tickets were numbered per account continues above the old shared counter, so its tickets
+    stay unique."""
+    if book.exists and not await pipe.exists(keys.tickets):
+        legacy = await pipe.get(keys.legacy_tickets)
+        if legacy is not None:
+            await pipe.set(keys.tickets, text(legacy), nx=True)
+    return int(await pipe.incr(keys.tickets))
 
 
 def text(value: Any) -> str:

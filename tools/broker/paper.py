@@ -340,10 +340,10 @@ class PaperBroker(RedisAccountService):
                         return _replay(text(prior), fingerprint)
                     book = await ledger.read_book(pipe, keys, self._cfg.initial_balance)
                     # Tickets are drawn before MULTI (INCR is not watched); a retried attempt just skips one.
-                    ticket = int(await pipe.incr(keys.tickets)) if request["op"] == "place" else 0
+                    ticket = await ledger.draw_ticket(pipe, keys, book) if request["op"] == "place" else 0
                     result, fx = decide(book, ticket)
                     pipe.multi()
-                    ledger.queue_writes(pipe, keys, account, book, fx)
+                    ledger.queue_writes(pipe, keys, account, book, fx, self._notices_ttl)
                     if key is not None:
                         record = {"fingerprint": fingerprint, "result": result.model_dump(mode="json")}
                         pipe.set(keys.idem(key), json.dumps(record))

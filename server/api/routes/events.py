@@ -1,13 +1,12 @@
 """The trader's live feed: one Server-Sent Events stream per page with quotes, P&L, fills, SL/TP and alerts.
 
-Each stream polls the services once a second for its own user rather than subscribing to a Redis channel the
-ticker would publish to. The ledger is the source of truth and every server process reads the same Redis, so
-a page on any worker sees a close whichever process (the ticker, a chat turn, a portfolio read) detected it;
-the fills stream and the alert book only grow, so their counts are the stream's position (`id:`), and a
-reconnect with `Last-Event-ID` replays what happened meanwhile: nothing is lost between two connections, which
-a pub/sub message published while no page listened would be. The cost is one portfolio read per open page
-per second, which a trader's few tabs can afford. A stream ends after `STREAM_SECONDS` and the page
-reconnects, so a server stopping never waits on an idle tab for long.
+Two parts that fail apart. The account's notices (fills, SL/TP closes, triggered alerts) come from its Redis
+Stream (tools/notices.py), written once by whoever commits the event, in any process; the stream is read
+with a blocking XREAD from the client's `Last-Event-ID`, and each notice's SSE id is its stream entry id, so a
+reconnect gets exactly what it missed, once. The market (the page's symbol) and the portfolio are re-read
+about once a second: a symbol whose quote fails (a stale history, no data, an unknown name) says so in one
+`market` frame and the notices keep flowing. A stream ends after `STREAM_SECONDS` and the page reconnects,
+so a server stopping never waits on an idle tab for long.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -26,6 +25,7 @@ from graph.context import DEFAULT_SYMBOL
 from server.api.deps import AccountDep, ServicesDep
 from server.api.responses import LIVE
 from server.api.runs import SSE_HEADERS
+from tools.notices import last_id, read_notices, valid_id
 from tools.services import Services
 
 router = APIRouter(prefix="/api", tags=["events"])
@@ -34,35 +34,16 @@ log = logging.getLogger("copilot.events")
 POLL_SECONDS = 1.0
 STREAM_SECONDS = 30.0
 
-EVENTS_DOC = """Server-Sent Events for the current user, about once a second while something changes:
-`market` {symbol, bid, ask, quote_time, now} (every pass; `now` is the market clock),
-`portfolio` {the /api/portfolio body} when equity, P&L or positions change,
-`fill` {ticket, kind: open|sl|tp|manual, symbol, side, lots, price, time, pnl_usd?} for each new fill,
-`alert` {the triggered alert}, `problem` {message} when a pass failed (the stream goes on).
-Frames carry `id: FILLS-ALERTS`; reconnect with `Last-Event-ID` to receive what happened meanwhile.
-The stream ends after about 30 s; reconnect (EventSource does it by itself)."""
-
-
-@dataclass
-class Cursor:
-    """How many fills and triggered alerts the client has seen (the stream's position)."""
-
-    fills: int | None = None
-    alerts: int | None = None
-    portfolio: str = ""
-    seen_alerts: set[str] = field(default_factory=set)
-
-    @classmethod
-    def parse(cls, last_event_id: str | None) -> Cursor:
-        try:
-            fills, alerts = (int(part) for part in (last_event_id or "").split("-", 1))
-        except ValueError:
-            return cls()
-        return cls(fills=max(0, fills), alerts=max(0, alerts))
-
-    @property
-    def id(self) -> str:
-        return f"{self.fills or 0}-{self.alerts or 0}"
+EVENTS_DOC = """Server-Sent Events for the current user:
+`market` {symbol, available: true, bid, ask, quote_time, now} about once a second, or once
+{symbol, available: false, reason, now} when the symbol has no current quote (a stale history, no data, an
+unknown symbol) — the account's notices keep flowing either way;
+`portfolio` {the /api/portfolio body} when equity, P&L or positions change;
+`fill` {ticket, kind: open|sl|tp|manual, symbol, side, lots, price, time, pnl_usd?} for each fill;
+`alert` {the triggered alert}; `problem` {message} when reading the account failed (the stream goes on).
+Each `fill` and `alert` carries `id:`, its entry id in the account's notice stream; the stream opens with the
+current position (`id:` without data). Reconnect with `Last-Event-ID` to receive, once each, the notices
+you missed. The stream ends after about 30 s; reconnect (EventSource does it by itself)."""
 
 
 def frame(name: str, data: Any, event_id: str | None = None) -> bytes:
@@ -71,38 +52,68 @@ def frame(name: str, data: Any, event_id: str | None = None) -> bytes:
     return f"{head}event: {name}\ndata: {body}\n\n".encode()
 
 
-async def _fills(services: Services, account: str) -> list[dict[str, str]]:
-    fills: Callable[[str], Awaitable[list[dict[str, str]]]] | None = getattr(services.broker, "fills", None)
-    return await fills(account) if fills is not None else []
+@dataclass
+class Feed:
+    """The market and portfolio part of one stream, and what it last said (so it says a change once)."""
+
+    services: Services
+    account: str
+    symbol: str
+    portfolio: str = ""
+    market_down: str | None = None  # the reason the last `market` frame gave for no quote
+    problem: str | None = None
+
+    async def frames(self) -> list[bytes]:
+        return [*await self._market(), *await self._portfolio()]
+
+    async def _market(self) -> list[bytes]:
+        now = self.services.clock.now().isoformat()
+        try:
+            if self.symbol not in self.services.specs:
+                known = ", ".join(sorted(self.services.specs))
+                raise LookupError(f"unknown symbol '{self.symbol}'; known: {known}")
+            quote = await self.services.market.get_quote(self.symbol)
+        except Exception as exc:  # this symbol's market only: the account's part goes on
+            reason = str(exc) or type(exc).__name__
+            if reason == self.market_down:
+                return []
+            self.market_down = reason
+            return [
+                frame("market", {"symbol": self.symbol, "available": False, "reason": reason, "now": now})
+            ]
+        self.market_down = None
+        market = {"symbol": self.symbol, "available": True, "bid": quote.bid, "ask": quote.ask}
+        return [frame("market", {**market, "quote_time": quote.time.isoformat(), "now": now})]
+
+    async def _portfolio(self) -> list[bytes]:
+        try:
+            portfolio = (await self.services.broker.get_portfolio(self.account)).model_dump(mode="json")
+        except Exception as exc:  # Redis or the trading service away: say so, keep the stream
+            return self.failed("portfolio", exc)
+        self.problem = None
+        fingerprint = json.dumps(portfolio, sort_keys=True)
+        if fingerprint == self.portfolio:
+            return []
+        self.portfolio = fingerprint
+        return [frame("portfolio", portfolio)]
+
+    def failed(self, part: str, exc: Exception) -> list[bytes]:
+        message = f"live {part} unavailable: {type(exc).__name__}"
+        log.warning("live events: %s for %s: %s", message, self.account, exc)
+        if message == self.problem:
+            return []
+        self.problem = message
+        return [frame("problem", {"message": message})]
 
 
-async def one_pass(services: Services, account: str, symbol: str, cursor: Cursor) -> list[bytes]:
-    """The frames for what changed since the last pass (the first pass sets the baseline)."""
-    out: list[bytes] = []
-    quote = await services.market.get_quote(symbol)
-    market = {"symbol": symbol, "bid": quote.bid, "ask": quote.ask, "quote_time": quote.time.isoformat()}
-    out.append(frame("market", {**market, "now": services.clock.now().isoformat()}))
-    portfolio = (await services.broker.get_portfolio(account)).model_dump(mode="json")
-    fingerprint = json.dumps(portfolio, sort_keys=True)
-    if fingerprint != cursor.portfolio:
-        cursor.portfolio = fingerprint
-        out.append(frame("portfolio", portfolio))
-    fills = await _fills(services, account)
-    start = len(fills) if cursor.fills is None else min(cursor.fills, len(fills))
-    for index in range(start, len(fills)):
-        cursor.fills = index + 1
-        out.append(frame("fill", fills[index], cursor.id))
-    cursor.fills = len(fills)
-    triggered = sorted(
-        (a for a in await services.alerts.list_alerts(account) if a.status == "triggered"),
-        key=lambda a: (a.triggered_at or a.created_at or quote.time, a.alert_id),
-    )
-    start = len(triggered) if cursor.alerts is None else min(cursor.alerts, len(triggered))
-    for index in range(start, len(triggered)):
-        cursor.alerts = index + 1
-        out.append(frame("alert", triggered[index].model_dump(mode="json"), cursor.id))
-    cursor.alerts = len(triggered)
-    return out
+async def notice_frames(
+    services: Services, account: str, cursor: str, wait_ms: int
+) -> tuple[str, list[bytes]]:
+    """The account's notices after `cursor` (waiting up to `wait_ms` for one), and the new cursor."""
+    notices = await read_notices(services.redis, services.settings.redis.prefix, account, cursor, wait_ms)
+    for notice in notices:
+        cursor = notice.id
+    return cursor, [frame(n.kind, n.data, n.id) for n in notices]
 
 
 @router.get("/events", response_class=StreamingResponse, description=EVENTS_DOC, responses=LIVE)
@@ -114,22 +125,29 @@ async def events(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Live quotes, P&L, fills, SL/TP closes and alerts of your account, pushed as they happen."""
-    name = symbol.strip().upper()
-    if name not in services.specs:
-        name = next(iter(sorted(services.specs)))
-    cursor = Cursor.parse(last_event_id)
+    feed = Feed(services, account, symbol.strip().upper())
+    cursor = valid_id(last_event_id) or await last_id(services.redis, services.settings.redis.prefix, account)
 
     async def body() -> AsyncIterator[bytes]:
+        nonlocal cursor
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STREAM_SECONDS
-        yield b"retry: 1000\n\n"
+        yield f"retry: 1000\nid: {cursor}\n\n".encode()  # the position, for a reconnect before any notice
+        next_poll = loop.time()
         while loop.time() < deadline and not await request.is_disconnected():
-            try:
-                for chunk in await one_pass(services, account, name, cursor):
+            if loop.time() >= next_poll:
+                for chunk in await feed.frames():
                     yield chunk
-            except Exception as exc:  # Redis or a service away: say so, keep the stream for when it is back
-                log.warning("live events pass failed for %s: %s", account, exc)
-                yield frame("problem", {"message": f"live data unavailable: {type(exc).__name__}"})
-            await asyncio.sleep(POLL_SECONDS)
+                next_poll = loop.time() + POLL_SECONDS
+            wait_ms = max(1, int((next_poll - loop.time()) * 1000))
+            try:
+                cursor, chunks = await notice_frames(services, account, cursor, wait_ms)
+            except Exception as exc:  # Redis away: say so (once), retry when the next poll is due
+                for chunk in feed.failed("notices", exc):
+                    yield chunk
+                await asyncio.sleep(max(0.0, next_poll - loop.time()))
+                continue
+            for chunk in chunks:
+                yield chunk
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -38,6 +38,7 @@ export async function api(method, path, body) {
 }
 
 // Calls onEvent(name, data, id) for each frame until the stream ends; throws HttpError before the first one.
+// A frame with an id and no data (the live feed's opening position) calls onEvent(null, null, id).
 export async function streamEvents(method, path, body, onEvent, { signal, lastEventId } = {}) {
   const extra = lastEventId ? { "Last-Event-ID": lastEventId } : {};
   const res = await fetch(path, {
@@ -64,6 +65,7 @@ export async function streamEvents(method, path, body, onEvent, { signal, lastEv
         else if (line.startsWith("id:")) id = line.slice(3).trim();
       }
       if (data || name !== "message") onEvent(name, data ? JSON.parse(data) : {}, id);
+      else if (id) onEvent(null, null, id);
     }
   }
 }

@@ -188,6 +188,7 @@ export function initChart() {
   });
   // A new bar on the market clock: redraw the candles and the governing signal.
   on("market", (quote) => {
+    if (quote.available === false) return; // no current quote for this symbol: nothing new to draw
     const t = barTime(quote.quote_time);
     if (view.lastBar !== null && t > view.lastBar && !view.loading) {
       view.loading = loadBars().then(loadSignal).catch(() => {}).finally(() => { view.loading = null; });

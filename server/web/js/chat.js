@@ -42,9 +42,11 @@ export function addMessage(role, text, attrs = {}) {
   return node;
 }
 
-// A notice from the market (SL/TP close, alert) or from the page; kept in the transcript.
-export function addNotice(text, kind = "info") {
-  return addMessage(`notice ${kind}`, text, { role: "status", "data-testid": "notice" });
+// A notice from the market (SL/TP close, alert: with the id of the account's notice) or from the page.
+export function addNotice(text, kind = "info", noticeId = null) {
+  const attrs = { role: "status", "data-testid": "notice" };
+  if (noticeId) attrs["data-notice-id"] = noticeId;
+  return addMessage(`notice ${kind}`, text, attrs);
 }
 
 function status(text) {

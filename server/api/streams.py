@@ -44,21 +44,27 @@ class ProblemEvent(BaseModel):
 
 
 class MarketEvent(BaseModel):
+    """The page's symbol: its quote about once a second, or once why there is none (`available` false)."""
+
     symbol: str
-    bid: float
-    ask: float
-    quote_time: str
+    available: bool
     now: str  # the market clock's now
+    bid: float | None = None
+    ask: float | None = None
+    quote_time: str | None = None
+    reason: str | None = None  # when not available: a stale history, no data, an unknown name
 
 
 class FillEvent(BaseModel):
+    """A fill of the account (the ledger's fields, as text); `id:` is its entry in the notice stream."""
+
     ticket: str
     kind: Literal["open", "sl", "tp", "manual"]
-    symbol: str
-    side: str
-    lots: str
-    price: str
-    time: str
+    symbol: str | None = None
+    side: str | None = None
+    lots: str | None = None
+    price: str | None = None
+    time: str | None = None
     pnl_usd: str | None = None
 
 

@@ -10,18 +10,22 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from langchain_core.language_models import BaseChatModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import compile_path
 
 from config import Settings
-from config.validation import error_parts
 from graph.copilot import Copilot, NoPendingApproval
 from graph.threads import InvalidId
 from server.api.docs import install_docs
+from server.api.responses import validation_detail
 from server.api.routes import chat, events, health, market, portfolio, sessions
 from server.api.runs import NOTHING_PENDING, RunRegistry, sweep
 from server.csp import HEADERS, page_policy
@@ -100,18 +104,32 @@ async def _warm_up(settings: Settings) -> None:
     log.info("model warm-up: %s", await warm_up(settings))
 
 
-def _describe_validation(exc: RequestValidationError) -> str:
-    return "; ".join(error_parts(exc.errors(), "body")) or "the request is not valid"
+def _allowed_methods(app: FastAPI, path: str) -> str | None:
+    """Every method the document declares at this path (Starlette's 405 names only the first route's), or
+    None for a path the document does not describe."""
+    for template, operations in app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(path):
+            methods = {method.upper() for method in operations}
+            return ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+    return None
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _describe_validation(exc)}, status_code=422)
+        return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
 
     @app.exception_handler(InvalidId)
     async def invalid_id(request: Request, exc: InvalidId) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        detail = validation_detail([{"loc": ("path", "session_id"), "msg": str(exc), "type": "value_error"}])
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        allowed = _allowed_methods(app, request.url.path) if exc.status_code == 405 else None
+        if allowed is not None:
+            exc.headers = {**(exc.headers or {}), "Allow": allowed}
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)

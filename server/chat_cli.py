@@ -74,11 +74,7 @@ class ChatClient:
         ) as response:
             if response.status_code >= 400:
                 response.read()
-                detail = (
-                    response.json().get("detail", response.text)
-                    if response.content
-                    else response.reason_phrase
-                )
+                detail = error_detail(response.json()) if response.content else response.reason_phrase
                 self._say(f"[error {response.status_code}] {detail}")
                 return None
             for name, data in parse_sse(response.iter_lines()):
@@ -163,3 +159,11 @@ class ChatClient:
 
 def new_session_id() -> str:
     return f"cli-{secrets.token_hex(4)}"
+
+
+def error_detail(body: JsonObject) -> str:
+    """The API's error in words: `detail` as is, or a 422's list of {loc, msg} as `where: message; ...`."""
+    detail = body.get("detail", body)
+    if isinstance(detail, list):
+        return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', [])[1:])}: {e.get('msg')}" for e in detail)
+    return str(detail)

@@ -90,6 +90,15 @@ def _api_key(name: str) -> str:
     return f"key-{name}-0123456789"
 
 
+def error_text(response: httpx.Response) -> str:
+    """A 422's `HTTPValidationError` as `where: message; ...` (the body wrapper left out), other errors'
+    `detail` as is: what the tests look for words in."""
+    detail = response.json()["detail"]
+    if isinstance(detail, str):
+        return detail
+    return "; ".join(".".join(str(p) for p in e["loc"][1:]) + f": {e['msg']}" for e in detail)
+
+
 def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
     """Parse a whole text/event-stream body into (event, data) pairs."""
     events = []

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import ApiServer, as_user, buy_command, user_keys
+from tests.api_support import ApiServer, as_user, buy_command, error_text, user_keys
 
 USERS = user_keys("eva", "fede", "gala", "hugo")
 
@@ -86,7 +86,7 @@ def test_bad_approval_edits_answer_422_and_keep_the_proposal(url: str) -> None:
                 body = f'{{"proposal_id": "{pid}", "decision": "{decision}", "edits": {edits}, "reason": ""}}'
                 response = raw_decision(client, session, body, stream)
                 assert response.status_code == 422, (name, stream, response.status_code, response.text)
-                assert fragment in response.json()["detail"], (name, response.text)
+                assert fragment in error_text(response), (name, response.text)
                 assert pending_id(client, session) == pid, name
         assert positions(client) == []
         # Intact means usable: a valid edit is still accepted and goes back through the gate.

@@ -16,6 +16,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import JsonValue
+from pydantic.json_schema import models_json_schema
+
+from server.api.streams import STREAM_MODELS
 
 from server.csp import docs_policy
 
@@ -45,7 +48,14 @@ def _openapi(app: FastAPI) -> dict[str, JsonValue]:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        components = schema.setdefault("components", {})
+        components["securitySchemes"] = SECURITY_SCHEMES
+        _, defs = models_json_schema(
+            [(model, "serialization") for model in sorted(STREAM_MODELS, key=lambda m: m.__name__)],
+            ref_template="#/components/schemas/{model}",
+        )
+        for name, definition in defs.get("$defs", {}).items():  # the streams' payloads, next to the rest
+            components.setdefault("schemas", {}).setdefault(name, definition)
         either: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
         for path, operations in schema.get("paths", {}).items():
             if path.startswith("/api/") and path not in PUBLIC_PATHS:

@@ -22,6 +22,7 @@ from config import Settings
 from graph.copilot import Copilot, NoPendingApproval
 from graph.schemas import ChatResult, SessionState
 from graph.streaming import Event
+from server.api.responses import unprocessable
 from server.metrics import Metrics
 from tools.locks import LeaseHeld, Leases
 from tools.schemas import JsonObject
@@ -36,11 +37,14 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def check_message(message: str, settings: Settings) -> None:
     limit = settings.server.max_message_chars
     if len(message) > limit:
-        raise HTTPException(
-            422, f"message is too long ({len(message)} characters; the limit is {limit}): send it in parts"
+        raise unprocessable(
+            ("body", "message"),
+            f"message is too long ({len(message)} characters; the limit is {limit}): send it in parts",
         )
     if not message.strip():
-        raise HTTPException(422, "message is empty: type a question or a command such as /help")
+        raise unprocessable(
+            ("body", "message"), "message is empty: type a question or a command such as /help"
+        )
 
 
 def busy(session_id: str, retry_after: int) -> HTTPException:

@@ -9,6 +9,7 @@ from graph.schemas import ChatResult
 from graph.slash import DecisionCommand, parse_slash
 from server.api.deps import RunnerDep, SettingsDep
 from server.api.models import ChatRequest
+from server.api.responses import CHAT_STREAM, CHAT_TURN
 from server.api.runs import check_message
 
 router = APIRouter(prefix="/api", tags=["chat"])
@@ -19,7 +20,7 @@ the last event is `final` (the /api/chat body) or `error` {message}. The run doe
 connection: if it drops, the run goes on; `GET /api/sessions/{id}/run` re-attaches."""
 
 
-@router.post("/chat", response_model=ChatResult)
+@router.post("/chat", response_model=ChatResult, responses=CHAT_TURN)
 async def chat(body: ChatRequest, run: RunnerDep, settings: SettingsDep) -> ChatResult:
     """Send one message; the answer comes back when the turn is done (or paused for your approval)."""
     check_message(body.message, settings)
@@ -32,7 +33,7 @@ async def chat(body: ChatRequest, run: RunnerDep, settings: SettingsDep) -> Chat
     )
 
 
-@router.post("/chat/stream", response_class=StreamingResponse, description=STREAM_DOC)
+@router.post("/chat/stream", response_class=StreamingResponse, description=STREAM_DOC, responses=CHAT_STREAM)
 async def chat_stream(body: ChatRequest, run: RunnerDep, settings: SettingsDep) -> StreamingResponse:
     """Send one message and follow the run live."""
     check_message(body.message, settings)

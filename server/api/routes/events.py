@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 
 from graph.context import DEFAULT_SYMBOL
 from server.api.deps import AccountDep, ServicesDep
+from server.api.responses import LIVE
 from server.api.runs import SSE_HEADERS
 from tools.notices import last_id, read_notices, valid_id
 from tools.services import Services
@@ -115,7 +116,7 @@ async def notice_frames(
     return cursor, [frame(n.kind, n.data, n.id) for n in notices]
 
 
-@router.get("/events", response_class=StreamingResponse, description=EVENTS_DOC)
+@router.get("/events", response_class=StreamingResponse, description=EVENTS_DOC, responses=LIVE)
 async def events(
     request: Request,
     account: AccountDep,

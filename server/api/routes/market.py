@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from server.api.deps import CurrentUser, KnownSymbol, ServicesDep, SettingsDep
+from server.api.responses import READ, SYMBOL
 from tools.protocols import ServiceError, UnknownSymbolError
 from tools.schemas import Signal, Timeframe
 
@@ -47,7 +48,7 @@ class TradingLimits(BaseModel):
     proposal_ttl_seconds: int
 
 
-@router.get("/bars/{symbol}", response_model=Candles)
+@router.get("/bars/{symbol}", response_model=Candles, responses=SYMBOL)
 async def get_bars(
     user: CurrentUser,
     name: KnownSymbol,
@@ -69,7 +70,7 @@ async def get_bars(
     return Candles(symbol=name, timeframe=timeframe, now=services.clock.now(), bars=candles)
 
 
-@router.get("/signal/{symbol}", response_model=Signal)
+@router.get("/signal/{symbol}", response_model=Signal, responses=SYMBOL)
 async def get_governing_signal(
     user: CurrentUser, name: KnownSymbol, services: ServicesDep, settings: SettingsDep
 ) -> Signal:
@@ -80,7 +81,7 @@ async def get_governing_signal(
         raise HTTPException(502, f"no signal for {name}: {exc}") from None
 
 
-@router.get("/limits", response_model=TradingLimits)
+@router.get("/limits", response_model=TradingLimits, responses=READ)
 async def get_limits(user: CurrentUser, settings: SettingsDep) -> TradingLimits:
     """The risk limits in force and the broker's leverage (for margin estimates)."""
     risk = settings.risk

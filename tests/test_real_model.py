@@ -20,6 +20,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.tools import tool
+from pydantic import Field
 
 from config import Settings, load_settings
 from graph.copilot import Copilot
@@ -187,32 +188,38 @@ async def test_a_real_model_trade_is_gated_and_waits_for_approval(
         assert opened[0].symbol == pending["symbol"] and opened[0].size == pending["size"]
 
 
+class Counting(CopilotChatOpenAI):
+    """The real client, keeping the server tokenizer's count of every prompt it sends (after fitting)."""
+
+    counts: list[int] = Field(default_factory=list)
+
+    async def _fitted(self, messages: list[BaseMessage], tools: Any) -> list[BaseMessage]:
+        fitted = await super()._fitted(messages, tools)
+        self.counts.append(await self.tokenizer.count_messages(fitted, tools))
+        return fitted
+
+
 async def test_thirty_turns_never_overflow_the_context_by_the_real_tokenizer(
     real_copilot: RealCopilot, settings: Settings, llama_servers: LlamaServers
 ) -> None:
-    """The server's context is llm.num_ctx: a prompt over it is refused by the server itself."""
+    """The server's context is llm.num_ctx: a prompt over it would be refused by the server itself."""
     server = llama_servers.get(PLAIN, n_ctx=CONTEXT_30)
     tuned = real_settings(
         settings, server, "json", inference={"max_tokens": 48}, context={"max_tool_rounds": 1}
     )
-    failures: dict[str, int] = {}
-    async with real_copilot(tuned) as copilot:
+    model = Counting(**openai_model_kwargs(tuned))
+    outcomes: dict[str, int] = {}
+    async with real_copilot(tuned, model) as copilot:
         for turn in range(30):
             text = TRADING_TURNS[turn % len(TRADING_TURNS)]
             result = await copilot.chat(USER, "thirty", f"{text} ({turn + 1})")
             assert "did not fit the model's context window" not in result.response, (turn, result.response)
-            lead = failure_of(result.response)
-            if lead:
-                failures[lead] = failures.get(lead, 0) + 1
-        replies = await ai_messages(copilot, "thirty")
-        model = copilot.graph  # keep the copilot open until here
-    counted = [m.usage_metadata["input_tokens"] for m in replies if m.usage_metadata]
-    assert len(counted) >= 15, failures  # most turns reached the model and were counted
-    assert max(counted) + tuned.inference.max_tokens <= tuned.llm.num_ctx, max(counted)
-    assert model is not None
-    print(
-        f"30 turns: prompt tokens {min(counted)}-{max(counted)} of {tuned.llm.num_ctx}; failures {failures}"
-    )
+            kind = failure_of(result.response) or "text"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+    assert model.tokenizer.source == "server" and len(model.counts) >= 30
+    assert max(model.counts) + tuned.inference.max_tokens <= tuned.llm.num_ctx, max(model.counts)
+    print(f"30 turns: {len(model.counts)} requests, prompt {min(model.counts)}-{max(model.counts)} tokens "
+          f"of {tuned.llm.num_ctx}, scale {model.token_scale:.2f}; {outcomes}")  # fmt: skip
 
 
 # ------------------------------------------------------------------ 20 turns through the HTTP API

@@ -23,6 +23,13 @@ def status_error(status: int, message: str) -> openai.APIStatusError:
     return errors[status](message, response=response, body={"message": message})
 
 
+def refused() -> openai.APIConnectionError:
+    """What the SDK raises when nothing listens: a connection error caused by a ConnectError."""
+    error = openai.APIConnectionError(request=httpx.Request("POST", URL))
+    error.__cause__ = httpx.ConnectError("All connection attempts failed")
+    return error
+
+
 @pytest.mark.parametrize(
     ("error", "category", "words"),
     [
@@ -42,10 +49,11 @@ def status_error(status: int, message: str) -> openai.APIStatusError:
         (status_error(503, "busy"), FailureCategory.OVERLOADED, "overloaded"),
         (status_error(401, "bad key"), FailureCategory.DOWN, "llm.api_key"),
         (openai.APITimeoutError(httpx.Request("POST", URL)), FailureCategory.SLOW, "timeout"),
+        (refused(), FailureCategory.DOWN, "not reachable"),
         (
-            openai.APIConnectionError(request=httpx.Request("POST", URL)),
+            openai.APIConnectionError(request=httpx.Request("POST", URL)),  # a connection that dropped
             FailureCategory.DOWN,
-            "not reachable",
+            "closed the connection before answering",
         ),
     ],
 )

@@ -92,7 +92,8 @@ class LlamaServer:
 
     def tokenize(self, text: str) -> int:
         """Token count of `text` by the server's own tokenizer (special tokens such as <|im_start|> read)."""
-        reply = httpx.post(f"{self.url.removesuffix('/v1')}/extras/tokenize/count", json={"input": text})
+        url = f"{self.url.removesuffix('/v1')}/extras/tokenize/count"
+        reply = httpx.post(url, json={"input": text}, timeout=600)  # waits while the engine is busy
         reply.raise_for_status()
         return int(reply.json()["count"])
 

@@ -108,6 +108,11 @@ class CopilotChatOpenAI(ChatOpenAI):
             if answered:
                 how = "the model server dropped the connection"
                 return ModelUnavailable(cut_message(how), FailureCategory.TRUNCATED)
+            if not _refused(exc):  # llama-cpp-python drops a stream it cannot serve (auto tool choice)
+                return Dropped(
+                    f"the model server at {base} closed the connection before answering: its log says why",
+                    FailureCategory.DOWN,
+                )
             return ModelUnavailable(openai_down_message(base), FailureCategory.DOWN)
         if isinstance(exc, openai.APIStatusError):
             return self._status_error(exc)
@@ -219,24 +224,28 @@ class CopilotChatOpenAI(ChatOpenAI):
             source = self._raw_stream if streamed else self._once
             held: list[ChatGenerationChunk] = []  # chunks before the first text or call (dropped if none)
             stream = source(messages, stop, **kwargs)
-            async with aclosing(stream):
-                async for chunk in stream:
-                    reply.see(chunk)
-                    if not reply.got:
-                        held.append(chunk)
-                        continue
-                    for out in [*held, chunk]:
-                        if out.message.text and run_manager:
-                            await run_manager.on_llm_new_token(out.message.text, chunk=out)
-                        yield out
-                    held = []
+            try:
+                async with aclosing(stream):
+                    async for chunk in stream:
+                        reply.see(chunk)
+                        if not reply.got:
+                            held.append(chunk)
+                            continue
+                        for out in [*held, chunk]:
+                            if out.message.text and run_manager:
+                                await run_manager.on_llm_new_token(out.message.text, chunk=out)
+                            yield out
+                        held = []
+            except Dropped:
+                if not streamed:
+                    raise
             if reply.got:
                 break
             reply = _Reply()
             log.info("the model server streamed an empty reply: asking again without streaming")
         self._check(reply)
         if reply.usage is None:
-            yield await self._counted_usage(messages, reply.text)
+            yield await self._counted_usage(messages, reply.text + reply.call_text)
 
     def _check(self, reply: _Reply) -> None:
         """A reply that is not an answer: empty, cut at the length limit, or only a malformed tool call."""
@@ -261,11 +270,16 @@ class CopilotChatOpenAI(ChatOpenAI):
     async def _once(
         self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        """One non-streamed request, as a single chunk."""
-        try:
-            result = await ChatOpenAI._agenerate(self, messages, stop, None, **kwargs)
-        except Exception as exc:
-            raise self._translate(exc) from exc
+        """One non-streamed request, as a single chunk. Sent twice at most: after a dropped stream the
+        client's pooled connection may be the dead one (a read error before any byte)."""
+        for attempt in (1, 2):
+            try:
+                result = await ChatOpenAI._agenerate(self, messages, stop, None, **kwargs)
+                break
+            except Exception as exc:
+                failure = self._translate(exc)
+                if attempt == 2 or not isinstance(failure, Dropped):
+                    raise failure from exc
         generation = result.generations[0]
         message = generation.message
         chunk = AIMessageChunk(
@@ -324,6 +338,20 @@ class CopilotChatOpenAI(ChatOpenAI):
             yield chunk
 
 
+class Dropped(ModelUnavailable):
+    """The server closed the connection before any answer (not a refused connection)."""
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the connection was refused (no server), by the transport's own exception in the chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ in ("ConnectError", "ConnectionRefusedError"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class _Reply:
     """What a streamed reply held so far: text or a call yet, the finish reason, usage, the merged message."""
 
@@ -337,6 +365,11 @@ class _Reply:
     @property
     def text(self) -> str:
         return self.merged.text if self.merged is not None else ""
+
+    @property
+    def call_text(self) -> str:
+        chunks = self.merged.tool_call_chunks if self.merged is not None else []
+        return "".join((c.get("name") or "") + (c.get("args") or "") for c in chunks)
 
     def see(self, chunk: ChatGenerationChunk) -> None:
         message = chunk.message
@@ -382,23 +415,31 @@ def _said_once(chunks: list[ToolCallChunk], names: dict[int, str]) -> list[ToolC
     return out
 
 
-def build_openai_model(settings: Settings, tool_mode: Literal["auto", "native", "json"] | None = None) -> Any:
-    """CopilotChatOpenAI with the configured options; tool_mode auto means native (an OpenAI-compatible
+def openai_model_kwargs(
+    settings: Settings, tool_mode: Literal["auto", "native", "json"] | None = None
+) -> dict[str, Any]:
+    """CopilotChatOpenAI's arguments from the settings; tool_mode auto means native (an OpenAI-compatible
     server does not say whether the model calls tools: set json for a model whose template has none)."""
     llm, inference = settings.llm, settings.inference
     mode = tool_mode or llm.tool_mode
-    return CopilotChatOpenAI(
-        model=llm.model,
-        base_url=llm.base_url,
-        api_key=llm.api_key.get_secret_value() or "none",
-        temperature=inference.temperature,
-        top_p=inference.top_p,
-        max_tokens=inference.max_tokens,
-        answer_tokens=inference.max_tokens,
-        num_ctx=llm.num_ctx,
-        stop=inference.stop_sequences or None,
-        timeout=llm.request_timeout,
-        stream_chunk_timeout=llm.request_timeout,
-        max_retries=0,
-        tool_mode="json" if mode == "json" else "native",
-    )
+    return {
+        "model": llm.model,
+        "base_url": llm.base_url,
+        "api_key": llm.api_key.get_secret_value() or "none",
+        "temperature": inference.temperature,
+        "top_p": inference.top_p,
+        "max_tokens": inference.max_tokens,
+        "answer_tokens": inference.max_tokens,
+        "num_ctx": llm.num_ctx,
+        "stop": inference.stop_sequences or None,
+        "timeout": llm.request_timeout,
+        "stream_chunk_timeout": llm.request_timeout,
+        "max_retries": 0,
+        "tool_mode": "json" if mode == "json" else "native",
+    }
+
+
+def build_openai_model(
+    settings: Settings, tool_mode: Literal["auto", "native", "json"] | None = None
+) -> CopilotChatOpenAI:
+    return CopilotChatOpenAI(**openai_model_kwargs(settings, tool_mode))

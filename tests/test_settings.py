@@ -64,3 +64,13 @@ def test_a_cross_pair_not_convertible_to_usd_is_rejected() -> None:
     assert "symbols.EURJPY" in str(err.value) and "JPY->USD rate" in str(err.value)
     # USD-based pairs convert with their own price: USDJPY with the same spec is fine
     assert load_settings(symbols={"USDJPY": eurjpy}).symbols["USDJPY"].quote_currency == "JPY"
+
+
+def test_the_openai_provider_from_env_keeps_its_key_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM__PROVIDER", "openai")
+    monkeypatch.setenv("LLM__BASE_URL", "http://gpu-box:8000/v1")
+    monkeypatch.setenv("LLM__API_KEY", "sk-local-123")
+    s = load_settings()
+    assert (s.llm.provider, s.llm.base_url) == ("openai", "http://gpu-box:8000/v1")
+    assert s.llm.api_key.get_secret_value() == "sk-local-123"
+    assert "sk-local-123" not in repr(s) and "sk-local-123" not in str(s.model_dump())

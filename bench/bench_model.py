@@ -165,7 +165,9 @@ async def copilot_session(
     server: LlamaServer, recorder: Recorder, url: str, turns: int, max_tokens: int
 ) -> list[TurnFigures]:
     clock = ManualClock(START)
-    llm = {"provider": "openai", "base_url": url, "model": MODEL_NAME, "tool_mode": "json", "num_ctx": 8192}
+    # A window cut re-evaluates ~1,500 tokens: minutes when other processes share the 2 cores.
+    llm = {"provider": "openai", "base_url": url, "model": MODEL_NAME, "tool_mode": "json", "num_ctx": 8192,
+           "request_timeout": 600}  # fmt: skip
     async with private_services(clock, llm=llm, inference={"max_tokens": max_tokens}) as (
         settings,
         _,
@@ -200,7 +202,9 @@ async def stock_session(
 
     # max_tokens in extra_body: ChatOpenAI sends its own max_tokens as max_completion_tokens, which
     # llama-cpp-python ignores (unbounded answers); a stock user would not know; the bench must stay short.
-    model = ChatOpenAI(model=MODEL_NAME, base_url=url, api_key="none", extra_body={"max_tokens": max_tokens})
+    model = ChatOpenAI(
+        model=MODEL_NAME, base_url=url, api_key="none", extra_body={"max_tokens": max_tokens}, timeout=600
+    )
     agent = create_react_agent(model, [get_portfolio], checkpointer=InMemorySaver())
     config = {"configurable": {"thread_id": uuid.uuid4().hex}}
 

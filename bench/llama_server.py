@@ -8,9 +8,10 @@ request ends: M is what the engine re-evaluated. Only the last prompt's KV state
 kept (no `--cache`), so one client at a time measures what that client's requests reuse.
 
 Run as a module it is llama_cpp.server with one change: the model loads without llama.cpp's extra buffer
-types (`use_extra_bufts = False`). On this machine's CPU (Xeon with AMX, in a sandbox) the AMX matrix
-kernels that those buffers select crash the process with SIGSEGV on the first prompt longer than one token;
-without them llama.cpp uses its AVX-512 kernels.
+types (`use_extra_bufts = False`). With a `-march=native` build on this machine's CPU (Xeon with AMX, in a
+sandbox) the AMX matrix kernels that those buffers select crash the process with SIGSEGV on the first
+prompt longer than one token; without them llama.cpp uses its AVX-512 kernels. Harmless with the Makefile's
+GGML_NATIVE=OFF build (no AMX kernels there).
 
 One thread, OpenMP threads that sleep when idle: on this 2-core machine shared with other processes (the
 bench's own client, Redis), llama.cpp's default of two spinning threads for prompt batches made a 44-token
@@ -92,7 +93,8 @@ class LlamaServer:
 
     def tokenize(self, text: str) -> int:
         """Token count of `text` by the server's own tokenizer (special tokens such as <|im_start|> read)."""
-        reply = httpx.post(f"{self.url.removesuffix('/v1')}/extras/tokenize/count", json={"input": text})
+        url = f"{self.url.removesuffix('/v1')}/extras/tokenize/count"
+        reply = httpx.post(url, json={"input": text}, timeout=600)  # waits while the engine is busy
         reply.raise_for_status()
         return int(reply.json()["count"])
 

@@ -234,7 +234,7 @@ def report(outcomes: list[Outcome], model: str) -> str:
     rows = [header, "|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         args = {None: "", True: "ok", False: "WRONG"}[o.args_ok]
-        no_trade = ("ok" if o.refused else "TRADED") if o.case.refuse else ""
+        no_trade = ("error" if o.error else "ok" if o.refused else "TRADED") if o.case.refuse else ""
         lang = {None: "", True: "ok", False: f"WRONG ({o.language})"}[o.language_ok]
         ttft = f"{o.first_token_s:.2f} s" if o.first_token_s is not None else "–"
         chosen = f"error: {o.error[:40]}" if o.error else (o.chosen or "(none)")
@@ -252,7 +252,7 @@ def report(outcomes: list[Outcome], model: str) -> str:
         f"Tool selection: {_pct_of(figures['tool_selection'])} "
         f"(target > {TOOL_ACCURACY_TARGET:.0%}: {'met' if accuracy > TOOL_ACCURACY_TARGET else 'NOT met'})",
         f"Arguments: {_pct_of(figures['arguments'])} of correct tool calls",
-        f"Trades refused when they must be: {_pct_of(figures['refused'])}",
+        f"Trades refused when they must be: {_pct_of(figures['refused'])} (an error is no refusal)",
         f"Answer in the prompt's language: {_pct_of(figures['language'])} of answers with text to judge",
         f"Errors: {figures['errors']} (model replies the copilot could not use: {figures['model_failures']})",
         f"Answer without tools: {_seconds(plain)} (target < {ANSWER_TARGET_S:.0f} s)",

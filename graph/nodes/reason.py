@@ -89,15 +89,11 @@ def prompt(deps: Deps, state: State, with_tools: bool) -> tuple[list[BaseMessage
     return [system, *as_sent(history)], pinned
 
 
-async def ask_model(deps: Deps, state: State, pins: list[HumanMessage]) -> list[AIMessage | HumanMessage]:
-    """The model's reply, preceded by the trader's message when this call pinned its live context (also put
-    in `pins` before the call, so a failed call still stores it: the turn keeps the context it was sent
-    with, and the next request renders it byte-identically instead of breaking the KV-cache prefix there)."""
+async def ask_model(deps: Deps, state: State) -> list[AIMessage | HumanMessage]:
+    """The model's reply, preceded by the trader's message when this call pinned its live context."""
     over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
     runnable: Runnable[Any, Any] = deps.model if over_limit else deps.bound_model
     messages, pinned = prompt(deps, state, with_tools=not over_limit)
-    if pinned is not None:
-        pins.append(pinned)
     try:
         reply = await runnable.ainvoke(messages)
     except ModelUnavailable:
@@ -123,9 +119,8 @@ def make_reason(deps: Deps) -> Node:
         if state.get("slash") and isinstance(last, ToolMessage):
             return State(messages=[AIMessage(content=rendered_results(messages))])
         template = MODEL_DOWN
-        pins: list[HumanMessage] = []
         try:
-            return State(messages=[*await ask_model(deps, state, pins)])
+            return State(messages=[*await ask_model(deps, state)])
         except ModelUnavailable as exc:
             error = str(exc)
             template = MODEL_UNUSABLE if exc.category in UNUSABLE else MODEL_DOWN
@@ -135,6 +130,6 @@ def make_reason(deps: Deps) -> Node:
         fallback = template.format(error=error)
         if isinstance(last, ToolMessage):
             fallback = rendered_results(messages) + "\n\n" + fallback
-        return State(messages=[*pins, AIMessage(content=fallback)], notice="model_unavailable")
+        return State(messages=[AIMessage(content=fallback)], notice="model_unavailable")
 
     return reason

@@ -19,7 +19,6 @@ from pydantic import JsonValue
 from pydantic.json_schema import models_json_schema
 
 from server.api.streams import STREAM_MODELS
-
 from server.csp import docs_policy
 
 DOCS_ASSETS = "/docs-assets"

@@ -148,8 +148,14 @@ class CopilotChatOpenAI(ChatOpenAI):
         )
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
-        """The answer length in both fields (`max_tokens` is the one llama-cpp-python and LM Studio read)."""
+        """The answer length in both fields (`max_tokens` is the one llama-cpp-python and LM Studio read).
+        An assistant turn that only called tools goes out with `content: ""`, not null: llama-cpp-python's
+        chat templates concatenate the content and answer HTTP 500 to a null one (seen on a turn past
+        `context.max_tool_rounds`, which is sent with no tools bound)."""
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        for message in payload.get("messages", ()):
+            if message.get("content") is None:
+                message["content"] = ""
         payload["extra_body"] = {"max_tokens": self.answer_tokens, **(payload.get("extra_body") or {})}
         return payload
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.tools import tool
 from pydantic import Field
@@ -266,6 +266,22 @@ async def test_streaming_with_automatic_tool_choice_still_answers(
     for chunk in chunks[1:]:
         reply = reply + chunk
     assert reply.text.strip() or reply.tool_calls, reply
+
+
+async def test_a_history_with_tool_calls_is_answered_with_no_tools_bound(
+    plain: LlamaServer, settings: Settings
+) -> None:
+    """A turn past `context.max_tool_rounds` is sent with no tools: the earlier assistant turn that only
+    called a tool must not go out as `content: null`, which llama-cpp-python answers with HTTP 500."""
+    model = build_chat_model(real_settings(settings, plain, "native"))
+    call = {"name": "get_portfolio", "args": {}, "id": "call_1", "type": "tool_call"}
+    history = [
+        HumanMessage("How is my portfolio?"),
+        AIMessage("", tool_calls=[call]),
+        ToolMessage("balance 10000 USD, no positions", tool_call_id="call_1"),
+    ]
+    reply = await model.ainvoke(history)
+    assert reply.text.strip(), reply
 
 
 async def test_a_prompt_over_the_servers_context_is_a_clear_failure(

@@ -424,6 +424,9 @@ def test_live_feed_updates_the_page_with_no_user_action(
             expect(page.locator("#live")).to_have_text("no EURUSD price")
             expect(page.locator("#live")).to_have_attribute("title", re.compile("EURUSD has no recent price"))
             expect(page.locator("#bid")).to_have_text("—")
+            # The chart never keeps gold's candles under EURUSD's name (EURUSD trades near 1.2).
+            page.wait_for_function("() => { const c = window.copilotChart(); return c.lastClose === null"
+                                   " || c.lastClose < 10; }")  # fmt: skip
             for _ in range(40):  # walk the market forward until the SL or TP is hit
                 if page.get_by_test_id("notice").count():
                     break

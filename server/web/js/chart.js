@@ -152,6 +152,7 @@ function inspect() {
   return {
     timeframe: view.timeframe,
     bars: view.bars.length,
+    lastClose: view.series.data().at(-1)?.close ?? null, // what is drawn, not what was fetched
     lines: [...view.lines.entries()].map(([id, l]) => ({ id, title: l.options.title, price: l.options.price })),
     y: (price) => view.series.priceToCoordinate(price),
   };
@@ -179,7 +180,10 @@ export function initChart() {
   on("signal", showSignal);
   on("closed", loadTrades);
   on("symbol", () => {
+    // Never leave the last symbol's candles under the new symbol's name while its bars load (or fail to).
     view.bars = [];
+    view.series.setData([]);
+    $("chart").dataset.bars = "0";
     clearLines("");
     loadBars().catch(() => {});
     loadSignal();

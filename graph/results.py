@@ -21,11 +21,15 @@ FACT_HEADS = ("BLOCKED", "EXECUTED", "ORDER FAILED", "REJECTED", "NOT EXECUTED",
 
 
 def facts(fresh: list[AnyMessage]) -> list[str]:
-    """The first line of each deterministic trade result of this run (gate, approval, execute)."""
+    """The first line of each deterministic trade result of this run (gate, approval, execute); a block keeps
+    its reasons too, so the trader reads why even when the model does not explain it (a real small model
+    often does not)."""
     lines = []
     for message in fresh:
         content = text(message) if isinstance(message, ToolMessage) else ""
-        if content.startswith(FACT_HEADS):
+        if content.startswith("BLOCKED"):
+            lines.append(content.strip())
+        elif content.startswith(FACT_HEADS):
             lines.append(content.splitlines()[0].rstrip(":"))
     return lines
 

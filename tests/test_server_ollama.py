@@ -78,8 +78,10 @@ def test_a_model_written_trade_waits_for_approval(
                          timeout=60).json()  # fmt: skip
         # The gate's own line leads: the model's words never stand alone after a block.
         assert big["pending_approval"] is None and big["verdict"]["passed"] is False
-        blocked_line = "BLOCKED by the risk rules, nothing was executed"
-        assert big["response"] == f"{blocked_line}\n\nBloqueado: demasiado grande."
+        blocked_line = "BLOCKED by the risk rules, nothing was executed:\n- "  # then the gate's reasons
+        assert big["response"].startswith(blocked_line), big["response"]
+        assert big["response"].endswith("\n\nBloqueado: demasiado grande.")
+        assert all(f"- {reason}" in big["response"] for reason in big["verdict"]["reasons"])
         blocked = [m for m in fake.requests[-1]["messages"] if m["role"] == "tool"]
         assert blocked[-1]["content"].startswith("BLOCKED") and "50.0 lots" in blocked[-1]["content"]
         ok = httpx.post(f"{url}/api/chat", json={"message": "entonces 0.1", "session_id": "n2"},

@@ -54,10 +54,14 @@ $(NODE_STAMP): package.json package-lock.json | node
 
 js: $(NODE_STAMP)
 
-## Copy the chart library from node_modules into server/web/vendor (after changing its version).
+## Copy the chart library, the Markdown parser and the HTML sanitiser from node_modules into server/web/vendor
+## (after changing their versions).
 web-vendor: js
 	cp node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.mjs \
 	   node_modules/lightweight-charts/LICENSE server/web/vendor/lightweight-charts/
+	mkdir -p server/web/vendor/marked server/web/vendor/dompurify
+	cp node_modules/marked/lib/marked.esm.js node_modules/marked/LICENSE server/web/vendor/marked/
+	cp node_modules/dompurify/dist/purify.es.mjs node_modules/dompurify/LICENSE server/web/vendor/dompurify/
 
 run: setup
 	$(VENV)/bin/copilot serve

@@ -59,6 +59,10 @@ class ProposalTerms(TypedDict):
     risk_reward: float | None
     signal_reasoning: list[str]
     ticket: int | None  # close and modify
+    # A new trade: the % of equity it was sized with (the trader's preference, tools.preferences) and the
+    # configured cap (risk.max_risk_per_trade_pct); absent in proposals made before preferences existed.
+    risk_limit_pct: NotRequired[float]
+    risk_cap_pct: NotRequired[float]
 
 
 class Proposal(ProposalTerms):
@@ -115,3 +119,12 @@ def interrupt_proposal(value: object) -> Proposal | None:
             proposal: Proposal = item["proposal"]
             return proposal
     return None
+
+
+def risk_limit_text(terms: ProposalTerms) -> str | None:
+    """ "your risk 0.5 %, cap 1 %": the trader's risk per trade the trade was sized with, and the cap (None
+    for a close or modify, or a proposal made before preferences existed). Every client shows this line."""
+    limit, cap = terms.get("risk_limit_pct"), terms.get("risk_cap_pct")
+    if limit is None or cap is None:
+        return None
+    return f"your risk {limit:g} %, cap {cap:g} %"

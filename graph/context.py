@@ -13,3 +13,7 @@ class Context:
     user_id: str = "local"
     account_id: str = "paper"
     session_symbol: str = DEFAULT_SYMBOL
+    # The trader's preferences (tools.preferences) that change a run: the risk the gate sizes with (None:
+    # risk.max_risk_per_trade_pct; never above it) and the language of the answers ("auto": the trader's).
+    risk_per_trade_pct: float | None = None
+    language: str = "auto"

@@ -42,9 +42,10 @@ from graph.results import (
 )
 from graph.schemas import ChatResult
 from graph.sessions import SessionViews
-from graph.slash import DecisionCommand, DecisionRefused, parse_slash, typed_decision
+from graph.slash import DecisionCommand, DecisionRefused, PrefsCommand, parse_slash, typed_decision
 from graph.streaming import Event, to_events
 from graph.threads import account_for, thread_id
+from tools.preferences import BadPreference, PreferenceStore, preferences_text
 from tools.services import Services, build_services
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class Copilot(SessionViews):
         self.checkpointer = saver if isinstance(saver, BaseCheckpointSaver) else None
         self.chat_model = chat_model
         self.notes = RunNotes(services.redis, settings.redis.prefix, settings.redis.ttl)
+        self.prefs = PreferenceStore.of(services)
 
     @classmethod
     @asynccontextmanager
@@ -143,10 +145,25 @@ class Copilot(SessionViews):
             if self.settings.redis.ttl > 0:
                 pipe.expire(key, self.settings.redis.ttl)
             pipe.sadd(f"{self.settings.redis.prefix}sessions:{user_id}", session_id)
+            pipe.hgetall(self.prefs.key(user_id))
             replies = await pipe.execute()
         stored = replies[1 if symbol else 0]
+        prefs = self.prefs.parse(replies[-1])
+        if (
+            not stored
+        ):  # a new session starts on the trader's symbol, and keeps it when the preference changes
+            stored = prefs.symbol or DEFAULT_SYMBOL
+            async with self.services.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, "symbol", stored)
+                if self.settings.redis.ttl > 0:
+                    pipe.expire(key, self.settings.redis.ttl)
+                await pipe.execute()
         return Context(
-            user_id=user_id, account_id=account_for(user_id), session_symbol=str(stored or DEFAULT_SYMBOL)
+            user_id=user_id,
+            account_id=account_for(user_id),
+            session_symbol=str(stored),
+            risk_per_trade_pct=self.prefs.effective_risk_pct(prefs),
+            language=prefs.language,
         )
 
     @asynccontextmanager
@@ -191,9 +208,27 @@ class Copilot(SessionViews):
         except DecisionRefused as refused:
             return refused.result()
 
+    async def preferences_reply(self, user_id: str, session_id: str, command: PrefsCommand) -> ChatResult:
+        """`/prefs` in any chat (web page, CLI, Telegram): show or set the trader's preferences, with no model
+        and no graph run (the thread is untouched; a pending proposal still waits, sized as it was)."""
+        try:
+            if command.changes:
+                prefs = await self.prefs.update(user_id, command.changes)
+                said = "Saved / Guardado. "
+            else:
+                prefs, said = await self.prefs.get(user_id), ""
+            text = said + preferences_text(prefs, self.prefs.models.cap_pct)
+        except BadPreference as bad:
+            text = f"/prefs: {bad}. Nothing was saved / No se guardó nada."
+        pending = pending_proposal(await self._snapshot(user_id, session_id))
+        return ChatResult(response=text, pending_approval=pending)
+
     async def chat(
         self, user_id: str, session_id: str, message: str, symbol: str | None = None
     ) -> ChatResult:
+        command = parse_slash(message)
+        if isinstance(command, PrefsCommand):
+            return await self.preferences_reply(user_id, session_id, command)
         # The result comes from the run's own stream, not from reading the thread again.
         turn = await self._begin(user_id, session_id, message)
         if isinstance(turn, ChatResult):
@@ -352,6 +387,11 @@ class Copilot(SessionViews):
     async def stream(
         self, user_id: str, session_id: str, message: str, symbol: str | None = None
     ) -> AsyncIterator[Event]:
+        command = parse_slash(message)
+        if isinstance(command, PrefsCommand):
+            answer = await self.preferences_reply(user_id, session_id, command)
+            yield {"event": "final", "data": answer.model_dump()}
+            return
         turn = await self._begin(user_id, session_id, message)
         if isinstance(turn, ChatResult):
             yield {"event": "final", "data": turn.model_dump()}

@@ -6,7 +6,7 @@ execute's re-check both call it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from config.settings import RiskSettings
@@ -34,10 +34,13 @@ class Priced:
     take_profit: float | None
     ticket: int | None = None
     signal_reasoning: tuple[str, ...] = ()
+    # A new trade: the risk it was sized with (the trader's preference) and the configured cap.
+    risk_limit_pct: float | None = None
+    risk_cap_pct: float | None = None
 
     def terms(self) -> ProposalTerms:
         v = self.verdict
-        return ProposalTerms(
+        terms = ProposalTerms(
             kind=self.kind,
             symbol=self.symbol,
             side=self.side,
@@ -54,6 +57,9 @@ class Priced:
             signal_reasoning=list(self.signal_reasoning),
             ticket=self.ticket,
         )
+        if self.risk_limit_pct is not None and self.risk_cap_pct is not None:
+            terms["risk_limit_pct"], terms["risk_cap_pct"] = self.risk_limit_pct, self.risk_cap_pct
+        return terms
 
     def proposal(
         self, proposal_id: str, now: datetime, ttl_seconds: float, requote_of: str | None = None
@@ -158,15 +164,29 @@ async def _signal(services: Services, symbol: str) -> Signal | None:
         return None
 
 
-async def price_trade(services: Services, account_id: str, idea: TradeIdea) -> Priced:
-    """A new trade priced on the live quote, the account and the current signal."""
+def trader_limits(limits: RiskSettings, risk_pct: float | None) -> RiskSettings:
+    """The limits with the trader's risk per trade (tools.preferences): it can tighten the cap, never loosen
+    it (a value above the cap, or none, leaves the cap)."""
+    if risk_pct is None or not risk_pct > 0 or risk_pct >= limits.max_risk_per_trade_pct:
+        return limits
+    return limits.model_copy(update={"max_risk_per_trade_pct": risk_pct})
+
+
+async def price_trade(
+    services: Services, account_id: str, idea: TradeIdea, risk_pct: float | None = None
+) -> Priced:
+    """A new trade priced on the live quote, the account and the current signal; sized to (and checked
+    against) the trader's `risk_pct` of equity when it is below the cap (`trader_limits`)."""
     spec = _spec(services, idea.symbol)
     quote = await services.market.get_quote(idea.symbol)
     portfolio = await services.broker.get_portfolio(account_id)
     signal = await _signal(services, idea.symbol)
     settings = services.settings
     inputs = RiskInputs(spec, quote, portfolio, signal, services.clock.now(), settings.broker.leverage)
-    return price_open(idea, inputs, settings.risk)
+    limits = trader_limits(settings.risk, risk_pct)
+    priced = price_open(idea, inputs, limits)
+    cap = settings.risk.max_risk_per_trade_pct
+    return replace(priced, risk_limit_pct=limits.max_risk_per_trade_pct, risk_cap_pct=cap)
 
 
 async def price_position(

@@ -8,7 +8,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, StateSnapshot
 
-from graph.approval import OrderStatus, Outcome, Proposal, interrupt_proposal
+from graph.approval import OrderStatus, Outcome, Proposal, interrupt_proposal, risk_limit_text
 from graph.messages import text
 from graph.schemas import ChatMessage, ChatResult, CheckpointInfo, SessionState, ToolCallShown
 from graph.state import State
@@ -104,6 +104,9 @@ def proposal_text(p: Proposal) -> str:
         f"Risk {p['risk_usd']} USD ({p['risk_pct']}% of equity), reward {p['reward_usd']} USD",
         f"Expires {p['expires_at']}. Proposal {p['proposal_id']}. Reply /approve or /reject <reason>.",
     ]
+    limit = risk_limit_text(p)
+    if limit is not None:
+        lines[2] += f" ({limit})"
     if p["requote_of"]:
         lines.insert(1, "Re-quoted: the price or your account changed since the previous approval.")
     if p["notice"]:

@@ -29,6 +29,8 @@ HELP_TEXT = """Comandos / Commands:
 /approve [ID]                        aprueba la propuesta pendiente / approve the pending proposal
                                      (ID: 8+ caracteres del id / 8+ characters of its id)
 /reject [REASON]                     rechaza la propuesta pendiente / reject the pending proposal
+/prefs [KEY VALUE]                   tus preferencias / your preferences: risk 0.5, language en|es|auto,
+                                     symbol EURUSD, timeframe 1h, notify fills,closes,alerts,expiries|none
 /help                                esta ayuda / this help"""
 
 
@@ -54,7 +56,29 @@ class SlashError:
     message: str
 
 
-SlashCommand = ToolCommand | DecisionCommand | HelpCommand | SlashError
+@dataclass(frozen=True)
+class PrefsCommand:
+    """`/prefs` (show) or `/prefs KEY VALUE ...` (set): preference name -> value (None: back to the default),
+    checked against the bounds by tools.preferences when applied (the copilot facade does, with no model)."""
+
+    changes: dict[str, object] = field(default_factory=dict)
+
+
+SlashCommand = ToolCommand | DecisionCommand | HelpCommand | SlashError | PrefsCommand
+
+PREF_NAMES = {
+    "risk": "risk_per_trade_pct",
+    "risk_per_trade_pct": "risk_per_trade_pct",
+    "language": "language",
+    "lang": "language",
+    "idioma": "language",
+    "symbol": "symbol",
+    "timeframe": "timeframe",
+    "tf": "timeframe",
+    "notify": "notify",
+}
+RESET_WORDS = ("default", "reset")
+PREF_KEYS = "risk, language, symbol, timeframe, notify"
 
 
 class _Usage(ValueError):
@@ -182,6 +206,45 @@ def _position(name: str, rest: list[str]) -> ToolCommand:
     return ToolCommand("modify_position", {"ticket": _ticket(rest[0]), **levels})
 
 
+def _pref_value(name: str, token: str) -> object:
+    if token.lower() in RESET_WORDS:
+        return None
+    if name == "risk_per_trade_pct":
+        try:  # bounds (finite, > 0, the cap) are checked with the preference's own rules
+            return float(token.replace(",", ".").rstrip("%"))
+        except ValueError:
+            raise _Usage(f"risk must be a number (% of equity), got '{_shown(token)}'") from None
+    if name == "notify":
+        kinds = [k for k in re.split(r"[,\s]+", token.lower()) if k]
+        if kinds == ["all"]:
+            return ["fills", "closes", "alerts", "expiries"]
+        return [] if kinds == ["none"] else kinds
+    return token.upper() if name == "symbol" else token.lower()
+
+
+def _prefs(rest: list[str]) -> PrefsCommand:
+    """`/prefs`, `/prefs risk 0.5`, `/prefs language en symbol EURUSD`, `/prefs notify fills,closes`."""
+    changes: dict[str, object] = {}
+    i = 0
+    while i < len(rest):
+        name = PREF_NAMES.get(rest[i].lower())
+        if name is None:
+            raise _Usage(f"unknown preference '{_shown(rest[i])}' (use {PREF_KEYS})")
+        if i + 1 >= len(rest):
+            raise _Usage(f"{rest[i].lower()} needs a value, e.g. /prefs risk 0.5")
+        value = rest[i + 1]
+        if name == "notify":  # "fills, closes" may arrive as several tokens: up to the next name
+            j = i + 2
+            while j < len(rest) and rest[j].lower() not in PREF_NAMES:
+                value += "," + rest[j]
+                j += 1
+            changes[name], i = _pref_value(name, value), j
+            continue
+        changes[name] = _pref_value(name, value)
+        i += 2
+    return PrefsCommand(changes)
+
+
 def _dispatch(name: str, rest: list[str], raw_rest: str) -> SlashCommand:
     if name in ("signal", "analyze", "data"):
         return _market(name, rest)
@@ -199,6 +262,8 @@ def _dispatch(name: str, rest: list[str], raw_rest: str) -> SlashCommand:
         return DecisionCommand("reject", raw_rest)
     if name == "help":
         return HelpCommand()
+    if name in ("prefs", "preferences"):
+        return _prefs(rest)
     return SlashError(f"unknown command /{name}; /help lists the commands")
 
 

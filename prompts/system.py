@@ -75,12 +75,27 @@ a snapshot taken when the trader wrote. The newest block is the current one; old
 MARKET_KEYS = ("symbol", "current_price", "amd_phase", "killzone", "trend", "volatility")
 
 
+# The trader's language preference (tools.preferences), as the line the live context carries; "auto" adds
+# none (the system prompt already says: answer in the trader's language).
+LANGUAGE_LINES = {
+    "en": "Language: answer in English only (the trader's preference), whatever language the data is in.",
+    "es": "Idioma: responde solo en español (preferencia del trader), sea cual sea el idioma de los datos.",
+}
+
+
 def live_context(
-    market: dict[str, Any] | None, portfolio: dict[str, Any] | None, limits: RiskSettings, now: datetime
+    market: dict[str, Any] | None,
+    portfolio: dict[str, Any] | None,
+    limits: RiskSettings,
+    now: datetime,
+    language: str = "auto",
 ) -> str:
     """The live facts of this turn, sent inside the trader's turn right before their words
-    (prompts/window.py), never baked into SYSTEM_PROMPT."""
+    (prompts/window.py), never baked into SYSTEM_PROMPT (so a language preference keeps the cached prefix).
+    `limits` are the trader's own (their risk per trade, when below the cap)."""
     lines = ["## Contexto actual / Current context", f"Time (UTC): {now.strftime('%Y-%m-%d %H:%M')}"]
+    if language in LANGUAGE_LINES:
+        lines.append(LANGUAGE_LINES[language])
     if market:
         ict = market.get("ict_context") or {}
         values = {k: market.get(k, ict.get(k, "N/A")) for k in MARKET_KEYS}

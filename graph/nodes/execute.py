@@ -70,7 +70,7 @@ async def still_valid(deps: Deps, ctx: Context, proposal: Proposal) -> Outcome |
     # Exactly the approved order (its size too, not a re-derived one), against the account and price now.
     p = proposal
     idea = TradeIdea(p["symbol"], p["side"], p["size_lots"], p["stop_loss"], p["take_profit"])
-    verdict = (await price_trade(deps.services, ctx.account_id, idea)).verdict
+    verdict = (await price_trade(deps.services, ctx.account_id, idea, ctx.risk_per_trade_pct)).verdict
     return None if verdict.passed else {**requote, "reasons": verdict.reasons}
 
 

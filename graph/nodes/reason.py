@@ -22,6 +22,7 @@ from graph.context import Context
 from graph.deps import Deps, Node
 from graph.messages import render_result, text, tool_results_since_turn
 from graph.model_errors import FailureCategory, ModelUnavailable
+from graph.proposals import trader_limits
 from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
 from graph.state import State
 from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context
@@ -64,7 +65,9 @@ def rendered_results(messages: list[AnyMessage]) -> str:
     return "\n\n".join(parts) or "Done."
 
 
-def prompt(deps: Deps, state: State, with_tools: bool) -> tuple[list[BaseMessage], HumanMessage | None]:
+def prompt(
+    deps: Deps, state: State, with_tools: bool, ctx: Context | None = None
+) -> tuple[list[BaseMessage], HumanMessage | None]:
     """Static system prompt, then the history window with the live context inside the trader's turn.
 
     Nothing follows the last user/tool message, so every Ollama template renders the tool list and the answer
@@ -83,17 +86,20 @@ def prompt(deps: Deps, state: State, with_tools: bool) -> tuple[list[BaseMessage
 
     def live() -> str:
         now = deps.services.clock.now()
-        return live_context(state.get("market"), state.get("portfolio"), settings.risk, now)
+        # The trader's preferences (tools.preferences): their risk per trade and language.
+        run = ctx or Context()
+        limits = trader_limits(settings.risk, run.risk_per_trade_pct)
+        return live_context(state.get("market"), state.get("portfolio"), limits, now, run.language)
 
     history, pinned = model_window(state.get("messages", []), settings.context.max_history, budget, live)
     return [system, *as_sent(history)], pinned
 
 
-async def ask_model(deps: Deps, state: State) -> list[AIMessage | HumanMessage]:
+async def ask_model(deps: Deps, state: State, ctx: Context | None = None) -> list[AIMessage | HumanMessage]:
     """The model's reply, preceded by the trader's message when this call pinned its live context."""
     over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
     runnable: Runnable[Any, Any] = deps.model if over_limit else deps.bound_model
-    messages, pinned = prompt(deps, state, with_tools=not over_limit)
+    messages, pinned = prompt(deps, state, with_tools=not over_limit, ctx=ctx)
     try:
         reply = await runnable.ainvoke(messages)
     except ModelUnavailable:
@@ -120,7 +126,7 @@ def make_reason(deps: Deps) -> Node:
             return State(messages=[AIMessage(content=rendered_results(messages))])
         template = MODEL_DOWN
         try:
-            return State(messages=[*await ask_model(deps, state)])
+            return State(messages=[*await ask_model(deps, state, runtime.context)])
         except ModelUnavailable as exc:
             error = str(exc)
             template = MODEL_UNUSABLE if exc.category in UNUSABLE else MODEL_DOWN

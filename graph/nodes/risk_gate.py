@@ -54,7 +54,7 @@ async def judge(deps: Deps, ctx: Context, call: PendingCall) -> tuple[Priced | N
         args = proposal_args(deps.services, call["name"], call["args"])
         if isinstance(args, ExecuteTradeArgs):
             idea = TradeIdea(args.symbol, args.action, args.size, args.stop_loss, args.take_profit)
-            priced = await price_trade(deps.services, ctx.account_id, idea)
+            priced = await price_trade(deps.services, ctx.account_id, idea, ctx.risk_per_trade_pct)
         elif isinstance(args, ModifyPositionArgs):
             change = (args.stop_loss, args.take_profit)
             priced = await price_position(deps.services, ctx.account_id, args.ticket, change)

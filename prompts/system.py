@@ -89,10 +89,12 @@ def live_context(
     limits: RiskSettings,
     now: datetime,
     language: str = "auto",
+    symbol: str | None = None,
 ) -> str:
     """The live facts of this turn, sent inside the trader's turn right before their words
     (prompts/window.py), never baked into SYSTEM_PROMPT (so a language preference keeps the cached prefix).
-    `limits` are the trader's own (their risk per trade, when below the cap)."""
+    `limits` are the trader's own (their risk per trade, when below the cap); `symbol` the session's, named
+    when its market data is not available."""
     lines = ["## Contexto actual / Current context", f"Time (UTC): {now.strftime('%Y-%m-%d %H:%M')}"]
     if language in LANGUAGE_LINES:
         lines.append(LANGUAGE_LINES[language])
@@ -101,7 +103,9 @@ def live_context(
         values = {k: market.get(k, ict.get(k, "N/A")) for k in MARKET_KEYS}
         lines += [f"{k}: {v}" for k, v in values.items() if v is not None]
     else:
-        lines.append("Market: no disponible / not available")
+        lines.append(
+            "Market: no disponible / not available" + (f" (session symbol: {symbol})" if symbol else "")
+        )
     lines.append("## Portfolio")
     if portfolio:
         positions = portfolio.get("positions") or []

@@ -27,6 +27,7 @@ from graph.threads import InvalidId
 from server.api.docs import install_docs
 from server.api.responses import validation_detail
 from server.api.routes import chat, events, health, market, portfolio, sessions
+from server.api.routes.preferences import preferences_router
 from server.api.runs import NOTHING_PENDING, RunRegistry, sweep
 from server.csp import HEADERS, page_policy
 from server.metrics import Metrics
@@ -173,6 +174,7 @@ def create_app(
         health.router,
     ):
         app.include_router(router)
+    app.include_router(preferences_router(settings))
     _install_error_handlers(app)
     install_docs(app)
 

@@ -94,6 +94,13 @@ def preference_models(symbols: tuple[str, ...], cap_pct: float) -> PreferenceMod
     return PreferenceModels(view, update, cap_pct, symbols)
 
 
+def models_for(settings: Any) -> PreferenceModels:
+    """The models of this configuration (config.Settings): its symbols (as tools.market.specs keys them)
+    and its cap; the same classes the copilot's PreferenceStore validates with."""
+    symbols = tuple(name.upper() for name in settings.symbols)
+    return preference_models(symbols, float(settings.risk.max_risk_per_trade_pct))
+
+
 class BadPreference(ValueError):
     """A preference out of bounds, of the wrong type or unknown; `errors` are pydantic's, naming the field."""
 

@@ -89,7 +89,8 @@ def prompt(
         # The trader's preferences (tools.preferences): their risk per trade and language.
         run = ctx or Context()
         limits = trader_limits(settings.risk, run.risk_per_trade_pct)
-        return live_context(state.get("market"), state.get("portfolio"), limits, now, run.language)
+        market, portfolio = state.get("market"), state.get("portfolio")
+        return live_context(market, portfolio, limits, now, run.language, run.session_symbol)
 
     history, pinned = model_window(state.get("messages", []), settings.context.max_history, budget, live)
     return [system, *as_sent(history)], pinned

@@ -162,7 +162,7 @@ export function approvalCard(p, { decide, previous }) {
         risk_reward: p.risk_reward, stop_pips: p.stop_pips ?? e.stop_pips, take_profit_pips: p.take_profit_pips ?? e.take_profit_pips };
       cells.sl.textContent = `${fmtPrice(sym, now.stop_loss)} (${show.stop_pips ?? "—"} pips)`;
       cells.tp.textContent = `${fmtPrice(sym, now.take_profit)} (${show.take_profit_pips ?? "—"} pips)`;
-      cells.risk.textContent = `${money(show.risk_usd)} (${pct(show.risk_pct)} of equity)`;
+      cells.risk.textContent = `${money(show.risk_usd)} (${pct(show.risk_pct)} of equity)${typeof p.risk_limit_pct === "number" ? ` · your risk ${p.risk_limit_pct} %, cap ${p.risk_cap_pct} %` : ""}`;
       if (cells.reward) {
         cells.reward.textContent = money(show.reward_usd);
         cells.rr.textContent = rr(show.risk_reward);

@@ -3,6 +3,7 @@
 import { HttpError, api, streamEvents } from "./api.js";
 import { approvalCard, signalCard } from "./cards.js";
 import { $, el } from "./dom.js";
+import { renderMarkdown } from "./markdown.js";
 import { emit, store } from "./store.js";
 
 // Plain words for the graph's steps and tools (the status line never shows internal node names).
@@ -35,8 +36,10 @@ function scroll(node) {
   node.scrollIntoView({ block: "end" });
 }
 
+// The model's answers are Markdown, rendered sanitised (markdown.js); everything else is plain text.
 export function addMessage(role, text, attrs = {}) {
-  const node = el("div", { class: `msg ${role}`, ...attrs }, text);
+  const node = role === "assistant" && text ? renderMarkdown(el("div", { class: `msg ${role}`, ...attrs }), text)
+    : el("div", { class: `msg ${role}`, ...attrs }, text);
   $("log").append(node);
   scroll(node);
   return node;
@@ -174,7 +177,7 @@ async function follow(path, body) {
       else closeApprovalCards(); // decided (e.g. by /approve typed in the chat) or nothing pending
       const text = answerText(data.response || "", data.pending_approval);
       if (!bubble && text) bubble = addMessage("assistant", text);
-      else if (bubble) bubble.textContent = text;
+      else if (bubble) renderMarkdown(bubble, text);
       if (data.signal && !signalShown) { showSignal(data.signal); signalShown = true; }
       if (data.order) emit("order", data.order);
     } else if (name === "error") {

@@ -1,11 +1,12 @@
 // Trading Copilot web page: wiring of the modules, sessions, health, API key, panels and phone tabs.
 // ES modules, no CDN: the chart library is vendored under /static/vendor, so the page works offline.
 import { api } from "./api.js";
-import { initChart, loadBars, loadSignal } from "./chart.js";
+import { initChart, loadBars, loadSignal, setTimeframe } from "./chart.js";
 import { addMessage, cancelRun, resetLog, sendMessage, setBusy, showApproval, showSignal } from "./chat.js";
 import { $, el } from "./dom.js";
 import { initPanels, loadHistory, loadPortfolio } from "./panels.js";
 import { startLive } from "./live.js";
+import { initPrefs, loadPrefs } from "./prefs.js";
 import { emit, store } from "./store.js";
 
 function newSessionId() {
@@ -69,6 +70,13 @@ function setSymbol(symbol) {
   startLive();
 }
 
+// A new session starts on the trader's symbol and timeframe (their preferences).
+function startOnPreferences() {
+  if (!store.prefs) return;
+  setSymbol(store.prefs.symbol);
+  setTimeframe(store.prefs.timeframe);
+}
+
 function wire() {
   $("chat-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -80,7 +88,7 @@ function wire() {
   $("stop").addEventListener("click", cancelRun);
   $("message").addEventListener("keydown", (ev) => { if (ev.key === "Escape" && store.busy) cancelRun(); });
   $("symbol").addEventListener("change", () => setSymbol($("symbol").value));
-  $("new-session").addEventListener("click", () => { openSession(newSessionId()); showTab("chat"); });
+  $("new-session").addEventListener("click", () => { startOnPreferences(); openSession(newSessionId()); showTab("chat"); });
   $("key-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     localStorage.setItem("copilot.apiKey", $("api-key").value.trim());
@@ -103,7 +111,9 @@ function wire() {
 async function init() {
   try { store.specs = await api("GET", "/api/symbols"); } catch { store.specs = {}; }
   try { store.limits = await api("GET", "/api/limits"); } catch { store.limits = null; }
-  const saved = localStorage.getItem("copilot.symbol");
+  const prefs = await loadPrefs();
+  const fresh = !localStorage.getItem("copilot.session"); // a first visit starts a new session: on the preferences
+  const saved = fresh && prefs && store.specs[prefs.symbol] ? prefs.symbol : localStorage.getItem("copilot.symbol");
   store.symbol = saved && store.specs[saved] ? saved : Object.keys(store.specs).includes("XAUUSD") ? "XAUUSD" : Object.keys(store.specs)[0] || "XAUUSD";
   $("symbol").replaceChildren(...Object.keys(store.specs).map((s) => el("option", { value: s, selected: s === store.symbol }, s)));
   $("chart-symbol").textContent = store.symbol;
@@ -113,6 +123,8 @@ async function init() {
     initialised = true;
     initChart();
     initPanels();
+    initPrefs();
+    if (fresh && prefs) setTimeframe(prefs.timeframe);
   } else {
     loadBars().catch(() => {});
     loadSignal();

@@ -9,6 +9,7 @@ export const store = {
   quote: null, // {symbol, bid, ask, quote_time, now}
   signal: null, // the signal the risk gate checks now (risk.signal_timeframe)
   proposal: null, // the pending proposal, as last edited on its card
+  prefs: null, // the trader's preferences (GET /api/preferences)
   busy: false,
 };
 

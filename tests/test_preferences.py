@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,10 @@ import httpx
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 
-from prompts.system import LANGUAGE_LINES
+from config.settings import RiskSettings
+from graph.proposals import trader_limits
+from graph.slash import PrefsCommand, SlashError, parse_slash
+from prompts.system import LANGUAGE_LINES, live_context
 from tests.api_support import ApiServer, Script, api_settings, as_user, buy_command, running_app, user_keys
 
 USERS = user_keys("ana", "ben")
@@ -225,3 +229,44 @@ def test_preferences_are_kept_across_a_server_restart(
     )
     with running_app(lower) as url, as_user(url, "ana") as client:
         assert client.get("/api/preferences").json()["risk_per_trade_pct"] == 0.3
+
+
+@pytest.mark.parametrize(
+    ("text", "changes"),
+    [
+        ("/prefs", {}),
+        ("/prefs risk 0,5", {"risk_per_trade_pct": 0.5}),
+        ("/prefs risk 0.5%", {"risk_per_trade_pct": 0.5}),
+        ("/prefs language EN symbol eurusd", {"language": "en", "symbol": "EURUSD"}),
+        ("/prefs notify fills, closes tf 1h", {"notify": ["fills", "closes"], "timeframe": "1h"}),
+        ("/prefs notify none", {"notify": []}),
+        ("/prefs notify all", {"notify": ["fills", "closes", "alerts", "expiries"]}),
+        ("/prefs risk default", {"risk_per_trade_pct": None}),
+    ],
+)
+def test_prefs_commands_parse(text: str, changes: dict[str, Any]) -> None:
+    assert parse_slash(text) == PrefsCommand(changes)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("/prefs colour red", "unknown preference 'colour'"),
+        ("/prefs risk", "risk needs a value"),
+        ("/prefs risk lots", "risk must be a number"),
+    ],
+)
+def test_malformed_prefs_commands_say_why(text: str, said: str) -> None:
+    command = parse_slash(text)
+    assert isinstance(command, SlashError) and said in command.message
+
+
+def test_the_language_line_is_in_the_live_context_only_when_chosen() -> None:
+    now = datetime(2026, 3, 2, 8, 5, tzinfo=UTC)
+    limits = RiskSettings()
+    assert not any(line in live_context(None, None, limits, now) for line in LANGUAGE_LINES.values())
+    assert LANGUAGE_LINES["en"] in live_context(None, None, limits, now, "en")
+    assert LANGUAGE_LINES["es"] in live_context(None, None, limits, now, "es")
+    tighter = trader_limits(limits, 0.5)
+    assert "Max risk per trade: 0.5%" in live_context(None, None, tighter, now, "en", "EURUSD")
+    assert trader_limits(limits, 5.0) is limits  # above the cap: the cap stays

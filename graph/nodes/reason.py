@@ -23,7 +23,7 @@ from graph.deps import Deps, Node
 from graph.messages import render_result, text, tool_results_since_turn
 from graph.model_errors import FailureCategory, ModelUnavailable
 from graph.proposals import trader_limits
-from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
+from graph.slash import DecisionCommand, HelpCommand, PrefsCommand, SlashError, ToolCommand, parse_slash
 from graph.state import State
 from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context
 from prompts.window import as_sent, model_window
@@ -38,6 +38,9 @@ MODEL_DOWN = "The language model is not available right now ({error}). " + SLASH
 # An answer that came but cannot be used (cut off, malformed) is not the model being "not available".
 MODEL_UNUSABLE = "The language model's answer could not be used ({error}). " + SLASH_STILL_WORK
 UNUSABLE = (FailureCategory.TRUNCATED, FailureCategory.BAD_REPLY)
+PREFS_ELSEWHERE = (
+    "/prefs works in the web page, `copilot chat` and Telegram (the copilot answers it, not the graph)."
+)
 TOOL_LIMIT = "I reached the limit of tool calls for one message; ask again to continue."
 
 
@@ -55,6 +58,8 @@ def slash_reply(message: str) -> State | None:
         return State(messages=[AIMessage(content=command.message)], slash=True)
     if isinstance(command, DecisionCommand):
         return State(messages=[AIMessage(content="Nothing is waiting for your approval.")], slash=True)
+    if isinstance(command, PrefsCommand):  # the copilot facade answers /prefs before any run (graph.copilot)
+        return State(messages=[AIMessage(content=PREFS_ELSEWHERE)], slash=True)
     return None
 
 

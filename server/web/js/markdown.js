@@ -23,7 +23,7 @@ purify.addHook("afterSanitizeAttributes", (node) => {
 
 // Markdown text -> a sanitised DocumentFragment (never a string handed to innerHTML).
 export function markdownFragment(text) {
-  const html = marked.parse(String(text ?? ""));
+  const html = marked.parse(String(text ?? "")).trim(); // no stray newline text node after the last block
   return purify.sanitize(html, {
     ALLOWED_TAGS, ALLOWED_ATTR: [...ALLOWED_ATTR, "target", "rel"], ALLOW_DATA_ATTR: false,
     ALLOW_ARIA_ATTR: false, RETURN_DOM_FRAGMENT: true,

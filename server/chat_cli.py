@@ -11,7 +11,7 @@ from typing import TextIO
 
 import httpx
 
-from graph.approval import Decision, Proposal
+from graph.approval import Decision, Proposal, risk_limit_text
 from tools.schemas import JsonObject
 
 Event = tuple[str, JsonObject]
@@ -44,6 +44,9 @@ def describe_proposal(p: Proposal) -> str:
         f"  R:R {p['risk_reward']}",
         f"   expires {p['expires_at']}",
     ]
+    limit = risk_limit_text(p)  # "your risk 0.5 %, cap 1 %" (the trader's preference)
+    if limit is not None:
+        lines[2] += f"  ({limit})"
     lines += [f"   - {reason}" for reason in p["verdict"]["reasons"]]
     return "\n".join(lines)
 

@@ -60,6 +60,7 @@ def test_approve_from_the_terminal_opens_the_position(base_url: str) -> None:
     chat.turn(buy(base_url))
     text = out.getvalue()
     assert "approval needed" in text and "at risk $" in text and "EXECUTED" in text
+    assert "(your risk 1 %, cap 1 %)" in text  # the trader's risk per trade (no preference: the cap)
     assert open_positions(base_url) == before + 1
 
 

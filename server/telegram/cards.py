@@ -83,9 +83,10 @@ def proposal_card(p: Proposal) -> str:
 
 
 def outcome_line(result: ChatResult) -> str:
-    """How a decision ended, in one line (the card shows it in place of its buttons)."""
-    first = (result.response or "").strip().splitlines()
-    text = first[0] if first else "done"
+    """How a decision ended, in one line (the card shows it in place of its buttons): the first line that is
+    not a note in parentheses (a replayed answer starts with "(Already decided: …)")."""
+    lines = [line.strip() for line in (result.response or "").splitlines() if line.strip()]
+    text = next((line for line in lines if not line.startswith("(")), lines[0] if lines else "done")
     return escape(text[:300])
 
 

@@ -88,8 +88,18 @@ def _fit(kind: str, body: str, limit: int) -> list[str]:
         rendered = f"<pre>{escape(body)}</pre>"
         if len(rendered) <= limit:
             return [rendered]
-        # Each escaped character is at most 6 long (&quot;); 11 is the length of <pre></pre>.
-        return [f"<pre>{escape(p)}</pre>" for p in _pieces(body, (limit - 11) // 6)]
+        # Whole lines per part where they fit; 11 is the length of <pre></pre>, and each escaped character
+        # is at most 6 long (&quot;), so a line too long for one part is cut at (limit - 11) // 6.
+        parts, current = [], ""
+        for line in body.split("\n"):
+            for piece in _pieces(line, (limit - 11) // 6) if len(escape(line)) > limit - 11 else [line]:
+                joined = f"{current}\n{piece}" if current else piece
+                if len(escape(joined)) + 11 > limit and current:
+                    parts.append(current)
+                    joined = piece
+                current = joined
+        parts.append(current)
+        return [f"<pre>{escape(p)}</pre>" for p in parts if p.strip()]
     if len(body) <= limit:
         return [body]
     plain = html.unescape(re.sub(r"<[^>]+>", "", body))  # too long for one message: sent as plain text

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from graph.threads import account_for
 from server.telegram.bot import TelegramBot, session_for
@@ -78,8 +78,11 @@ class NoticePusher:
         """A warning a minute before a card's proposal expires (if it still waits), and the card closed once
         it has expired."""
         now = time.time()
-        due: list[tuple[str, float]] = await self.redis.zrangebyscore(
-            self.bot.expiring_key, "-inf", now + WARN_BEFORE_SECONDS, withscores=True
+        due = cast(
+            list[tuple[str, float]],
+            await self.redis.zrangebyscore(
+                self.bot.expiring_key, "-inf", now + WARN_BEFORE_SECONDS, withscores=True
+            ),
         )
         for member, score in due:
             expires = float(score)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
+from telegram.warnings import PTBDeprecationWarning
 
 log = logging.getLogger("copilot.telegram")
 T = TypeVar("T")
@@ -20,7 +22,9 @@ MAX_WAIT_SECONDS = 60.0
 
 
 def retry_seconds(exc: RetryAfter) -> float:
-    value = exc.retry_after
+    with warnings.catch_warnings():  # an int until PTB's next major version (a timedelta then): both read
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 

@@ -136,7 +136,10 @@ def cmd_telegram(settings: Settings, args: argparse.Namespace) -> int:
     setup_logging(settings)
     signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
     with redis_for_command(settings):
-        asyncio.run(run_standalone(settings))
+        try:
+            asyncio.run(run_standalone(settings))
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the lease was released on the way out
+            print("copilot telegram: stopped", file=sys.stderr)
     return 0
 
 

@@ -38,10 +38,12 @@ class World:
 
     def after(self, chat: int, count: int, n: int = 1, what: str = "") -> list[BotMessage]:
         """The chat's bot messages once there are at least `count + n` of them (the new ones)."""
-        return self.double.wait_for(
-            lambda: self.double.chat_messages(chat)[count:] if len(self.double.chat_messages(chat)) >= count + n
-            else None, what=what or f"{n} new message(s) in chat {chat}",
-        )  # fmt: skip
+
+        def new() -> list[BotMessage] | None:
+            messages = self.double.chat_messages(chat)
+            return messages[count:] if len(messages) >= count + n else None
+
+        return self.double.wait_for(new, what=what or f"{n} new message(s) in chat {chat}")
 
     def filled_orders(self, user: str = "alice") -> int:
         key = f"{self.settings.redis.prefix}paper:paper-{user}:orders"
@@ -62,8 +64,9 @@ def world(redis_server: Any, shared_data: Path, tmp_path_factory: pytest.TempPat
     with serve_app(double.app()) as double_url:
         telegram = {"bot_token": TOKEN, "allowed_chats": ALLOWED, "api_base_url": double_url,
                     "lease_seconds": 3, "poll_timeout": 1}  # fmt: skip
-        settings = api_settings(redis_server.url, shared_data, tmp_path_factory.mktemp("tg"),
-                                server={"api_keys": user_keys("alice", "bob")}, telegram=telegram)  # fmt: skip
+        keys = {"api_keys": user_keys("alice", "bob")}
+        tmp = tmp_path_factory.mktemp("tg")
+        settings = api_settings(redis_server.url, shared_data, tmp, server=keys, telegram=telegram)
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         with running_app(settings) as first, running_app(settings) as second:
             double.wait_for(lambda: double.calls_of("getUpdates"), what="a poller")
@@ -131,9 +134,10 @@ def test_one_order_after_double_presses_a_strangers_press_and_a_racing_web_appro
         answer = from_web.result()
     assert answer.status_code == 200, answer.text
     double.wait_for(lambda: all(double.queries[q]["answered"] for q in presses), what="presses answered")
-    edits = lambda: [
-        c for c in double.calls_of("editMessageText") if c.params["message_id"] == card.message_id
-    ]  # noqa: E731
+
+    def edits() -> list[Any]:
+        return [c for c in double.calls_of("editMessageText") if c.params["message_id"] == card.message_id]
+
     double.wait_for(lambda: len(edits()) >= 2, what="each press's outcome put on the card")
     assert "EXECUTED" in card.text and card.markup is None, card.html
     assert world.filled_orders() == orders + 1
@@ -219,8 +223,9 @@ def test_the_token_is_never_in_the_logs(world: World, caplog: pytest.LogCaptureF
 # --- the format, and the double's strictness (what makes the tests above mean something) ---------------
 
 
-HOSTILE = ["<b> & co", "price 2034.55 < 2040 & > 2000", "<script>alert(1)</script>", "a &amp b", "&#99999999;",
-           "**unclosed <i>", "`<code>` and ```\n<pre> & </pre>\n```", "[x](javascript:alert(1)) <a href=x>"]  # fmt: skip
+HOSTILE = ["<b> & co", "price 2034.55 < 2040 & > 2000", "<script>alert(1)</script>", "a &amp b",
+           "&#99999999;", "**unclosed <i>", "`<code>` and ```\n<pre> & </pre>\n```",
+           "[x](javascript:alert(1)) <a href=x>"]  # fmt: skip
 
 
 @pytest.mark.parametrize("text", HOSTILE)

@@ -53,6 +53,7 @@ async def run_telegram(copilot: Copilot, settings: Settings, redis: Redis, locks
     redact_token_in_logs(settings.telegram.bot_token.get_secret_value())
     bot = TelegramBot(copilot, settings, redis, locks)
     leader = Leader(redis, leader_key(settings), settings.telegram.lease_seconds, "telegram poller")
+    log.info("telegram: bot ready for %d chat(s); polls while holding %s", len(bot.chats.allowed), leader.key)
     try:
         await leader.run(lambda: poll(bot, leader))
     except asyncio.CancelledError:

@@ -8,6 +8,7 @@ Bob's private chat, and a stranger. The model is the suite's scripted model (tes
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ def world(redis_server: Any, shared_data: Path, tmp_path_factory: pytest.TempPat
             double.wait_for(lambda: double.calls_of("getUpdates"), what="a poller")
             yield World(double, [first, second], settings, client)
         client.close()
+    if os.environ.get("TELEGRAM_TRANSCRIPT"):  # what the double received and sent, for the README
+        Path(os.environ["TELEGRAM_TRANSCRIPT"]).write_text("\n".join(double.log) + "\n")
 
 
 def test_portfolio_is_answered_in_the_chat_through_a_429(world: World) -> None:

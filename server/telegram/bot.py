@@ -284,6 +284,9 @@ class TelegramBot:
             return
         verb = {"approve": "approved", "reject": "rejected", "edit": "edited"}[decision["decision"]]
         outcome = outcome_line(result)
+        waiting = result.pending_approval
+        if decision["decision"] == "edit" and waiting is not None and waiting["proposal_id"] != proposal_id:
+            outcome = escape(f"Edited: priced and gated again as {waiting['proposal_id'][:SHORT]} (below).")
         await self.close_card(
             bot,
             chat_id,
@@ -312,4 +315,3 @@ def _epoch(iso: str) -> float | None:
         return None
 
 
-__all__ = ["SHORT", "Chats", "TelegramBot", "not_authorised", "parse_edits", "session_for"]

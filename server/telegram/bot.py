@@ -282,7 +282,7 @@ class TelegramBot:
         except NoPendingApproval:
             await self.close_card(bot, chat_id, proposal_id, "No longer pending.", by)
             return
-        verb = {"approve": "approved", "reject": "rejected", "edit": "edited"}[decision["decision"]]
+        verb = {"approve": "Approve", "reject": "Reject", "edit": "Edit"}[decision["decision"]]
         outcome = outcome_line(result)
         waiting = result.pending_approval
         if decision["decision"] == "edit" and waiting is not None and waiting["proposal_id"] != proposal_id:
@@ -292,7 +292,7 @@ class TelegramBot:
             chat_id,
             proposal_id,
             outcome,
-            f"{verb} by {by}" + (" (again: nothing new was done)" if result.replayed else ""),
+            f"{verb} pressed by {by}" + (" (again: nothing new was done)" if result.replayed else ""),
         )
         if not result.replayed:
             await self.answer(bot, chat_id, user, result)
@@ -313,5 +313,3 @@ def _epoch(iso: str) -> float | None:
         return datetime.fromisoformat(iso).timestamp()
     except ValueError:
         return None
-
-

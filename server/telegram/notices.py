@@ -28,8 +28,11 @@ WARN_BEFORE_SECONDS = 60
 
 
 class NoticePusher:
-    def __init__(self, bot: TelegramBot, tg: Any, leading: Callable[[], bool]) -> None:
+    def __init__(
+        self, bot: TelegramBot, tg: Any, leading: Callable[[], bool], now: Callable[[], float] = time.time
+    ) -> None:
         self.bot = bot
+        self.now = now  # the wall clock proposals expire by
         self.tg = tg  # the telegram.Bot that sends
         self.leading = leading
         self.redis = bot.redis
@@ -77,7 +80,7 @@ class NoticePusher:
     async def push_expiries(self) -> None:
         """A warning a minute before a card's proposal expires (if it still waits), and the card closed once
         it has expired."""
-        now = time.time()
+        now = self.now()
         due = cast(
             list[tuple[str, float]],
             await self.redis.zrangebyscore(

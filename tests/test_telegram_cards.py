@@ -1,6 +1,6 @@
-"""A card whose proposal is about to expire: one warning in the chat, then the card closed once it expired,
-and a press on it afterwards places nothing (the bot's pieces on a real Copilot, a real telegram.Bot talking
-HTTP to the Bot API double, the wall clock moved by the test)."""
+"""Cards on a real Copilot, sent by a real telegram.Bot over HTTP to the Bot API double (the wall clock moved
+by the test): an expiring card is warned once, then closed, and a late press places nothing; a refused edit
+keeps the card's buttons, and approving it then places one order, a second press none."""
 
 from __future__ import annotations
 
@@ -78,3 +78,37 @@ async def test_an_expiring_card_is_warned_once_then_closed_and_a_late_press_plac
         await bot.apply(tg, ALICE, "alice", late, by="@alice")
         assert await positions(services) == []
         assert "NOT EXECUTED: the proposal expired" in card.text and "Approve pressed by @alice" in card.text
+
+
+async def test_a_refused_edit_keeps_the_buttons_and_one_approval_places_one_order(
+    double_bot: tuple[TelegramDouble, Bot],
+    make_copilot: CopilotFactory,
+    services: Services,
+    settings: Settings,
+    redis_client: aioredis.Redis,
+) -> None:
+    double, tg = double_bot
+    tuned = settings.model_copy(
+        update={"telegram": TelegramSettings(bot_token=TOKEN, allowed_chats={ALICE: "alice"})}
+    )
+    async with make_copilot() as copilot:
+        bot = TelegramBot(copilot, tuned, redis_client, Leases(redis_client, settings.redis.prefix, 6))
+        levels = await buy_levels(services)
+        result = await copilot.chat(
+            "alice", "tg111", f"/buy XAUUSD sl {levels['stop_loss']} tp {levels['take_profit']}"
+        )
+        assert result.pending_approval is not None, result.response
+        await bot.answer(tg, ALICE, "alice", result)
+        card = next(m for m in double.chat_messages(ALICE) if m.markup)
+        pid = result.pending_approval["proposal_id"]
+
+        zero = Decision(proposal_id=pid, decision="edit", edits={"size_lots": 0.0}, reason="")
+        await bot.apply(tg, ALICE, "alice", zero, by="@alice")
+        assert card.markup is not None and "Not applied" in card.text, card.text
+        assert await positions(services) == []
+
+        approve = Decision(proposal_id=pid, decision="approve", edits={}, reason="")
+        await bot.apply(tg, ALICE, "alice", approve, by="@alice")
+        await bot.apply(tg, ALICE, "alice", approve, by="@alice")
+        assert card.markup is None and "EXECUTED" in card.text, card.text
+        assert len(await positions(services)) == 1

@@ -34,7 +34,7 @@ from graph.schemas import ChatResult
 from server.telegram.cards import SHORT, decided_card, keyboard, outcome_line, parse_callback, proposal_card
 from server.telegram.format import escape, markdown_to_html
 from server.telegram.send import with_retry
-from tools.locks import Leases
+from tools.locks import LeaseHeld, Leases
 
 log = logging.getLogger("copilot.telegram")
 
@@ -138,12 +138,18 @@ class TelegramBot:
         for part in markdown_to_html(markdown):
             await self.send(bot, chat_id, part)
 
-    async def edit(self, bot: Any, chat_id: int, message_id: int, html: str) -> None:
-        """The message's new text, its buttons removed; a text already shown is left as it is."""
+    async def edit(
+        self, bot: Any, chat_id: int, message_id: int, html: str, markup: InlineKeyboardMarkup | None = None
+    ) -> None:
+        """The message's new text (its buttons removed unless `markup`); a text already shown is left."""
         try:
             await with_retry(
                 lambda: bot.edit_message_text(
-                    html, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML, reply_markup=None
+                    html,
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup,
                 ),
                 "editMessageText",
             )
@@ -179,21 +185,37 @@ class TelegramBot:
             return None
         return int(stored["message_id"]), str(stored["html"])
 
-    async def close_card(self, bot: Any, chat_id: int, proposal_id: str, outcome: str, by: str) -> None:
-        """The card edited to show how its proposal ended (buttons gone)."""
+    async def close_card(
+        self, bot: Any, chat_id: int, proposal_id: str, outcome: str, by: str, still_pending: bool = False
+    ) -> None:
+        """The card edited to show how its proposal ended (buttons gone), or why a press did not apply
+        (`still_pending`: the buttons stay)."""
         card = await self.card(chat_id, proposal_id)
         if card is None:
             return
         message_id, html = card
-        await self.edit(bot, chat_id, message_id, decided_card(None, html, outcome, by))
+        markup = keyboard(proposal_id) if still_pending else None
+        await self.edit(bot, chat_id, message_id, decided_card(None, html, outcome, by), markup)
 
     # --- runs ---------------------------------------------------------------------------------------
 
     async def locked(self, user: str, session: str, call: Callable[[], Awaitable[ChatResult]]) -> ChatResult:
-        """A facade run behind the session's lease (queued behind a run in progress, in any process)."""
-        token = await self.locks.take(user, session, wait=True)
+        """A facade run behind the session's lease (queued behind a run in progress, in any process). A
+        failure is an answer saying so (the thread keeps its last checkpoint), never a silent chat."""
+        try:
+            token = await self.locks.take(user, session, wait=True)
+        except LeaseHeld as held:
+            return ChatResult(
+                response=f"This session is busy with another run; try again in {held.retry_after} s."
+            )
         async with self.locks.keep(user, session, token):
-            return await call()
+            try:
+                return await call()
+            except NoPendingApproval:
+                raise
+            except Exception as exc:
+                log.exception("telegram: the run of %s/%s failed", user, session)
+                return ChatResult(response=f"The copilot could not answer ({type(exc).__name__}); try again.")
 
     async def answer(self, bot: Any, chat_id: int, user: str, result: ChatResult) -> None:
         """A run's answer: the model's Markdown as HTML, then the card of a proposal waiting for approval."""
@@ -287,17 +309,18 @@ class TelegramBot:
         waiting = result.pending_approval
         if decision["decision"] == "edit" and waiting is not None and waiting["proposal_id"] != proposal_id:
             outcome = escape(f"Edited: priced and gated again as {waiting['proposal_id'][:SHORT]} (below).")
-        await self.close_card(
-            bot,
-            chat_id,
-            proposal_id,
-            outcome,
-            f"{verb} pressed by {by}" + (" (again: nothing new was done)" if result.replayed else ""),
-        )
-        if not result.replayed:
+        # Not applied (a run that failed, a refused edit): the same proposal still waits, its buttons stay.
+        after = await self.copilot.state(user, session)
+        left = after.pending_approval if after is not None else None
+        still = left is not None and left["proposal_id"] == proposal_id
+        by_line = f"{verb} pressed by {by}" + (" (again: nothing new was done)" if result.replayed else "")
+        await self.close_card(bot, chat_id, proposal_id, outcome, by_line, still_pending=still)
+        if still:
+            await self.send_markdown(bot, chat_id, result.response)
+        elif not result.replayed:
             await self.answer(bot, chat_id, user, result)
-        elif result.pending_approval is not None and result.pending_approval["proposal_id"] != proposal_id:
-            await self.send_card(bot, chat_id, user, result.pending_approval)
+        elif waiting is not None and waiting["proposal_id"] != proposal_id:
+            await self.send_card(bot, chat_id, user, waiting)
 
 
 def _who(user: Any) -> str:

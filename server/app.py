@@ -86,7 +86,7 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
             finally:
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)  # the bot releases its lease
+                await asyncio.wait(tasks, timeout=DRAIN_SECONDS)  # the bot releases its poller lease
                 # Runs in flight get a moment to reach their checkpoint; what is cut is reconciled later.
                 await runs.drain(DRAIN_SECONDS)
                 app.state.copilot = None

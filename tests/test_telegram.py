@@ -33,6 +33,7 @@ ALLOWED = {ALICE: "alice", GROUP: "alice", BOB: "bob"}
 @dataclass
 class World:
     double: TelegramDouble
+    double_url: str
     urls: list[str]
     settings: Settings
     redis: redis.Redis
@@ -71,7 +72,7 @@ def world(redis_server: Any, shared_data: Path, tmp_path_factory: pytest.TempPat
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         with running_app(settings) as first, running_app(settings) as second:
             double.wait_for(lambda: double.calls_of("getUpdates"), what="a poller")
-            yield World(double, [first, second], settings, client)
+            yield World(double, double_url, [first, second], settings, client)
         client.close()
     if os.environ.get("TELEGRAM_TRANSCRIPT"):  # what the double received and sent, for the README
         Path(os.environ["TELEGRAM_TRANSCRIPT"]).write_text("\n".join(double.log) + "\n")
@@ -221,6 +222,23 @@ def test_the_token_is_never_in_the_logs(world: World, caplog: pytest.LogCaptureF
         world.double.say(BOB, "/help")
         world.after(BOB, before)
     assert caplog.records and TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text
+
+
+def test_a_bot_telegram_refuses_never_stops_the_server(
+    world: World, redis_server: Any, shared_data: Path, tmp_path: Path
+) -> None:
+    telegram = {"bot_token": "7000001:wrong", "allowed_chats": {ALICE: "local"},
+                "api_base_url": world.double_url, "lease_seconds": 1}  # fmt: skip
+    settings = api_settings(redis_server.url, shared_data, tmp_path, telegram=telegram)
+    refused = len([c for c in world.double.calls_of("getMe") if c.status == 401])
+    with running_app(settings) as url:
+        world.double.wait_for(
+            lambda: len([c for c in world.double.calls_of("getMe") if c.status == 401]) >= refused + 2,
+            what="the bot trying again after a 401",
+        )
+        assert httpx.get(f"{url}/api/health", timeout=30).status_code == 200
+        chat = httpx.post(f"{url}/api/chat", json={"message": "/portfolio", "session_id": "s1"}, timeout=60)
+        assert chat.status_code == 200 and chat.json()["response"].startswith("Balance"), chat.text
 
 
 # --- the format, and the double's strictness (what makes the tests above mean something) ---------------

@@ -3,6 +3,7 @@ over after the holder is killed with SIGKILL (its lease expires); the token neve
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -62,15 +63,36 @@ def test_a_standby_takes_the_poller_over_after_kill_9(
             first = double.wait_for(lambda: double.chat_messages(TRADER), what="A's answer")
             assert first[0].text.startswith("Balance"), first[0].text
             assert "leading" not in logs[1].read_text()  # B only stood by
+            notices = f"{prefix}notices:paper"  # the local user's account
+            fill = {
+                "ticket": 7,
+                "kind": "tp",
+                "symbol": "XAUUSD",
+                "side": "BUY",
+                "lots": 0.1,
+                "price": 2050.5,
+            }
+            client.xadd(notices, {"kind": "fill", "data": json.dumps(fill)})
+            double.wait_for(
+                lambda: any("#7" in m.text for m in double.chat_messages(TRADER)), what="A's notice"
+            )
 
             os.killpg(holder.pid, signal.SIGKILL)
             holder.wait(10)
             double.say(TRADER, "/help")
-            answers = double.wait_for(
-                lambda: double.chat_messages(TRADER)[1:] or None, what="B's answer after the takeover"
+            client.xadd(notices, {"kind": "fill", "data": json.dumps({**fill, "ticket": 8, "kind": "sl"})})
+            double.wait_for(
+                lambda: len(double.chat_messages(TRADER)) >= 4,
+                what="B's answer and notice after the takeover",
             )
             assert "telegram poller: leading" in logs[1].read_text()
-            assert "/portfolio" in answers[0].text and len(double.chat_messages(TRADER)) == 2
+            texts = [m.text for m in double.chat_messages(TRADER)]
+            assert len(texts) == 4 and sum("/portfolio" in t for t in texts) == 1, texts  # /help's answer
+            # The cursor moved with the lease: the notice A delivered is not repeated, B's comes once.
+            assert [t for t in texts if t.startswith("🔔")] == [
+                "🔔 Take profit hit: #7 BUY 0.1 lots XAUUSD at 2050.5",
+                "🔔 Stop loss hit: #8 BUY 0.1 lots XAUUSD at 2050.5",
+            ], texts
         finally:
             for proc in (holder, standby):
                 if proc is not None and proc.poll() is None:

@@ -214,6 +214,22 @@ def test_hostile_texts_are_escaped(world: World) -> None:
     )
 
 
+def test_a_long_reply_is_split_and_every_part_parses(world: World) -> None:
+    double = world.double
+    count = len(double.chat_messages(BOB))
+    said = " ".join(["<&>"] * 900)  # 3,599 characters, over 14,000 once escaped
+    double.say(BOB, said)
+    expected = f"Echo: {said}"
+
+    def whole() -> list[BotMessage] | None:
+        new = double.chat_messages(BOB)[count:]
+        return new if len("".join(m.text for m in new)) >= len(expected) else None
+
+    parts = double.wait_for(whole, what="the whole echo")
+    assert len(parts) >= 4 and all(len(m.html) <= LIMIT for m in parts)
+    assert "".join(m.text for m in parts) == expected
+
+
 def test_the_token_is_never_in_the_logs(world: World, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
@@ -265,7 +281,8 @@ def test_long_replies_are_split_under_4096() -> None:
     assert len(parts) > 3
     for part in parts:
         assert len(part) <= LIMIT and len(parse_html(part)) <= LIMIT
-    assert "".join(parse_html(p) for p in parts).count("code < & > line") == 500
+    shown = "".join(parse_html(p) for p in parts)
+    assert shown.count("code < & > line") == 500 and "y&" * 5000 in shown  # a cut line loses nothing
 
 
 def test_the_double_is_as_strict_as_telegram() -> None:

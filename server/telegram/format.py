@@ -111,8 +111,10 @@ def pack(parts: list[str], limit: int = LIMIT) -> list[str]:
     messages: list[str] = []
     current = ""
     for part in parts:
-        for piece in _fit("line", part, limit):
-            joined = f"{current}\n{piece}" if current else piece
+        for number, piece in enumerate(_fit("line", part, limit)):
+            # The pieces of one line too long for a message follow each other with no line break.
+            glue = "\n" if number == 0 else ""
+            joined = f"{current}{glue}{piece}" if current else piece
             if len(joined) <= limit:
                 current = joined
                 continue
@@ -127,6 +129,6 @@ def pack(parts: list[str], limit: int = LIMIT) -> list[str]:
 def markdown_to_html(markdown: str, limit: int = LIMIT) -> list[str]:
     """The model's Markdown as Telegram HTML messages, each at most `limit` characters."""
     parts: list[str] = []
-    for kind, body in _blocks(markdown):
-        parts.extend(_fit(kind, body, limit))
+    for kind, body in _blocks(markdown):  # a line too long is cut by pack, a code block here
+        parts.extend(_fit(kind, body, limit) if kind == "pre" else [body])
     return pack(parts, limit)

@@ -23,6 +23,7 @@ from config.values import (
     check_redis_url,
     check_replay_start,
     check_service_url,
+    check_telegram_chats,
 )
 from tools.schemas import Timeframe
 
@@ -181,6 +182,26 @@ class ServerSettings(_Section):
         return self
 
 
+class TelegramSettings(_Section):
+    """The Telegram bot (server/telegram/): off while bot_token is empty."""
+
+    bot_token: SecretStr = SecretStr("")  # from @BotFather; a secret (never logged)
+    # Telegram chat id -> the user of server.api_keys whose account and sessions that chat uses.
+    allowed_chats: dict[int, str] = {}
+    # The bot calls {api_base_url}/bot{token}/{method} (a local Bot API server, or a test double).
+    api_base_url: str = "https://api.telegram.org"
+    # Only one worker of the deployment polls: the holder of this Redis lease (a standby takes over
+    # within one lease after the holder dies).
+    lease_seconds: float = Field(10.0, ge=1, le=120)
+    poll_timeout: int = Field(25, ge=0, le=50)  # getUpdates long polling, seconds
+
+    _url = field_validator("api_base_url")(check_service_url)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token.get_secret_value())
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_nested_delimiter="__", extra="forbid", case_sensitive=False)
 
@@ -195,6 +216,7 @@ class Settings(BaseSettings):
     replay: ReplaySettings = ReplaySettings()
     broker: BrokerSettings = BrokerSettings()
     server: ServerSettings = ServerSettings()
+    telegram: TelegramSettings = TelegramSettings()
     symbols: dict[str, SymbolSpecSettings] = {}
     # A full Redis URL (production); when set, no embedded Redis is started.
     redis_url: str | None = None
@@ -253,6 +275,11 @@ class Settings(BaseSettings):
         for symbol in self.risk.allowed_symbols:
             if symbol.upper() not in self.symbols:
                 raise ValueError(f"risk.allowed_symbols: {symbol!r} is not in symbols (configured: {known})")
+        return self
+
+    @model_validator(mode="after")
+    def _telegram_chats_are_users(self) -> Settings:
+        check_telegram_chats(self.telegram.allowed_chats, self.server.api_keys)
         return self
 
     @property

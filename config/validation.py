@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 # Settings whose values are secrets: an error about them never repeats what was given.
-SECRET_KEYS = {"api_keys", "metrics_key", "redis_url"}
+SECRET_KEYS = {"api_keys", "metrics_key", "redis_url", "bot_token"}
 # How a list or a mapping is written in an environment variable (pydantic-settings reads JSON there).
 _JSON_HINTS = {
     "list_type": """ (in an environment variable: a JSON list, e.g. '["XAUUSD", "EURUSD"]')""",

@@ -67,3 +67,15 @@ def check_replay_start(start: str) -> str:
     except ReplayStartError:
         raise ValueError("expected 'auto' or an ISO UTC datetime such as 2026-07-01T08:00") from None
     return start
+
+
+def check_telegram_chats(chats: dict[int, str], api_keys: dict[str, str]) -> None:
+    """telegram.allowed_chats: every chat maps to a user of server.api_keys ("local" when there are none)."""
+    users = set(api_keys.values()) or {"local"}
+    for chat, user in chats.items():
+        if user not in users:
+            known = ", ".join(sorted(users))
+            raise ValueError(
+                f"telegram.allowed_chats: chat {chat} maps to {user!r}, not a user of server.api_keys "
+                f"(users: {known})"
+            )

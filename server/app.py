@@ -75,6 +75,10 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
                 asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds)),
                 asyncio.create_task(_sweep(copilot, locks)),
             ]
+            if settings.telegram.enabled:  # the poller runs on whichever worker holds its lease
+                from server.telegram import run_telegram
+
+                tasks.append(asyncio.create_task(run_telegram(copilot, settings, redis, locks)))
             # The real ChatOllama: load the model in the background (an OpenAI server loads it at its start).
             if given is None and chat_model is None and settings.llm.provider == "ollama":
                 tasks.append(asyncio.create_task(_warm_up(copilot.settings)))  # the model it chats with
@@ -83,6 +87,7 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
             finally:
                 for task in tasks:
                     task.cancel()
+                await asyncio.wait(tasks, timeout=DRAIN_SECONDS)  # the bot releases its poller lease
                 # Runs in flight get a moment to reach their checkpoint; what is cut is reconciled later.
                 await runs.drain(DRAIN_SECONDS)
                 app.state.copilot = None

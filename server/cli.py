@@ -122,6 +122,27 @@ def _stop_as_ctrl_c(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def cmd_telegram(settings: Settings, args: argparse.Namespace) -> int:
+    """The Telegram bot alone (no HTTP server): polls while it holds the poller lease, else stands by."""
+    import asyncio
+
+    from server.logs import setup_logging
+    from server.telegram.standalone import run_standalone
+
+    if not settings.telegram.enabled:
+        print("copilot telegram: set TELEGRAM__BOT_TOKEN (from @BotFather) first", file=sys.stderr)
+        return 2
+    check_log_file(settings)
+    setup_logging(settings)
+    signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
+    with redis_for_command(settings):
+        try:
+            asyncio.run(run_standalone(settings))
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the lease was released on the way out
+            print("copilot telegram: stopped", file=sys.stderr)
+    return 0
+
+
 def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     from server.chat_cli import ChatClient, new_session_id
 
@@ -274,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep-redis", action="store_true", help="leave the embedded Redis running on exit")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser(
+        "telegram", help="run the Telegram bot alone (`serve` runs it too when TELEGRAM__BOT_TOKEN is set)"
+    )
+    p.set_defaults(func=cmd_telegram)
     p = sub.add_parser("chat", help="chat with a running server from the terminal")
     p.add_argument("--url", help="server URL (default: http://server.host:server.port)")
     p.add_argument("--session", help="session id to continue (default: a new one)")

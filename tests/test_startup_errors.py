@@ -49,6 +49,19 @@ CASES: dict[str, tuple[dict[str, str], str]] = {
         {"SERVER__API_KEYS": '{"secret-88": "alice"}', "SERVER__METRICS_KEY": "secret-88"},
         "server.metrics_key: must differ",
     ),
+    "telegram chat of no user": (
+        {"SERVER__API_KEYS": '{"k-1": "alice"}', "TELEGRAM__ALLOWED_CHATS": '{"42": "mallory"}'},
+        "telegram.allowed_chats: chat 42 maps to 'mallory', not a user of server.api_keys",
+    ),
+    "telegram chats not JSON": (
+        {"TELEGRAM__ALLOWED_CHATS": "42:alice"},
+        "telegram.allowed_chats: Input should be a valid dictionary",
+    ),
+    "telegram chat id not a number": (
+        {"TELEGRAM__ALLOWED_CHATS": '{"alice": "local"}'},
+        "telegram.allowed_chats.alice",
+    ),
+    "telegram api url": ({"TELEGRAM__API_BASE_URL": "api.telegram.org"}, "telegram.api_base_url"),
     "allowed symbols not JSON": (
         {"RISK__ALLOWED_SYMBOLS": "XAUUSD"},
         "risk.allowed_symbols: Input should be a valid list",

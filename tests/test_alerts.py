@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from config import Settings
-from tests.broker_support import World, bars_between
+from tests.support.broker_support import World, bars_between
 from tools.alerts import RedisAlerts
 from tools.protocols import UnknownSymbolError
 from tools.schemas import AlertRequest

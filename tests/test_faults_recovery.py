@@ -4,7 +4,7 @@ a chat turn cut by a kill answered at the next access.
 
 Real server processes on a Redis Stack of their own (tests/support/faults.py). Kills land either at a
 measured delay after the approve request (every 5 ms over 0-60 ms) or at a checkpoint boundary reached
-through the fault launcher's hooks (tests/fault_server.py), many sessions per kill (one user each).
+through the fault launcher's hooks (tests/support/fault_server.py), many sessions per kill (one user each).
 """
 
 from __future__ import annotations

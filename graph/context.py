@@ -13,3 +13,6 @@ class Context:
     user_id: str = "local"
     account_id: str = "paper"
     session_symbol: str = DEFAULT_SYMBOL
+    # The chat turn this run answers (graph.recovery.OpenTurn), the same when a crash makes it run again:
+    # what the turn creates (an alert) is keyed by it, so a re-run creates it once. None outside a turn.
+    turn_id: str | None = None

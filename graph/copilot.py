@@ -174,13 +174,16 @@ class Copilot(SessionViews):
             except Exception as exc:  # Redis away: the note's checkpoint check tells it ended
                 log.warning("could not remove the turn note of %s: %s", thread, exc)
 
-    async def _begin(self, user_id: str, session_id: str, message: str) -> Turn | ChatResult:
+    async def _begin(
+        self, user_id: str, session_id: str, message: str, own: QueuedDecision | None = None
+    ) -> Turn | ChatResult:
         """One checkpoint read before a message's run: what a crash left unfinished completed first, and the
         message as a decision on the pending proposal if it is one. A ChatResult when the message cannot run
-        (the recovery failed, a typed decision was refused or repeats one already applied)."""
+        (the recovery failed, a typed decision was refused or repeats one already applied). `own`: the
+        message's own queued-decision note (not recovered as another's)."""
         try:
             snapshot = await self._snapshot(user_id, session_id)
-            recovered, decided = await self._recover(user_id, session_id, snapshot)
+            recovered, decided = await self._recover(user_id, session_id, snapshot, own)
             if recovered is not None:
                 snapshot = await self._snapshot(user_id, session_id)
             pending = pending_proposal(snapshot)
@@ -202,11 +205,38 @@ class Copilot(SessionViews):
         except DecisionRefused as refused:
             return refused.result()
 
+    async def queue_typed_decision(
+        self, user_id: str, session_id: str, message: str
+    ) -> QueuedDecision | None:
+        """A typed `/approve` or `/reject` noted like the endpoint's decisions (see `queue_decision`), tied
+        to the proposal pending now, the one the trader saw; None when the message is not a decision on a
+        pending proposal or cannot be tied to it (its run answers why). Pass it to `chat`/`stream`."""
+        state = await self.state(user_id, session_id)
+        try:
+            decision = typed_decision(message, state.pending_approval if state else None)
+        except DecisionRefused:
+            return None
+        return None if decision is None else await self.queue_decision(user_id, session_id, decision)
+
     async def chat(
-        self, user_id: str, session_id: str, message: str, symbol: str | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        message: str,
+        symbol: str | None = None,
+        queued: QueuedDecision | None = None,
+    ) -> ChatResult:
+        try:
+            return await self._chat(user_id, session_id, message, symbol, queued)
+        finally:  # as in `decide`
+            if queued is not None:
+                await self.drop_decision(user_id, session_id, queued)
+
+    async def _chat(
+        self, user_id: str, session_id: str, message: str, symbol: str | None, queued: QueuedDecision | None
     ) -> ChatResult:
         # The result comes from the run's own stream, not from reading the thread again.
-        turn = await self._begin(user_id, session_id, message)
+        turn = await self._begin(user_id, session_id, message, queued)
         if isinstance(turn, ChatResult):
             return turn
         if turn.decision is not None:
@@ -297,7 +327,7 @@ class Copilot(SessionViews):
             check_resume(decision)
         except BadDecision as bad:
             return DecisionRefused(f"Not applied: {bad}. The proposal still waits.", pending).result()
-        result = await self._run(user_id, session_id, Command(resume=decision), None, before)
+        result = await self._run(user_id, session_id, Command(resume=decision), None, before, None)
         await self.notes.record_ends(thread_id(user_id, session_id), pending["proposal_id"], result)
         return result
 
@@ -413,10 +443,10 @@ class Copilot(SessionViews):
         payload: Any,
         symbol: str | None,
         before: set[str],
-        turn_id: str | None = None,
+        turn: str | None,
     ) -> ChatResult:
         config = self._config(user_id, session_id)
-        context = await self._context(user_id, session_id, symbol, turn_id)
+        context = await self._context(user_id, session_id, symbol, turn)
         durability = DURABILITY_DECISION if isinstance(payload, Command) else DURABILITY_CHAT
         end = RunEnd(config)
         modes: list[StreamMode] = ["values", "updates"]
@@ -427,9 +457,24 @@ class Copilot(SessionViews):
         return chat_result(end.snapshot(), before)
 
     async def stream(
-        self, user_id: str, session_id: str, message: str, symbol: str | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        message: str,
+        symbol: str | None = None,
+        queued: QueuedDecision | None = None,
     ) -> AsyncIterator[Event]:
-        turn = await self._begin(user_id, session_id, message)
+        try:
+            async for event in self._stream_message(user_id, session_id, message, symbol, queued):
+                yield event
+        finally:  # as in `decide`
+            if queued is not None:
+                await self.drop_decision(user_id, session_id, queued)
+
+    async def _stream_message(
+        self, user_id: str, session_id: str, message: str, symbol: str | None, queued: QueuedDecision | None
+    ) -> AsyncIterator[Event]:
+        turn = await self._begin(user_id, session_id, message, queued)
         if isinstance(turn, ChatResult):
             yield {"event": "final", "data": turn.model_dump()}
             return
@@ -492,7 +537,7 @@ class Copilot(SessionViews):
             yield {"event": "final", "data": refused.result().model_dump()}
             return
         tid = thread_id(user_id, session_id)
-        async for event in self._stream(user_id, session_id, Command(resume=decision), None, before):
+        async for event in self._stream(user_id, session_id, Command(resume=decision), None, before, None):
             if event["event"] == "final":
                 await self.notes.record_ends(tid, pending["proposal_id"], ChatResult(**event["data"]))
             yield event
@@ -504,11 +549,11 @@ class Copilot(SessionViews):
         payload: Any,
         symbol: str | None,
         before: set[str],
-        turn_id: str | None = None,
+        turn: str | None,
     ) -> AsyncIterator[Event]:
         config = self._config(user_id, session_id)
         try:
-            context = await self._context(user_id, session_id, symbol, turn_id)
+            context = await self._context(user_id, session_id, symbol, turn)
             modes: list[StreamMode] = ["tasks", "messages", "custom", "updates", "values"]
             durability = DURABILITY_DECISION if isinstance(payload, Command) else DURABILITY_CHAT
             end = RunEnd(config)

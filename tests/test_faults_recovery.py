@@ -260,40 +260,48 @@ def test_an_approval_racing_each_kind_of_message_is_never_lost(cluster: Cluster)
     assert keys and max(keys.values()) == 1, "duplicate orders"
 
 
-QUEUED_ACTIONS = ("approve_again", "portfolio", "get_session", "sweep")
+# (how the approval is sent on A: the endpoint or a typed /approve, what the trader does next on B)
+QUEUED = (
+    *(("endpoint", action) for action in ("approve_again", "portfolio", "get_session", "sweep")),
+    ("typed", "typed_approve"),
+    ("typed", "get_session"),
+)
 
 
 def test_an_approval_queued_behind_a_running_turn_survives_a_kill9_of_its_server(cluster: Cluster) -> None:
-    """The approval arrives on A while a chat turn of its session runs there, so it waits for the session;
-    A is killed (kill -9) meanwhile. Whatever the trader does next on B (approve again, another message, a
-    read of the session, or nothing: the sweep of a server started afterwards), the click is not lost: the
-    proposal is executed, once."""
-    users = {action: next(cluster.users) for action in QUEUED_ACTIONS}
-    sessions: dict[str, tuple[str, str]] = {}
-    for action, user in users.items():
+    """The approval (the endpoint's, or a typed /approve) arrives on A while a chat turn of its session runs
+    there, so it waits for the session; A is killed (kill -9) meanwhile. Whatever the trader does next on B
+    (approve again, another message, a read of the session, or nothing: the sweep of a server started
+    afterwards), the click is not lost: the proposal is executed, once."""
+    users = {trial: next(cluster.users) for trial in QUEUED}
+    sessions: dict[tuple[str, str], tuple[str, str]] = {}
+    for trial, user in users.items():
         session = f"s-{uuid.uuid4().hex[:8]}"
         with cluster.client(cluster.b_url, user) as b:
-            sessions[action] = (session, str(propose(b, session)["proposal_id"]))
+            sessions[trial] = (session, str(propose(b, session)["proposal_id"]))
     a_url, a_proc, marker = cluster.start(pause=120, points={u: "chat_reason" for u in users.values()})
-    for action, user in users.items():
-        fire(a_url, user, "/api/chat", {"message": "/portfolio", "session_id": sessions[action][0]})
+    for trial, user in users.items():
+        fire(a_url, user, "/api/chat", {"message": "/portfolio", "session_id": sessions[trial][0]})
     wait_for_lines(marker, len(users))  # each session's turn holds it, paused in `reason`
-    for action, user in users.items():
-        session, pid = sessions[action]
-        fire(a_url, user, f"/api/sessions/{session}/approval", approval(pid))
+    for (click, action), user in users.items():
+        session, pid = sessions[click, action]
+        if click == "endpoint":
+            fire(a_url, user, f"/api/sessions/{session}/approval", approval(pid))
+        else:
+            fire(a_url, user, "/api/chat", {"message": f"/approve {pid[:8]}", "session_id": session})
     time.sleep(1.0)  # the approvals reach A and wait behind the turns; no answer comes (A dies)
     kill9(a_proc)
-    for action, user in users.items():
+    for (click, action), user in users.items():
         if action != "sweep":
-            session, pid = sessions[action]
+            session, pid = sessions[click, action]
             outcome = after_the_kill(cluster, user, session, pid, action)
-            assert outcome == "executed", (action, outcome)
+            assert outcome == "executed", (click, action, outcome)
     restarted, proc, _ = cluster.start()  # then a server started now: its sweep completes the untouched one
-    session, pid = sessions["sweep"]
-    wait_for_audit(cluster, "recovered_decision", f"{users['sweep']}:{session}")
-    with cluster.client(restarted, users["sweep"]) as client:
+    user, (session, pid) = users["endpoint", "sweep"], sessions["endpoint", "sweep"]
+    wait_for_audit(cluster, "recovered_decision", f"{user}:{session}")
+    with cluster.client(restarted, user) as client:
         state = settle(cluster, client, session)
-    assert check_trial(cluster, users["sweep"], session, pid, state) == "executed"
+    assert check_trial(cluster, user, session, pid, state) == "executed"
     kill9(proc)
 
 

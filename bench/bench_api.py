@@ -11,21 +11,14 @@ bench/bench_stack.py.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
 import httpx
 
+from bench.harness import private_app
 from bench.table import p50, p95, print_table
-from config import load_settings
 from graph.fake_model import ScriptedChatModel
-from server.app import create_app
-from server.in_thread import free_port, serve_in_thread
-from server.redis_embedded import EmbeddedRedis
 
-ROOT = Path(__file__).resolve().parents[1]
 ANSWER = " ".join(["palabra"] * 40)
 
 
@@ -52,25 +45,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--token-delay", type=float, default=0.02)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = EmbeddedRedis(port=free_port(), data_dir=Path(tmp) / "redis")
-        redis.start()
-        try:
-            settings = load_settings(
-                redis_url=redis.url,
-                redis={"prefix": f"bench{uuid.uuid4().hex[:6]}:"},
-                data_dir=str(Path(tmp) / "data"),
-                fallback_data_dir=str(ROOT.parent / "shared" / "data"),
-                logging={"file": None},
-            )
-            model = ScriptedChatModel(replies=[ANSWER], delay=args.token_delay)  # streams ANSWER word by word
-            with (
-                serve_in_thread(create_app(settings, chat_model=model), startup_seconds=30) as url,
-                httpx.Client(base_url=url, timeout=60) as client,
-            ):
-                run(client, args.runs)
-        finally:
-            redis.stop()
+    model = ScriptedChatModel(replies=[ANSWER], delay=args.token_delay)  # streams ANSWER word by word
+    with private_app(model) as url, httpx.Client(base_url=url, timeout=60) as client:
+        run(client, args.runs)
 
 
 def run(client: httpx.Client, runs: int) -> None:

@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
-from pathlib import Path
 
 import httpx
 
+from bench.harness import private_app
 from bench.table import p50, p95, print_table
-from config import load_settings
 from graph.fake_model import ScriptedChatModel
-from server.app import create_app
-from server.in_thread import free_port, serve_in_thread
-from server.redis_embedded import EmbeddedRedis
 
-ROOT = Path(__file__).resolve().parents[1]
 RELAXED = {
     "min_confidence": 0.0,
     "blocked_amd_phases": [],
@@ -104,23 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = EmbeddedRedis(port=free_port(), data_dir=Path(tmp) / "redis")
-        redis.start()
-        try:
-            settings = load_settings(
-                redis_url=redis.url,
-                redis={"prefix": f"bench{uuid.uuid4().hex[:6]}:"},
-                data_dir=str(Path(tmp) / "data"),
-                fallback_data_dir=str(ROOT.parent / "shared" / "data"),
-                logging={"file": None},
-                risk=RELAXED,
-            )
-            app = create_app(settings, chat_model=ScriptedChatModel(replies=["ok"]))
-            with serve_in_thread(app, startup_seconds=30) as url:
-                run(url, args.runs)
-        finally:
-            redis.stop()
+    with private_app(ScriptedChatModel(replies=["ok"]), risk=RELAXED) as url:
+        run(url, args.runs)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 import redis
 
+from bench.harness import stop_process, wait_http
 from bench.table import p50, p95, print_table
 from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
@@ -153,30 +154,6 @@ def start_process(args: list[str], log: Path, env: dict[str, str] | None = None)
             stderr=subprocess.STDOUT,
             env=env or dict(os.environ),
         )
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, path: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + path, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def start_stack(kind: str, tmp: Path, ollama: str, env: dict[str, str] | None = None) -> Stack:

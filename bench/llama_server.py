@@ -24,7 +24,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.harness import stop_process, wait_http
 from server.in_thread import free_port
 
 
@@ -112,28 +112,10 @@ def llama_server(log: Path, n_ctx: int = 8192, extra: tuple[str, ...] = ()) -> I
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()[-2000:]}"
-                )
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not answer at {url}")
-            time.sleep(0.2)
+        wait_http(url, proc, log, "/models", timeout=120)
         yield LlamaServer(url, log, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
 
 
 def main() -> None:

@@ -17,3 +17,6 @@ class Context:
     # risk.max_risk_per_trade_pct; never above it) and the language of the answers ("auto": the trader's).
     risk_per_trade_pct: float | None = None
     language: str = "auto"
+    # The chat turn this run answers (graph.recovery.OpenTurn), the same when a crash makes it run again:
+    # what the turn creates (an alert) is keyed by it, so a re-run creates it once. None outside a turn.
+    turn_id: str | None = None

@@ -25,7 +25,9 @@ from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
 from graph.nodes.human_approval import BadDecision, check_resume
 from graph.recovery import (
+    APPLIED,
     OpenTurn,
+    QueuedDecision,
     RunNotes,
     checkpoint_of,
     failure_category,
@@ -135,8 +137,11 @@ class Copilot(SessionViews):
 
     # --- runs ---------------------------------------------------------------------------------------
 
-    async def _context(self, user_id: str, session_id: str, symbol: str | None) -> Context:
-        """The run's runtime context; remembers the session's symbol and indexes the session (one trip)."""
+    async def _context(
+        self, user_id: str, session_id: str, symbol: str | None, turn_id: str | None = None
+    ) -> Context:
+        """The run's runtime context (`turn_id`: the chat turn it answers); remembers the session's symbol
+        and indexes the session (one trip)."""
         key = f"{self.settings.redis.prefix}session:{thread_id(user_id, session_id)}"
         async with self.services.redis.pipeline(transaction=False) as pipe:
             if symbol:
@@ -164,29 +169,36 @@ class Copilot(SessionViews):
             session_symbol=str(stored),
             risk_per_trade_pct=self.prefs.effective_risk_pct(prefs),
             language=prefs.language,
+            turn_id=turn_id,
         )
 
     @asynccontextmanager
     async def _noted(
-        self, thread: str, message: str, symbol: str | None, snapshot: StateSnapshot
-    ) -> AsyncIterator[None]:
-        """A chat turn noted while it runs (graph.recovery): a note left behind means its worker died."""
-        await self.notes.begin_turn(thread, OpenTurn(message, symbol, checkpoint_of(snapshot)))
+        self, thread: str, message: str, symbol: str | None, snapshot: StateSnapshot, turn_id: str | None
+    ) -> AsyncIterator[str]:
+        """A chat turn noted while it runs (graph.recovery): a note left behind means its worker died.
+        Yields the turn's id (`turn_id` when it runs again, else a new one)."""
+        turn = OpenTurn(message, symbol, checkpoint_of(snapshot))
+        turn = replace(turn, turn_id=turn_id) if turn_id else turn
+        await self.notes.begin_turn(thread, turn)
         try:
-            yield
+            yield turn.turn_id
         finally:  # ended here however it ended: this worker is alive, the trader saw the answer or the error
             try:
                 await self.notes.end_turn(thread)
             except Exception as exc:  # Redis away: the note's checkpoint check tells it ended
                 log.warning("could not remove the turn note of %s: %s", thread, exc)
 
-    async def _begin(self, user_id: str, session_id: str, message: str) -> Turn | ChatResult:
+    async def _begin(
+        self, user_id: str, session_id: str, message: str, own: QueuedDecision | None = None
+    ) -> Turn | ChatResult:
         """One checkpoint read before a message's run: what a crash left unfinished completed first, and the
         message as a decision on the pending proposal if it is one. A ChatResult when the message cannot run
-        (the recovery failed, a typed decision was refused or repeats one already applied)."""
+        (the recovery failed, a typed decision was refused or repeats one already applied). `own`: the
+        message's own queued-decision note (not recovered as another's)."""
         try:
             snapshot = await self._snapshot(user_id, session_id)
-            recovered, decided = await self._recover(user_id, session_id, snapshot)
+            recovered, decided = await self._recover(user_id, session_id, snapshot, own)
             if recovered is not None:
                 snapshot = await self._snapshot(user_id, session_id)
             pending = pending_proposal(snapshot)
@@ -223,14 +235,41 @@ class Copilot(SessionViews):
         pending = pending_proposal(await self._snapshot(user_id, session_id))
         return ChatResult(response=text, pending_approval=pending)
 
+    async def queue_typed_decision(
+        self, user_id: str, session_id: str, message: str
+    ) -> QueuedDecision | None:
+        """A typed `/approve` or `/reject` noted like the endpoint's decisions (see `queue_decision`), tied
+        to the proposal pending now, the one the trader saw; None when the message is not a decision on a
+        pending proposal or cannot be tied to it (its run answers why). Pass it to `chat`/`stream`."""
+        state = await self.state(user_id, session_id)
+        try:
+            decision = typed_decision(message, state.pending_approval if state else None)
+        except DecisionRefused:
+            return None
+        return None if decision is None else await self.queue_decision(user_id, session_id, decision)
+
     async def chat(
-        self, user_id: str, session_id: str, message: str, symbol: str | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        message: str,
+        symbol: str | None = None,
+        queued: QueuedDecision | None = None,
+    ) -> ChatResult:
+        try:
+            return await self._chat(user_id, session_id, message, symbol, queued)
+        finally:  # as in `decide`
+            if queued is not None:
+                await self.drop_decision(user_id, session_id, queued)
+
+    async def _chat(
+        self, user_id: str, session_id: str, message: str, symbol: str | None, queued: QueuedDecision | None
     ) -> ChatResult:
         command = parse_slash(message)
         if isinstance(command, PrefsCommand):
             return await self.preferences_reply(user_id, session_id, command)
         # The result comes from the run's own stream, not from reading the thread again.
-        turn = await self._begin(user_id, session_id, message)
+        turn = await self._begin(user_id, session_id, message, queued)
         if isinstance(turn, ChatResult):
             return turn
         if turn.decision is not None:
@@ -243,24 +282,31 @@ class Copilot(SessionViews):
         return merge_results(turn.recovered, result)
 
     async def _chat_turn(
-        self, user_id: str, session_id: str, message: str, symbol: str | None, snapshot: StateSnapshot
+        self,
+        user_id: str,
+        session_id: str,
+        message: str,
+        symbol: str | None,
+        snapshot: StateSnapshot,
+        turn_id: str | None = None,
     ) -> ChatResult:
         tid = thread_id(user_id, session_id)
-        async with self._noted(tid, message, symbol, snapshot):
+        async with self._noted(tid, message, symbol, snapshot, turn_id) as turn:
             payload = {"messages": [HumanMessage(message)]}
-            result = await self._run(user_id, session_id, payload, symbol, message_ids(snapshot))
+            result = await self._run(user_id, session_id, payload, symbol, message_ids(snapshot), turn)
         waiting = pending_proposal(snapshot)
         await self.notes.record_ends(tid, waiting["proposal_id"] if waiting else None, result)
         return result
 
     async def _settle_first(
-        self, user_id: str, session_id: str, decision: Decision
+        self, user_id: str, session_id: str, decision: Decision, own: QueuedDecision | None = None
     ) -> tuple[StateSnapshot, ChatResult | None, ChatResult | None]:
         """Before a decision: the thread, what recovery completed, and the answer when there is nothing left
-        to decide (the decision was about the run just completed, or repeats one that ended the proposal)."""
+        to decide (the decision was about the run just completed, or repeats one that ended the proposal).
+        `own`: the decision's note, left for this run (not recovered as another's)."""
         snapshot = await self._snapshot(user_id, session_id)
         try:
-            recovered, decided = await self._recover(user_id, session_id, snapshot)
+            recovered, decided = await self._recover(user_id, session_id, snapshot, own)
         except RecoveryFailed as failed:
             return snapshot, None, ChatResult(response=str(failed))
         if recovered is not None and decided:  # the decision was about a run that has just been completed
@@ -285,11 +331,26 @@ class Copilot(SessionViews):
         last = decided_result(snapshot, proposal_id)
         return replayed(last, proposal_id) if last is not None else None
 
-    async def decide(self, user_id: str, session_id: str, decision: Decision) -> ChatResult:
-        snapshot, recovered, answer = await self._settle_first(user_id, session_id, decision)
-        if answer is not None:
-            return answer
-        return merge_results(recovered, await self._decide(user_id, session_id, decision, snapshot))
+    async def queue_decision(self, user_id: str, session_id: str, decision: Decision) -> QueuedDecision:
+        """Note a decision before it waits behind a running turn: if this process dies meanwhile, the next
+        access to the session applies it (graph.recovery). Pass the note to `decide`/`stream_decision`."""
+        return await self.notes.queue_decision(thread_id(user_id, session_id), decision)
+
+    async def drop_decision(self, user_id: str, session_id: str, queued: QueuedDecision) -> None:
+        """The queued decision will not run (refused as busy): forget its note."""
+        await self.notes.drop_decision(thread_id(user_id, session_id), queued)
+
+    async def decide(
+        self, user_id: str, session_id: str, decision: Decision, queued: QueuedDecision | None = None
+    ) -> ChatResult:
+        try:
+            snapshot, recovered, answer = await self._settle_first(user_id, session_id, decision, queued)
+            if answer is not None:
+                return answer
+            return merge_results(recovered, await self._decide(user_id, session_id, decision, snapshot))
+        finally:  # it has run (or been refused): its note is done; a kill before here leaves it for recovery
+            if queued is not None:
+                await self.drop_decision(user_id, session_id, queued)
 
     async def _decide(
         self, user_id: str, session_id: str, decision: Decision, snapshot: StateSnapshot
@@ -299,7 +360,7 @@ class Copilot(SessionViews):
             check_resume(decision)
         except BadDecision as bad:
             return DecisionRefused(f"Not applied: {bad}. The proposal still waits.", pending).result()
-        result = await self._run(user_id, session_id, Command(resume=decision), None, before)
+        result = await self._run(user_id, session_id, Command(resume=decision), None, before, None)
         await self.notes.record_ends(thread_id(user_id, session_id), pending["proposal_id"], result)
         return result
 
@@ -312,12 +373,48 @@ class Copilot(SessionViews):
         return (await self._recover(user_id, session_id, await self._snapshot(user_id, session_id)))[0]
 
     async def _recover(
-        self, user_id: str, session_id: str, snapshot: StateSnapshot
+        self, user_id: str, session_id: str, snapshot: StateSnapshot, own: QueuedDecision | None = None
     ) -> tuple[ChatResult | None, bool]:
-        """What was completed (None: nothing was due) and whether it was a decision."""
+        """What was completed (None: nothing was due) and whether it was a decision: the decision run or the
+        chat turn a crash cut, then a decision queued behind that turn by a process that died (not `own`)."""
+        result: ChatResult | None
         if interrupted(snapshot):
-            return await self._complete_decision(user_id, session_id, snapshot), True
-        return await self._resume_turn(user_id, session_id, snapshot), False
+            result, decided = await self._complete_decision(user_id, session_id, snapshot), True
+        else:
+            result, decided = await self._resume_turn(user_id, session_id, snapshot), False
+        queued = await self.notes.queued_decision(thread_id(user_id, session_id))
+        if queued is None or (own is not None and queued.raw == own.raw):
+            return result, decided
+        if result is not None:
+            snapshot = await self._snapshot(user_id, session_id)
+        applied = await self._apply_queued(user_id, session_id, queued, snapshot)
+        return (result, decided) if applied is None else (merge_results(result, applied), True)
+
+    async def _apply_queued(
+        self, user_id: str, session_id: str, queued: QueuedDecision, snapshot: StateSnapshot
+    ) -> ChatResult | None:
+        """A decision a dead process had queued: applied once if its proposal still waits (a decision that
+        reached the checkpoint was completed above, so its proposal no longer waits), its note dropped."""
+        tid = thread_id(user_id, session_id)
+        pending, pid = pending_proposal(snapshot), str(queued.decision.get("proposal_id") or "")
+        if pending is None or pending["proposal_id"] != pid:
+            await self.notes.drop_decision(tid, queued)
+            return None
+        try:
+            result = await self._decide(user_id, session_id, queued.decision, snapshot)
+        except Exception as exc:  # the note stays: the next access tries again
+            log.exception("could not apply the queued decision of %s", tid)
+            raise RecoveryFailed(
+                f"Your {queued.decision['decision']} of proposal {pid[:8]} was queued when the server "
+                f"running this session stopped, and could not be applied yet ({type(exc).__name__}: {exc}); "
+                "try again shortly."
+            ) from exc
+        await self.notes.drop_decision(tid, queued)
+        await AuditTrail(self.services.redis, self.settings.redis.prefix).append(
+            "recovered_decision", user_id, tid, {"proposal_id": pid, "order": result.order}
+        )
+        note = APPLIED.format(decision=queued.decision["decision"], short=pid[:8])
+        return result.model_copy(update={"response": f"{note}\n{result.response}"})
 
     async def _complete_decision(self, user_id: str, session_id: str, snapshot: StateSnapshot) -> ChatResult:
         config = self._config(user_id, session_id)
@@ -356,7 +453,9 @@ class Copilot(SessionViews):
             await self.notes.end_turn(tid)
             return ChatResult(response=turn_failed_text(turn), pending_approval=pending_proposal(snapshot))
         try:
-            result = await self._chat_turn(user_id, session_id, turn.message, turn.symbol, snapshot)
+            result = await self._chat_turn(
+                user_id, session_id, turn.message, turn.symbol, snapshot, turn.turn_id
+            )
         except Exception as exc:
             log.exception("could not answer the interrupted chat turn of %s", tid)
             failed = replace(turn, failed=failure_category(exc))
@@ -371,10 +470,16 @@ class Copilot(SessionViews):
         return result.model_copy(update={"response": f"{note}\n{result.response}"})
 
     async def _run(
-        self, user_id: str, session_id: str, payload: Any, symbol: str | None, before: set[str]
+        self,
+        user_id: str,
+        session_id: str,
+        payload: Any,
+        symbol: str | None,
+        before: set[str],
+        turn: str | None,
     ) -> ChatResult:
         config = self._config(user_id, session_id)
-        context = await self._context(user_id, session_id, symbol)
+        context = await self._context(user_id, session_id, symbol, turn)
         durability = DURABILITY_DECISION if isinstance(payload, Command) else DURABILITY_CHAT
         end = RunEnd(config)
         modes: list[StreamMode] = ["values", "updates"]
@@ -385,14 +490,29 @@ class Copilot(SessionViews):
         return chat_result(end.snapshot(), before)
 
     async def stream(
-        self, user_id: str, session_id: str, message: str, symbol: str | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        message: str,
+        symbol: str | None = None,
+        queued: QueuedDecision | None = None,
+    ) -> AsyncIterator[Event]:
+        try:
+            async for event in self._stream_message(user_id, session_id, message, symbol, queued):
+                yield event
+        finally:  # as in `decide`
+            if queued is not None:
+                await self.drop_decision(user_id, session_id, queued)
+
+    async def _stream_message(
+        self, user_id: str, session_id: str, message: str, symbol: str | None, queued: QueuedDecision | None
     ) -> AsyncIterator[Event]:
         command = parse_slash(message)
         if isinstance(command, PrefsCommand):
             answer = await self.preferences_reply(user_id, session_id, command)
             yield {"event": "final", "data": answer.model_dump()}
             return
-        turn = await self._begin(user_id, session_id, message)
+        turn = await self._begin(user_id, session_id, message, queued)
         if isinstance(turn, ChatResult):
             yield {"event": "final", "data": turn.model_dump()}
             return
@@ -416,27 +536,33 @@ class Copilot(SessionViews):
     ) -> AsyncIterator[Event]:
         tid = thread_id(user_id, session_id)
         waiting = pending_proposal(snapshot)
-        async with self._noted(tid, message, symbol, snapshot):
+        async with self._noted(tid, message, symbol, snapshot, None) as turn:
             payload = {"messages": [HumanMessage(message)]}
-            async for event in self._stream(user_id, session_id, payload, symbol, message_ids(snapshot)):
+            before = message_ids(snapshot)
+            async for event in self._stream(user_id, session_id, payload, symbol, before, turn):
                 if event["event"] == "final":
                     result = ChatResult(**event["data"])
                     await self.notes.record_ends(tid, waiting["proposal_id"] if waiting else None, result)
                 yield event
 
     async def stream_decision(
-        self, user_id: str, session_id: str, decision: Decision
+        self, user_id: str, session_id: str, decision: Decision, queued: QueuedDecision | None = None
     ) -> AsyncIterator[Event]:
-        snapshot, recovered, answer = await self._settle_first(user_id, session_id, decision)
-        if answer is not None:
-            yield {"event": "final", "data": answer.model_dump()}
-            return
-        if recovered is not None:
-            yield {"event": "recovered", "data": recovered.model_dump()}
-        async for event in self._stream_decision(user_id, session_id, decision, snapshot):
-            if event["event"] == "final" and recovered is not None:
-                event = {**event, "data": merge_results(recovered, ChatResult(**event["data"])).model_dump()}
-            yield event
+        try:
+            snapshot, recovered, answer = await self._settle_first(user_id, session_id, decision, queued)
+            if answer is not None:
+                yield {"event": "final", "data": answer.model_dump()}
+                return
+            if recovered is not None:
+                yield {"event": "recovered", "data": recovered.model_dump()}
+            async for event in self._stream_decision(user_id, session_id, decision, snapshot):
+                if event["event"] == "final" and recovered is not None:
+                    merged = merge_results(recovered, ChatResult(**event["data"]))
+                    event = {**event, "data": merged.model_dump()}
+                yield event
+        finally:  # as in `decide`
+            if queued is not None:
+                await self.drop_decision(user_id, session_id, queued)
 
     async def _stream_decision(
         self, user_id: str, session_id: str, decision: Decision, snapshot: StateSnapshot
@@ -449,17 +575,23 @@ class Copilot(SessionViews):
             yield {"event": "final", "data": refused.result().model_dump()}
             return
         tid = thread_id(user_id, session_id)
-        async for event in self._stream(user_id, session_id, Command(resume=decision), None, before):
+        async for event in self._stream(user_id, session_id, Command(resume=decision), None, before, None):
             if event["event"] == "final":
                 await self.notes.record_ends(tid, pending["proposal_id"], ChatResult(**event["data"]))
             yield event
 
     async def _stream(
-        self, user_id: str, session_id: str, payload: Any, symbol: str | None, before: set[str]
+        self,
+        user_id: str,
+        session_id: str,
+        payload: Any,
+        symbol: str | None,
+        before: set[str],
+        turn: str | None,
     ) -> AsyncIterator[Event]:
         config = self._config(user_id, session_id)
         try:
-            context = await self._context(user_id, session_id, symbol)
+            context = await self._context(user_id, session_id, symbol, turn)
             modes: list[StreamMode] = ["tasks", "messages", "custom", "updates", "values"]
             durability = DURABILITY_DECISION if isinstance(payload, Command) else DURABILITY_CHAT
             end = RunEnd(config)

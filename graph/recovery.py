@@ -7,6 +7,10 @@
   when it ends, however it ends. A note left on a thread still at that checkpoint is a turn whose worker
   died: it is run again from that checkpoint (what LangGraph would resume), or, when that fails too, marked
   failed with its category and the trader is told at the next message.
+- A decision that has to wait behind a running turn (the approval endpoint queues it) is noted first, so the
+  trader's click survives the process that queued it: the next access under the session's lease (a retry,
+  another message, a read of the session, the start sweep) applies it once if its proposal still waits,
+  and drops the note either way; the run that queued it removes its own note when it has run.
 - Each proposal that stopped waiting (decided, re-quoted, replaced, expired) keeps the answer that ended
   it, so an approval sent again is answered with that outcome instead of "nothing is waiting".
 """
@@ -14,16 +18,24 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import uuid
+from dataclasses import asdict, dataclass, field
 
 import redis.asyncio as aioredis
 from langgraph.types import StateSnapshot
 
+from graph.approval import Decision
 from graph.schemas import ChatResult
 
 MAX_FATES = 20  # the newest proposals of a thread whose end is remembered
 TURN_TTL_SECONDS = 86_400  # a note outlives any lease; with `redis.ttl` 0 it still goes away in a day
 ALREADY = "(Already decided: proposal {short} ended as below; nothing was done again.)"
+APPLIED = "(Applied your {decision} of proposal {short}: it was queued when the server running it stopped.)"
+# Delete a queued decision only if it is still the one this caller wrote (a later click may replace it).
+_DROP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,15 @@ class OpenTurn:
     symbol: str | None
     base: str | None
     failed: str | None = None  # the category, once running it again failed too
+    turn_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # kept when it runs again
+
+
+@dataclass(frozen=True)
+class QueuedDecision:
+    """A decision noted before it waited for the session's lease; `raw` is the note as stored."""
+
+    decision: Decision
+    raw: str
 
 
 def checkpoint_of(snapshot: StateSnapshot) -> str | None:
@@ -60,8 +81,9 @@ def replayed(result: ChatResult, proposal_id: str) -> ChatResult:
 
 
 class RunNotes:
-    """The notes of each thread in Redis: `{prefix}turn:{thread}` (a chat turn in flight) and
-    `{prefix}fates:{thread}` (the newest proposals' ends, newest first)."""
+    """The notes of each thread in Redis: `{prefix}turn:{thread}` (a chat turn in flight),
+    `{prefix}queued:{thread}` (a decision waiting for the session) and `{prefix}fates:{thread}` (the newest
+    proposals' ends, newest first)."""
 
     def __init__(self, redis: aioredis.Redis, prefix: str, ttl_seconds: int) -> None:
         self.redis = redis
@@ -73,6 +95,23 @@ class RunNotes:
 
     def _fates(self, thread: str) -> str:
         return f"{self.prefix}fates:{thread}"
+
+    def _queued(self, thread: str) -> str:
+        return f"{self.prefix}queued:{thread}"
+
+    async def queue_decision(self, thread: str, decision: Decision) -> QueuedDecision:
+        """Note a decision before it waits for the session (the newest click replaces an older one)."""
+        raw = json.dumps({"id": uuid.uuid4().hex, "decision": decision})
+        await self.redis.set(self._queued(thread), raw, ex=self.ttl)
+        return QueuedDecision(decision, raw)
+
+    async def queued_decision(self, thread: str) -> QueuedDecision | None:
+        raw = await self.redis.get(self._queued(thread))
+        return QueuedDecision(json.loads(raw)["decision"], str(raw)) if raw else None
+
+    async def drop_decision(self, thread: str, queued: QueuedDecision) -> None:
+        """Remove the note if it is still this one."""
+        await self.redis.eval(_DROP, 1, self._queued(thread), queued.raw)
 
     async def begin_turn(self, thread: str, turn: OpenTurn) -> None:
         await self.redis.set(self._turn(thread), json.dumps(asdict(turn)), ex=self.ttl)
@@ -109,4 +148,4 @@ class RunNotes:
             await self.record(thread, waiting, result)
 
     async def forget(self, thread: str) -> None:
-        await self.redis.delete(self._turn(thread), self._fates(thread))
+        await self.redis.delete(self._turn(thread), self._fates(thread), self._queued(thread))

@@ -39,12 +39,16 @@ class SessionViews:
         """A chat turn is noted as running (live under its lease, or its worker died: graph.recovery)."""
         return await self.notes.open_turn(thread_id(user_id, session_id)) is not None
 
+    async def decision_queued(self, user_id: str, session_id: str) -> bool:
+        """A decision is noted as waiting for the session (live behind a run, or its process died)."""
+        return await self.notes.queued_decision(thread_id(user_id, session_id)) is not None
+
     async def unfinished(self, user_id: str, session_id: str, snapshot: StateSnapshot | None = None) -> bool:
-        """Something a crash left for recovery: a decision run cut short, or a chat turn whose worker died
-        (or whose note a live run holds: the session's lease tells them apart)."""
+        """Something a crash left for recovery: a decision run cut short, a chat turn whose worker died, or
+        a decision it had queued (or whose note a live run holds: the session's lease tells them apart)."""
         if interrupted(snapshot or await self._snapshot(user_id, session_id)):
             return True
-        return await self.turn_open(user_id, session_id)
+        return await self.turn_open(user_id, session_id) or await self.decision_queued(user_id, session_id)
 
     async def state(self, user_id: str, session_id: str) -> SessionState | None:
         snapshot = await self.graph.aget_state(self._config(user_id, session_id))

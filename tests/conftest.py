@@ -16,13 +16,13 @@ from graph.copilot import Copilot
 from graph.fake_model import ScriptedChatModel
 from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import ApiServer, Script, api_settings, running_app
-from tests.broker_support import World, world
-from tests.ollama_double import OllamaDouble
 from tests.support import ROOT
+from tests.support.api_support import ApiServer, Script, api_settings, running_app
+from tests.support.broker_support import World, world
 from tests.support.graph import GOOD, CopilotFactory, WallClock, shared_market
 from tests.support.llama_server import LlamaServers
 from tests.support.ollama import MODELS
+from tests.support.ollama_double import OllamaDouble
 from tests.support.serving import serve_app
 from tools.broker.factory import build_broker
 from tools.broker.paper import PaperBroker
@@ -79,7 +79,7 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-# --- live apps (tests/api_support.py) on the session's Redis and the real history, per test module ---
+# --- live apps (tests/support/api_support.py) on the session's Redis and the real history, per module ---
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def serve_api(
         yield start
 
 
-# --- the Ollama double (tests/ollama_double.py) with tests/support/ollama.py's models, per test module ---
+# --- the Ollama double (tests/support/ollama_double.py) with tests/support/ollama.py's models, per module ---
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def llama_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaSer
     servers.stop()
 
 
-# --- broker fixtures: the shared XAUUSD history, its clock put back at T0 (tests/broker_support.py) ---
+# --- broker fixtures: the shared XAUUSD history, its clock at T0 (tests/support/broker_support.py) ---
 
 
 @pytest.fixture

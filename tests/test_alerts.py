@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from config import Settings
-from tests.broker_support import World, bars_between
+from tests.support.broker_support import World, bars_between
 from tools.alerts import RedisAlerts
 from tools.protocols import UnknownSymbolError
 from tools.schemas import AlertRequest
@@ -78,3 +78,16 @@ async def test_alerts_persist_per_account_and_unknown_symbols_are_refused(
     # EURUSD is configured but has no data loaded in this market: no alert can ever be checked.
     with pytest.raises(UnknownSymbolError):
         await alerts.set_alert(AlertRequest(symbol="EURUSD", condition="above", price=1.0))
+
+
+async def test_an_alert_set_again_under_its_key_is_created_once(alerts: RedisAlerts) -> None:
+    """A chat turn run again after a crash sets its alert under the same key: one alert, the first one."""
+    request = AlertRequest(symbol="XAUUSD", condition="above", price=9000.0, message="once")
+    first = await alerts.set_alert(request, key="turn-1:alert")
+    again = await alerts.set_alert(request, key="turn-1:alert")
+    other = await alerts.set_alert(request, key="turn-2:alert")
+    unkeyed = [await alerts.set_alert(request), await alerts.set_alert(request)]
+    assert again == first and other.alert_id != first.alert_id
+    ids = [a.alert_id for a in await alerts.list_alerts()]
+    assert sorted(ids) == sorted({first.alert_id, other.alert_id, *(a.alert_id for a in unkeyed)})
+    assert len(ids) == 4

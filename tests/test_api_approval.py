@@ -14,7 +14,7 @@ import redis
 from config import Settings
 from server.app import create_app
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import (
+from tests.support.api_support import (
     ApiServer,
     Script,
     api_settings,
@@ -25,8 +25,8 @@ from tests.api_support import (
     sse_events,
     user_keys,
 )
+from tests.support.locks import WatchedLocks
 from tests.support.serving import serve_app
-from tests.test_api_locks import WatchedLocks
 from tools.locks import Leases
 
 USERS = user_keys("ana", "beto", "carla", "dora")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, buy_command, error_text, running_app, sse_events
+from tests.support.api_support import Script, api_settings, buy_command, error_text, running_app, sse_events
 
 MAX_CHARS = 500
 MAX_BODY = 4096

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from server.api.routes import events
-from tests.api_support import ApiServer, user_keys
+from tests.support.api_support import ApiServer, user_keys
 
 USERS = user_keys("ada")
 KEY = next(iter(USERS))

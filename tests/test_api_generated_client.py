@@ -13,7 +13,7 @@ from types import ModuleType
 import httpx
 import pytest
 
-from tests.api_support import ApiServer, user_keys
+from tests.support.api_support import ApiServer, user_keys
 
 USERS = user_keys("bea")
 KEY = next(iter(USERS))

@@ -9,7 +9,7 @@ import httpx
 from server.app import create_app
 from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import api_settings
+from tests.support.api_support import api_settings
 from tests.support.serving import serve_app
 
 

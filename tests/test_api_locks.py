@@ -4,28 +4,12 @@ cancellable from another process."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 import redis.asyncio as aioredis
 
+from tests.support.locks import WatchedLocks
 from tools.locks import LeaseHeld, Leases
-
-
-@dataclass
-class WatchedLocks(Leases):
-    """Leases that reports each refused acquire with the count so far: a waiter polling a held lock."""
-
-    refusals: int = 0
-    on_refused: Callable[[int], object] = lambda refusals: None
-
-    async def acquire(self, user_id: str, session_id: str) -> str | None:
-        token = await super().acquire(user_id, session_id)
-        if token is None:
-            self.refusals += 1
-            self.on_refused(self.refusals)
-        return token
 
 
 def locks(client: aioredis.Redis, prefix: str, wait: bool = False) -> Leases:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, buy_command, running_app, sse_events
+from tests.support.api_support import Script, api_settings, buy_command, running_app, sse_events
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from server.csp import sha256_source
-from tests.api_support import ApiServer, as_user, user_keys
+from tests.support.api_support import ApiServer, as_user, user_keys
 
 USERS = user_keys("ines", "juan")
 METRICS_KEY = "prometheus-scrape-0123456789"

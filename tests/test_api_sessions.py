@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api_support import ApiServer, Script, error_text
+from tests.support.api_support import ApiServer, Script, error_text
 
 KEYS = {"alice-key-0123456789": "alice", "bob-key-0123456789": "bob"}
 

@@ -8,7 +8,7 @@ import httpx
 import redis
 
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, running_app
+from tests.support.api_support import Script, api_settings, running_app
 
 
 def test_a_message_without_symbol_keeps_the_sessions_symbol(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api_support import ApiServer, as_user, buy_command, user_keys
+from tests.support.api_support import ApiServer, as_user, buy_command, user_keys
 
 
 @pytest.fixture(scope="module")

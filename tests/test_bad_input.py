@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import ApiServer, as_user, buy_command, error_text, user_keys
+from tests.support.api_support import ApiServer, as_user, buy_command, error_text, user_keys
 
 USERS = user_keys("eva", "fede", "gala", "hugo")
 

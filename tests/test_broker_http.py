@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from config import Settings
 from server.in_thread import free_port
-from tests.broker_support import bars_between, world
+from tests.support.broker_support import bars_between, world
 from tests.support.serving import serve_app
 from tools.alerts import RedisAlerts
 from tools.broker.api import router

@@ -9,7 +9,7 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 
 from config import Settings
-from tests.broker_support import World
+from tests.support.broker_support import World
 from tools.alerts import RedisAlerts
 from tools.broker.ledger import Keys
 from tools.broker.paper import PaperBroker

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from config import Settings, load_settings
-from tests.broker_support import T0, World
+from tests.support.broker_support import T0, World
 from tools.broker.paper import PaperBroker
 from tools.protocols import UnknownSymbolError
 from tools.schemas import OrderRequest, Position

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.broker_support import T0, World, bars_between
+from tests.support.broker_support import T0, World, bars_between
 from tools.broker.paper import PaperBroker
 from tools.market.csv_store import CsvMarketData
 from tools.schemas import Bar, OrderRequest, Quote

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,17 +13,12 @@ import pytest
 from server.chat_cli import ChatClient, parse_sse
 from server.cli import main
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, buy_command, running_app
+from tests.support.api_support import ApiServer, Script, buy_command
 
 
 @pytest.fixture(scope="module")
-def base_url(
-    redis_server: EmbeddedRedis, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    settings = api_settings(redis_server.url, shared_data, tmp_path_factory.mktemp("cli"))
-    with running_app(settings, Script()) as url:
-        yield url
+def base_url(serve_api: ApiServer) -> str:
+    return serve_api("cli", Script())
 
 
 def client(url: str, answers: list[str]) -> tuple[ChatClient, io.StringIO]:

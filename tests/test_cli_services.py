@@ -144,7 +144,7 @@ def test_portfolio_asks_the_running_server_with_its_api_key(
 ) -> None:
     import redis
 
-    from tests.api_support import api_settings, running_app
+    from tests.support.api_support import api_settings, running_app
 
     settings = api_settings(redis_url, shared_data, tmp_path, server={"api_keys": {"k-alice": "alice"}})
     monkeypatch.setenv("REDIS__PREFIX", settings.redis.prefix)

@@ -20,10 +20,9 @@ import redis
 
 from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import buy_command
 from tests.support import ROOT
-from tests.support.serving import wait_healthy
-from tests.test_serve_processes import serve
+from tests.support.api_support import buy_command
+from tests.support.serving import serve, wait_healthy
 
 DEMO_START = "2026-03-02T10:00:00Z"
 

@@ -16,8 +16,8 @@ from starlette.responses import Response
 
 from config import Settings
 from server.eval_model import Case, answer_language, evaluate, load_cases, report, write_results
-from tests.api_support import api_settings
-from tests.ollama_double import OllamaDouble, Reply
+from tests.support.api_support import api_settings
+from tests.support.ollama_double import OllamaDouble, Reply
 from tests.support.serving import serve_app
 
 MODEL = "llama3.1:8b-instruct-q5_K_M"

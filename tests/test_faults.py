@@ -2,7 +2,7 @@
 worst moments of an approval, then touched again.
 
 For every trial: no duplicate order, no approved proposal left without either its order or a pending
-re-approval, and the session's last words agree with the ledger. Crash points (tests/fault_server.py):
+re-approval, and the session's last words agree with the ledger. Crash points (tests/support/fault_server.py):
 after the decision checkpoint, between the broker call and execute's checkpoint, after that checkpoint.
 """
 

@@ -4,7 +4,7 @@ a chat turn cut by a kill answered at the next access.
 
 Real server processes on a Redis Stack of their own (tests/support/faults.py). Kills land either at a
 measured delay after the approve request (every 5 ms over 0-60 ms) or at a checkpoint boundary reached
-through the fault launcher's hooks (tests/fault_server.py), many sessions per kill (one user each).
+through the fault launcher's hooks (tests/support/fault_server.py), many sessions per kill (one user each).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.faults import Cluster, check_trial, kill9, open_cluster, propose, settle
+from tests.support.faults import Cluster, check_trial, kill9, open_cluster, propose, settle, wait_for_audit
 
 SEED = int(os.environ.get("FAULT_SEED", str(random.randrange(1_000_000))))
 # Every 5 ms over 0-60 ms, then every 40 ms to 400 ms: on a loaded 2-core machine an approval is
@@ -258,3 +258,71 @@ def test_an_approval_racing_each_kind_of_message_is_never_lost(cluster: Cluster)
             if json.loads(o).get("status") == "filled"
         )
     assert keys and max(keys.values()) == 1, "duplicate orders"
+
+
+# (how the approval is sent on A: the endpoint or a typed /approve, what the trader does next on B)
+QUEUED = (
+    *(("endpoint", action) for action in ("approve_again", "portfolio", "get_session", "sweep")),
+    ("typed", "typed_approve"),
+    ("typed", "get_session"),
+)
+
+
+def test_an_approval_queued_behind_a_running_turn_survives_a_kill9_of_its_server(cluster: Cluster) -> None:
+    """The approval (the endpoint's, or a typed /approve) arrives on A while a chat turn of its session runs
+    there, so it waits for the session; A is killed (kill -9) meanwhile. Whatever the trader does next on B
+    (approve again, another message, a read of the session, or nothing: the sweep of a server started
+    afterwards), the click is not lost: the proposal is executed, once."""
+    users = {trial: next(cluster.users) for trial in QUEUED}
+    sessions: dict[tuple[str, str], tuple[str, str]] = {}
+    for trial, user in users.items():
+        session = f"s-{uuid.uuid4().hex[:8]}"
+        with cluster.client(cluster.b_url, user) as b:
+            sessions[trial] = (session, str(propose(b, session)["proposal_id"]))
+    a_url, a_proc, marker = cluster.start(pause=120, points={u: "chat_reason" for u in users.values()})
+    for trial, user in users.items():
+        fire(a_url, user, "/api/chat", {"message": "/portfolio", "session_id": sessions[trial][0]})
+    wait_for_lines(marker, len(users))  # each session's turn holds it, paused in `reason`
+    for (click, action), user in users.items():
+        session, pid = sessions[click, action]
+        if click == "endpoint":
+            fire(a_url, user, f"/api/sessions/{session}/approval", approval(pid))
+        else:
+            fire(a_url, user, "/api/chat", {"message": f"/approve {pid[:8]}", "session_id": session})
+    time.sleep(1.0)  # the approvals reach A and wait behind the turns; no answer comes (A dies)
+    kill9(a_proc)
+    for (click, action), user in users.items():
+        if action != "sweep":
+            session, pid = sessions[click, action]
+            outcome = after_the_kill(cluster, user, session, pid, action)
+            assert outcome == "executed", (click, action, outcome)
+    restarted, proc, _ = cluster.start()  # then a server started now: its sweep completes the untouched one
+    user, (session, pid) = users["endpoint", "sweep"], sessions["endpoint", "sweep"]
+    wait_for_audit(cluster, "recovered_decision", f"{user}:{session}")
+    with cluster.client(restarted, user) as client:
+        state = settle(cluster, client, session)
+    assert check_trial(cluster, user, session, pid, state) == "executed"
+    kill9(proc)
+
+
+def test_a_chat_turn_killed_after_setting_its_alert_sets_it_once_when_run_again(cluster: Cluster) -> None:
+    """`/alert` runs its tool (the alert is stored), then A is killed (kill -9) before the turn's checkpoint.
+    The next message on B runs the cut turn again from its checkpoint: the alert exists once, not twice."""
+    user, session = next(cluster.users), f"s-{uuid.uuid4().hex[:8]}"
+    a_url, a_proc, marker = cluster.start(pause=120, points={user: "chat_after_tool"})
+    fire(a_url, user, "/api/chat", {"message": "/alert XAUUSD above 9876.5 cut turn", "session_id": session})
+    wait_for_lines(marker, 1)
+
+    def alerts() -> list[dict[str, object]]:
+        with cluster.sync_redis() as r:
+            stored = [json.loads(v) for v in r.hvals(f"{cluster.prefix}alerts:paper-{user}")]
+        return [a for a in stored if a["price"] == 9876.5]
+
+    assert len(alerts()) == 1  # set before the kill
+    kill9(a_proc)
+    with cluster.client(cluster.b_url, user) as b:
+        answer = act(b, session, "", "portfolio")
+        assert answer.status_code == 200, answer.text
+        assert "was cut off when the server running it stopped" in answer.json()["response"], answer.text
+        settle(cluster, b, session)
+    assert len(alerts()) == 1, alerts()

@@ -1,7 +1,7 @@
 """`copilot model install` over real HTTP against the strict Ollama double, and the copilot using the model.
 
-The double's /api/create follows Ollama's server/create.go (see tests/ollama_double.py); the CLI is the real
-`copilot` entry point, the app the real one (graph, ChatOllama, health, warm-up).
+The double's /api/create follows Ollama's server/create.go (see tests/support/ollama_double.py); the CLI is
+the real `copilot` entry point, the app the real one (graph, ChatOllama, health, warm-up).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from graph.ollama_model import COPILOT_TEMPLATE, copilot_model_name, create_mode
 from graph.ollama_server import model_status, warm_up
 from server.app import create_app
 from server.cli import main
-from tests.api_support import api_settings
-from tests.ollama_double import OllamaDouble, Reply
+from tests.support.api_support import api_settings
 from tests.support.ollama import NATIVE, PLAIN
+from tests.support.ollama_double import OllamaDouble, Reply
 from tests.support.serving import serve_app
 
 DERIVED = NATIVE + "-copilot"

@@ -35,8 +35,8 @@ import redis
 
 from graph.threads import account_for
 from server.in_thread import free_port
-from tests.api_support import as_user, current_ask, user_keys
 from tests.support import ROOT
+from tests.support.api_support import as_user, current_ask, user_keys
 from tests.support.serving import wait_healthy
 
 SYMBOLS = ("XAUUSD", "EURUSD", "GBPUSD", "USDJPY", "NOPE")

@@ -24,8 +24,8 @@ from graph.model_errors import ModelUnavailable
 from graph.ollama_server import detect_tool_mode, model_status
 from prompts import SYSTEM_PROMPT, live_context
 from server.in_thread import free_port
-from tests.ollama_double import OllamaDouble, Reply
 from tests.support.ollama import NATIVE, PLAIN, TOOLS
+from tests.support.ollama_double import OllamaDouble, Reply
 
 SIGNAL_ARGS = {"symbol": "XAUUSD", "timeframe": "15m"}
 

@@ -1,4 +1,4 @@
-"""Model failures against an Ollama-speaking server scripted to misbehave (tests/ollama_double.py).
+"""Model failures against an Ollama-speaking server scripted to misbehave (tests/support/ollama_double.py).
 
 Each failure has a category and a clear message (never a raw JSONDecodeError), a cut or length-limited stream
 is never taken for an answer, JSON mode streams its text and gives a bad tool call back to the model once,
@@ -26,8 +26,8 @@ from graph.model_errors import (
 )
 from graph.ollama_server import model_status
 from server.in_thread import free_port
-from tests.ollama_double import OllamaDouble, Reply
 from tests.support.ollama import NATIVE, PLAIN, TOOLS
+from tests.support.ollama_double import OllamaDouble, Reply
 
 ANSWER = "La señal del oro es LONG con 72 % de confianza; el stop va bajo 4380."
 Cat = FailureCategory

@@ -18,7 +18,15 @@ from config.settings import RiskSettings
 from graph.proposals import trader_limits
 from graph.slash import PrefsCommand, SlashError, parse_slash
 from prompts.system import LANGUAGE_LINES, live_context
-from tests.api_support import ApiServer, Script, api_settings, as_user, buy_command, running_app, user_keys
+from tests.support.api_support import (
+    ApiServer,
+    Script,
+    api_settings,
+    as_user,
+    buy_command,
+    running_app,
+    user_keys,
+)
 
 USERS = user_keys("ana", "ben")
 DEFAULTS = {

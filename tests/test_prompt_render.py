@@ -37,9 +37,9 @@ from graph.llm import build_chat_model
 from graph.ollama_model import COPILOT_TEMPLATE
 from prompts import SYSTEM_PROMPT
 from prompts.window import LIVE_CONTEXT
-from tests.ollama_double import OllamaDouble, Reply
 from tests.support.graph import USER, WallClock
 from tests.support.ollama import NATIVE, PLAIN
+from tests.support.ollama_double import OllamaDouble, Reply
 from tools.market.clock import ManualClock
 from tools.services import Services
 

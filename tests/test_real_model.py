@@ -32,7 +32,7 @@ from graph.openai_server import openai_model_status
 from graph.threads import thread_id
 from server.app import create_app
 from server.in_thread import free_port
-from tests.api_support import api_settings
+from tests.support.api_support import api_settings
 from tests.support.graph import USER, WallClock, positions
 from tests.support.llama_server import FUNCTIONS, MODEL, PLAIN, LlamaServer, LlamaServers
 from tests.support.serving import serve_app

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,15 +17,8 @@ import httpx
 import pytest
 
 from server.in_thread import free_port
-from tests.api_support import buy_command
-from tests.support import ROOT
-from tests.support.serving import wait_healthy
-
-
-def serve(port: int, env: dict[str, str], workers: int, log: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--workers", str(workers)]
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+from tests.support.api_support import buy_command
+from tests.support.serving import serve, wait_healthy
 
 
 @pytest.fixture(scope="module")

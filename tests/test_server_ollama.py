@@ -1,7 +1,7 @@
 """Free text end to end: HTTP API → graph → ChatOllama → an Ollama-speaking server, native and JSON modes.
 
-The only stand-in is the model server (tests/ollama_double.py speaks Ollama's /api/chat and /api/show wire
-formats); the app, the graph, the tools, the risk gate and the paper broker are the real ones.
+The only stand-in is the model server (tests/support/ollama_double.py speaks Ollama's /api/chat and /api/show
+wire formats); the app, the graph, the tools, the risk gate and the paper broker are the real ones.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 from graph.model_errors import reset_chat_outcomes
 from prompts import SYSTEM_PROMPT
 from server.app import create_app
-from tests.api_support import api_settings
-from tests.ollama_double import OllamaDouble, Reply
+from tests.support.api_support import api_settings
+from tests.support.ollama_double import OllamaDouble, Reply
 from tests.support.serving import serve_app
 
 NATIVE = "llama3.1:8b-instruct-q5_K_M"

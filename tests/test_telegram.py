@@ -21,7 +21,7 @@ import redis
 
 from config import Settings
 from server.telegram.format import LIMIT, escape, markdown_to_html
-from tests.api_support import api_settings, as_user, buy_command, running_app, user_keys
+from tests.support.api_support import api_settings, as_user, buy_command, running_app, user_keys
 from tests.support.serving import serve_app
 from tests.support.telegram_double import BotMessage, TelegramDouble, parse_html
 

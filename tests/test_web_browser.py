@@ -17,25 +17,22 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from server.app import create_app
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, buy_command, current_ask, running_app, scripted_model
 from tests.support import ROOT
+from tests.support.api_support import (
+    Script,
+    api_settings,
+    buy_command,
+    current_ask,
+    running_app,
+    scripted_model,
+)
+from tests.support.browser import chromium
 from tests.support.serving import serve_app
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOTS = Path(os.environ.get("COPILOT_SCREENSHOTS", ROOT / "var" / "screenshots"))
 DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
@@ -72,12 +69,8 @@ def base_url(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def open_page(browser: Browser, url: str, viewport: dict[str, int]) -> Iterator[Page]:

@@ -5,17 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, running_app
+from tests.support.api_support import ApiServer, Script
+from tests.support.browser import chromium
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 # Recorded by the page itself: every securitypolicyviolation event, from the first script on.
 RECORD_VIOLATIONS = """
 window.__csp = [];
@@ -26,22 +23,14 @@ document.addEventListener('securitypolicyviolation', (e) =>
 
 
 @pytest.fixture(scope="module")
-def base_url(
-    redis_server: EmbeddedRedis, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    settings = api_settings(redis_server.url, shared_data, tmp_path_factory.mktemp("csp"))
-    with running_app(settings, Script()) as url:
-        yield url
+def base_url(serve_api: ApiServer) -> str:
+    return serve_api("csp", Script())
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @dataclass

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from server.app import create_app
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import Script, api_settings, buy_command, scripted_model
+from tests.support.api_support import Script, api_settings, buy_command, scripted_model
 from tests.support.serving import serve_app
 
 CHROMIUM = "/usr/bin/chromium"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
@@ -22,12 +23,21 @@ class StoredAlert(Alert):
 class RedisAlerts(RedisAccountService):
     """AlertService over Redis: `{prefix}alerts:{account}` is a hash alert_id -> alert JSON."""
 
-    async def set_alert(self, alert: AlertRequest, account_id: str | None = None) -> Alert:
+    async def set_alert(
+        self, alert: AlertRequest, account_id: str | None = None, key: str | None = None
+    ) -> Alert:
+        """Create the alert. With `key` its id is derived from the key and it is written only if absent
+        (HSETNX), so a request repeated under the same key (a chat turn run again after a crash) creates
+        it once and returns the first one."""
         account = account_id or self.account_id
         symbol = self._symbol(alert.symbol)
         quote = await self._market.get_quote(symbol)
+        if key:
+            alert_id = "alert_" + hashlib.sha256(f"{account}\n{key}".encode()).hexdigest()[:12]
+        else:
+            alert_id = f"alert_{uuid.uuid4().hex[:12]}"
         stored = StoredAlert(
-            alert_id=f"alert_{uuid.uuid4().hex[:12]}",
+            alert_id=alert_id,
             symbol=symbol,
             condition=alert.condition,
             price=alert.price,
@@ -35,7 +45,9 @@ class RedisAlerts(RedisAccountService):
             created_at=self._clock.now(),
             checked_until=quote.time,  # the bar behind the current quote is already history
         )
-        await self._redis.hset(self._key(account), stored.alert_id, stored.model_dump_json())
+        if not await self._redis.hsetnx(self._key(account), stored.alert_id, stored.model_dump_json()):
+            first = await self._redis.hget(self._key(account), stored.alert_id)
+            return _public(StoredAlert.model_validate_json(text(first)))
         await self._redis.sadd(self._accounts_key(), account)
         return _public(stored)
 

@@ -86,6 +86,10 @@ class Broker(Protocol):
 
 
 class AlertService(Protocol):
-    async def set_alert(self, alert: AlertRequest, account_id: str | None = None) -> Alert: ...
+    async def set_alert(
+        self, alert: AlertRequest, account_id: str | None = None, key: str | None = None
+    ) -> Alert:
+        """Create the alert; with `key` (an idempotency key), once: the same key returns the first one."""
+        ...
 
     async def list_alerts(self, account_id: str | None = None) -> list[Alert]: ...

@@ -191,6 +191,13 @@ def _account(runtime: ToolRuntime[Context]) -> str:
     return (runtime.context or Context()).account_id
 
 
+def _turn_key(runtime: ToolRuntime[Context], request: AlertRequest) -> str | None:
+    """The idempotency key of what a chat turn creates: the turn (kept when a crash makes it run again)
+    and what is created, so a re-run of the turn creates it once; None outside a chat turn."""
+    turn = runtime.context.turn_id if runtime.context else None
+    return f"{turn}:{request.model_dump_json()}" if turn else None
+
+
 def make_tools(services: Services) -> list[BaseTool]:
     """All eight tools over `services`, in the order the model is shown them; built once per process (the
     account comes from each call's runtime context)."""
@@ -264,7 +271,7 @@ def _account_tools(services: Services, schemas: _Schemas) -> tuple[BaseTool, Bas
     ) -> JsonObject:
         price = services.specs[symbol].round_price(price)
         request = AlertRequest(symbol=symbol, condition=condition, price=price, message=message)
-        alert = await services.alerts.set_alert(request, _account(runtime))
+        alert = await services.alerts.set_alert(request, _account(runtime), _turn_key(runtime, request))
         return {**alert.model_dump(mode="json"), "message": alert.message or "Alert created successfully"}
 
     return get_portfolio, set_alert

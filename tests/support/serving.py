@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from server.in_thread import serve_in_thread
+from tests.support import ROOT
 
 
 def serve_app(app: object, port: int | None = None) -> AbstractContextManager[str]:
@@ -18,17 +20,35 @@ def serve_app(app: object, port: int | None = None) -> AbstractContextManager[st
     return serve_in_thread(app, port, startup_seconds=15)
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, name: str = "copilot serve") -> None:
-    """Poll `url`/api/health until it answers 200; fail with the end of the process's `log` if the process
-    exits first or does not answer within 90 s."""
-    deadline = time.monotonic() + 90
+def serve(port: int, env: dict[str, str], workers: int, log: Path) -> subprocess.Popen[bytes]:
+    """Start `copilot serve` on `port` with `workers` processes, its output in `log` (in a session of its own,
+    so a test can signal the whole group)."""
+    args = [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+
+
+def wait_answering(url: str, proc: subprocess.Popen[bytes], log: Path, name: str, seconds: int = 90) -> None:
+    """Poll `url` until it answers 200; fail with the end of the process's `log` if the process exits first or
+    does not answer within `seconds`."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"{name} exited with {proc.returncode}:\n{tail(log)}")
         try:
-            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    pytest.fail(f"{name} did not answer at {url}:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"{name} did not answer at {url}:\n{tail(log)}")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, name: str = "copilot serve") -> None:
+    """Wait until the server at `url` answers /api/health (90 s at most)."""
+    wait_answering(f"{url}/api/health", proc, log, name)
+
+
+def tail(log: Path, chars: int = 3000) -> str:
+    """The end of a process's log ("" before it exists)."""
+    return log.read_text(errors="replace")[-chars:] if log.is_file() else ""

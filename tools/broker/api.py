@@ -75,8 +75,11 @@ def router(broker: Broker, alerts: AlertService) -> APIRouter:
         return await _call(broker.get_portfolio(account_id))
 
     @api.post("/alerts")
-    async def set_alert(alert: AlertRequest, account_id: str | None = None) -> Alert:
-        return await _call(alerts.set_alert(alert, account_id))
+    async def set_alert(
+        alert: AlertRequest, account_id: str | None = None, idempotency_key: IdempotencyKey = None
+    ) -> Alert:
+        """Create a price alert; under an Idempotency-Key, once (the same key answers the first alert)."""
+        return await _call(alerts.set_alert(alert, account_id, idempotency_key))
 
     @api.get("/alerts")
     async def list_alerts(account_id: str | None = None) -> list[Alert]:

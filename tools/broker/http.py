@@ -74,11 +74,14 @@ class HttpAlerts:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def set_alert(self, alert: AlertRequest, account_id: str | None = None) -> Alert:
+    async def set_alert(
+        self, alert: AlertRequest, account_id: str | None = None, key: str | None = None
+    ) -> Alert:
         account = account_id or self.account_id
         # The seed's body has no account field; the account travels as a query parameter, as on GET.
         path = "/api/alerts" + (f"?{urlencode({'account_id': account})}" if account else "")
-        return Alert.model_validate(await self._client.post(path, alert.model_dump(mode="json")))
+        body = alert.model_dump(mode="json")
+        return Alert.model_validate(await self._client.post(path, body, idempotency_key=key))
 
     async def list_alerts(self, account_id: str | None = None) -> list[Alert]:
         body = await self._client.get("/api/alerts", {"account_id": account_id or self.account_id})

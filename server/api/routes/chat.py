@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
+from graph.recovery import QueuedDecision
 from graph.schemas import ChatResult
 from graph.slash import DecisionCommand, parse_slash
 from server.api.deps import RunnerDep, SettingsDep
 from server.api.models import ChatRequest
 from server.api.responses import CHAT_STREAM, CHAT_TURN
-from server.api.runs import check_message
+from server.api.runs import Runner, check_message
 
 router = APIRouter(prefix="/api", tags=["chat"])
+T = TypeVar("T")
 
 STREAM_DOC = """Server-Sent Events, in order: `node` {node}, `token` {text}, `tool` {name, args},
 `tool_result` {name, ok}, `approval_required` {proposal}, `recovered` {an interrupted run completed first};
@@ -24,12 +29,16 @@ connection: if it drops, the run goes on; `GET /api/sessions/{id}/run` re-attach
 async def chat(body: ChatRequest, run: RunnerDep, settings: SettingsDep) -> ChatResult:
     """Send one message; the answer comes back when the turn is done (or paused for your approval)."""
     check_message(body.message, settings)
-    copilot, user = run.copilot, run.user
-    return await run.once(
-        body.session_id,
-        "chat",
-        lambda: copilot.chat(user, body.session_id, body.message, body.symbol),
-        queue=is_decision(body.message),
+    copilot, user, queue = run.copilot, run.user, is_decision(body.message)
+    return await noted(
+        run,
+        body,
+        lambda queued: run.once(
+            body.session_id,
+            "chat",
+            lambda: copilot.chat(user, body.session_id, body.message, body.symbol, queued),
+            queue,
+        ),
     )
 
 
@@ -37,13 +46,31 @@ async def chat(body: ChatRequest, run: RunnerDep, settings: SettingsDep) -> Chat
 async def chat_stream(body: ChatRequest, run: RunnerDep, settings: SettingsDep) -> StreamingResponse:
     """Send one message and follow the run live."""
     check_message(body.message, settings)
-    copilot, user = run.copilot, run.user
-    return await run.stream(
-        body.session_id,
-        "chat",
-        lambda: copilot.stream(user, body.session_id, body.message, body.symbol),
-        queue=is_decision(body.message),
+    copilot, user, queue = run.copilot, run.user, is_decision(body.message)
+    return await noted(
+        run,
+        body,
+        lambda queued: run.stream(
+            body.session_id,
+            "chat",
+            lambda: copilot.stream(user, body.session_id, body.message, body.symbol, queued),
+            queue,
+        ),
     )
+
+
+async def noted(run: Runner, body: ChatRequest, start: Callable[[QueuedDecision | None], Awaitable[T]]) -> T:
+    """Start the message's run; a typed decision is noted in Redis first, so it survives this process while
+    it waits behind a running turn (graph.recovery), and forgotten when it is refused as busy."""
+    queued = None
+    if is_decision(body.message):
+        queued = await run.copilot.queue_typed_decision(run.user, body.session_id, body.message)
+    try:
+        return await start(queued)
+    except HTTPException as exc:
+        if queued is not None and exc.status_code == 409:  # refused as busy, or cancelled: not applied
+            await run.copilot.drop_decision(run.user, body.session_id, queued)
+        raise
 
 
 def is_decision(message: str) -> bool:

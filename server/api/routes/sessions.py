@@ -103,8 +103,14 @@ PendingDecision = Annotated[Decision, Depends(pending_decision)]
 @router.post("/sessions/{session_id}/approval", response_model=ChatResult, responses=DECIDE)
 async def decide(session_id: SessionId, decision: PendingDecision, run: RunnerDep) -> ChatResult:
     """Approve, edit (size_lots, stop_loss, take_profit) or reject the pending proposal."""
-    decide = partial(run.copilot.decide, run.user, session_id, decision)
-    return await run.once(session_id, decision["decision"], decide, queue=True)
+    queued = await run.copilot.queue_decision(run.user, session_id, decision)  # survives this process
+    decide = partial(run.copilot.decide, run.user, session_id, decision, queued)
+    try:
+        return await run.once(session_id, decision["decision"], decide, queue=True)
+    except HTTPException as exc:
+        if exc.status_code == 409:  # refused as busy, or cancelled before it ran: not applied
+            await run.copilot.drop_decision(run.user, session_id, queued)
+        raise
 
 
 @router.post(
@@ -117,8 +123,13 @@ async def decide_stream(
     session_id: SessionId, decision: PendingDecision, run: RunnerDep
 ) -> StreamingResponse:
     """The approval decision, followed live (the order's execution and the model's comment)."""
-    follow = partial(run.copilot.stream_decision, run.user, session_id, decision)
-    return await run.stream(session_id, decision["decision"], follow, queue=True)
+    queued = await run.copilot.queue_decision(run.user, session_id, decision)  # survives this process
+    follow = partial(run.copilot.stream_decision, run.user, session_id, decision, queued)
+    try:
+        return await run.stream(session_id, decision["decision"], follow, queue=True)
+    except HTTPException:  # refused as busy: not applied
+        await run.copilot.drop_decision(run.user, session_id, queued)
+        raise
 
 
 async def _locked(

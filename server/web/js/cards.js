@@ -50,17 +50,22 @@ function governingSignal(p, target) {
   return on("signal", show);
 }
 
+// The approval card: its layout (figures, notices, risk checks, the edit and reject forms), its live figures
+// (recomputed on each edit, quote and equity) and its expiry countdown, put together for one proposal.
 export function approvalCard(p, { decide, previous }) {
-  const sym = p.symbol;
-  const card = el("div", { class: "card approval", "data-testid": "approval-card", "data-proposal": p.proposal_id, "data-kind": p.kind || "open" });
-  const verdict = p.verdict || { passed: true, reasons: [] };
-  const cells = {};
-  const cell = (name) => (cells[name] = el("span", { "data-field": name }));
-  const signalLine = el("p", { class: "governing", "data-testid": "governing-signal" });
-  const expiryCell = el("span", { class: "countdown" });
-  const driftLine = el("p", { class: "notice drift", hidden: true });
-  const unsubscribe = [governingSignal(p, signalLine)];
+  const layout = approvalLayout(p, { decide, previous });
+  const render = liveFigures(p, layout);
+  for (const input of Object.values(layout.inputs)) input.addEventListener("input", render);
+  const unsubscribe = [governingSignal(p, layout.signalLine), on("market", render), on("portfolio", render)];
+  const stopTimer = expiryTimer(layout.card, layout.expiryCell, p.expires_at);
+  layout.card.dispose = () => { stopTimer(); unsubscribe.forEach((off) => off()); };
+  render();
+  return layout.card;
+}
 
+// Why a re-quote or a notice came with the proposal, in the trader's words.
+function approvalNotices(p, previous) {
+  const sym = p.symbol;
   const notices = [];
   if (p.notice) notices.push(p.notice);
   if (p.requote_of) {
@@ -69,6 +74,20 @@ export function approvalCard(p, { decide, previous }) {
       : "your account or the limits changed since you approved";
     notices.push(`Re-quoted: ${why}. Nothing was sent. Review the new price and approve it, or reject.`);
   }
+  return notices;
+}
+
+// The card's elements, with the cells the live figures fill (`cells`), the edit inputs by field name, the
+// forms, the governing-signal, drift and expiry lines; the buttons call `decide`.
+function approvalLayout(p, { decide, previous }) {
+  const sym = p.symbol;
+  const card = el("div", { class: "card approval", "data-testid": "approval-card", "data-proposal": p.proposal_id, "data-kind": p.kind || "open" });
+  const verdict = p.verdict || { passed: true, reasons: [] };
+  const cells = {};
+  const cell = (name) => (cells[name] = el("span", { "data-field": name }));
+  const signalLine = el("p", { class: "governing", "data-testid": "governing-signal" });
+  const expiryCell = el("span", { class: "countdown" });
+  const driftLine = el("p", { class: "notice drift", hidden: true });
 
   const rows = [];
   if (p.kind === "close") {
@@ -85,7 +104,7 @@ export function approvalCard(p, { decide, previous }) {
 
   card.append(...[
     title(p),
-    ...notices.map((n) => el("p", { class: "notice", "data-testid": "approval-notice" }, n)),
+    ...approvalNotices(p, previous).map((n) => el("p", { class: "notice", "data-testid": "approval-notice" }, n)),
     signalLine,
     el("table", {}, rows),
     driftLine,
@@ -98,8 +117,14 @@ export function approvalCard(p, { decide, previous }) {
       ? el("details", {}, el("summary", {}, "Signal reasoning"), el("ol", {}, p.signal_reasoning.map((r) => el("li", {}, r))))
       : null,
   ].filter(Boolean));
+  const { inputs, editRow } = approvalControls(card, p, decide);
+  return { card, cells, inputs, editRow, signalLine, expiryCell, driftLine };
+}
 
-  // Edit: size (open only: a close or modify takes no size), SL and TP (not for a close).
+// The buttons and their forms. Edit: size (open only: a close or modify takes no size), SL and TP (not for a
+// close). Keyboard: Enter sends the open form, Escape closes it.
+function approvalControls(card, p, decide) {
+  const sym = p.symbol;
   const inputs = {};
   const editFields = [];
   if (p.kind === "open") editFields.push(numberInput("size_lots", "Size (lots)", p.size_lots, store.specs[sym]?.lot_step ?? "0.01"));
@@ -123,7 +148,6 @@ export function approvalCard(p, { decide, previous }) {
       onclick: (ev) => { toggle(editRow, Object.values(inputs)[0]); ev.target.setAttribute("aria-expanded", String(!editRow.hidden)); } }, "Edit…") : null,
     el("button", { class: "reject", type: "button", onclick: () => toggle(rejectRow, reason) }, "Reject…")),
   editRow, rejectRow);
-  // Keyboard: Enter sends the open form, Escape closes it.
   editRow.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && ev.target.tagName === "INPUT") { ev.preventDefault(); sendEdit(); }
     if (ev.key === "Escape") { editRow.hidden = true; }
@@ -132,8 +156,13 @@ export function approvalCard(p, { decide, previous }) {
     if (ev.key === "Enter" && ev.target === reason) { ev.preventDefault(); decide(card, p, "reject", {}, reason.value); }
     if (ev.key === "Escape") { rejectRow.hidden = true; }
   });
+  return { inputs, editRow };
+}
 
-  // Live figures: the card's values as edited, the live quote, the live equity.
+// Live figures: returns render(), which fills the card's cells from the values as edited, the live quote and
+// the live equity, warns of a drift past the limit, and publishes the proposal as it stands while undecided.
+function liveFigures(p, { card, cells, inputs, editRow, driftLine }) {
+  const sym = p.symbol;
   const current = () => {
     const num = (name, fallback) => (inputs[name] && inputs[name].value !== "" ? Number(inputs[name].value) : fallback);
     return { ...p, size_lots: num("size_lots", p.size_lots), stop_loss: num("stop_loss", p.stop_loss), take_profit: num("take_profit", p.take_profit) };
@@ -144,7 +173,7 @@ export function approvalCard(p, { decide, previous }) {
     const buying = p.kind === "open" ? p.side === "BUY" : p.side === "SELL"; // a close of a BUY sells at the bid
     return buying ? q.ask : q.bid;
   };
-  const render = () => {
+  return () => {
     const now = current();
     const edited = editRow && !editRow.hidden && Object.keys(changedEdits(p, inputs)).length > 0;
     const price = livePrice();
@@ -183,23 +212,23 @@ export function approvalCard(p, { decide, previous }) {
       emit("proposal", now);
     }
   };
-  for (const input of Object.values(inputs)) input.addEventListener("input", render);
-  unsubscribe.push(on("market", render), on("portfolio", render));
+}
 
-  const expires = p.expires_at ? Date.parse(p.expires_at) : null;
+// The expiry countdown in `cell`, each second until the card is decided ("decided") or for good where the
+// proposal has no expiry ("—"); returns the function that stops it.
+function expiryTimer(card, cell, expiresAt) {
+  const expires = expiresAt ? Date.parse(expiresAt) : null;
   const tick = () => {
-    if (card.classList.contains("done")) { expiryCell.textContent = "decided"; return false; }
-    if (!expires) { expiryCell.textContent = "—"; return true; }
+    if (card.classList.contains("done")) { cell.textContent = "decided"; return false; }
+    if (!expires) { cell.textContent = "—"; return true; }
     const left = (expires - Date.now()) / 1000;
-    expiryCell.textContent = left > 0 ? `${localTime(p.expires_at)} (in ${countdown(left)})` : `expired at ${localTime(p.expires_at)}`;
-    expiryCell.dataset.left = left > 0 ? countdown(left) : "expired";
+    cell.textContent = left > 0 ? `${localTime(expiresAt)} (in ${countdown(left)})` : `expired at ${localTime(expiresAt)}`;
+    cell.dataset.left = left > 0 ? countdown(left) : "expired";
     return true;
   };
   tick();
   const timer = setInterval(() => { if (!tick()) clearInterval(timer); }, 1000);
-  card.dispose = () => { clearInterval(timer); unsubscribe.forEach((off) => off()); };
-  render();
-  return card;
+  return () => clearInterval(timer);
 }
 
 // Only the fields the trader changed, as positive numbers; the server re-runs the risk gate on them.

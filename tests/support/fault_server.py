@@ -12,6 +12,8 @@ FAULT_POINT=decision_writes  the approval step's writes are saved, the checkpoin
 FAULT_POINT=execute_writes   execute's writes (the order's outcome) are saved, the next checkpoint is not
 A chat turn:
 FAULT_POINT=chat_reason      a chat turn (checkpointed only at its end) is in `reason`: nothing is saved yet
+FAULT_POINT=chat_after_tool  a chat turn's tools have run (an alert is set), `reason` has not answered: the
+                             turn is not checkpointed yet
 
 FAULT_POINTS (JSON {user id: point}) gives each user's runs their own point, so one server (and one kill)
 serves many trials; every run that reaches its point appends its thread id to FAULT_MARKER.
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import HumanMessage, ToolMessage
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 
 import graph.builder as builder
@@ -89,6 +91,8 @@ def make_reason(deps: Any) -> Any:
         messages = state.get("messages") or []
         if messages and isinstance(messages[-1], HumanMessage) and state.get("decision") is None:
             await reached("chat_reason")
+        if messages and isinstance(messages[-1], ToolMessage) and state.get("decision") is None:
+            await reached("chat_after_tool")
         return await node(state, runtime)
 
     return reason

@@ -13,3 +13,18 @@ class Context:
     user_id: str = "local"
     account_id: str = "paper"
     session_symbol: str = DEFAULT_SYMBOL
+
+
+class MissingContext(RuntimeError):
+    """A run reached a node or a tool without its runtime context: it stops here, it never falls back to a
+    default user or account (that would trade on the shared default account)."""
+
+
+def required(context: Context | None) -> Context:
+    """The run's context; raises MissingContext when the run was started without one (fail closed)."""
+    if context is None:
+        raise MissingContext(
+            "this run has no runtime context (user_id, account_id): it is stopped and nothing was traded; "
+            "start runs through the copilot, or pass `context` with the run"
+        )
+    return context

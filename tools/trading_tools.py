@@ -18,7 +18,7 @@ from langgraph.prebuilt import ToolRuntime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 
 from config.validation import error_parts
-from graph.context import Context
+from graph.context import Context, required
 from tools.schemas import AlertRequest, JsonObject, Side, Timeframe
 from tools.services import Services
 
@@ -188,7 +188,7 @@ def _proposal(name: str, schema: type[_Args], description: str) -> BaseTool:
 
 
 def _account(runtime: ToolRuntime[Context]) -> str:
-    return (runtime.context or Context()).account_id
+    return required(runtime.context).account_id
 
 
 def make_tools(services: Services) -> list[BaseTool]:

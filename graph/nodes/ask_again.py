@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, ToolCall
 from langgraph.runtime import Runtime
 
 from graph.approval import PendingCall
-from graph.context import Context
+from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.pending import STILL_WAITING, expired, expired_text
 from graph.state import State
@@ -24,7 +24,7 @@ def make_ask_again(deps: Deps) -> Node:
         if proposal is None or call is None:  # routing only comes here with one
             return State(proposal=None, pending_call=None)
         if expired(proposal, deps.now()):  # expired during the turn: said, and dropped
-            ctx = runtime.context or Context()
+            ctx = required(runtime.context)
             await deps.audit.append("expired", ctx.user_id, run_thread_id(), proposal)
             return State(messages=[AIMessage(expired_text(proposal))], proposal=None, pending_call=None)
         again = PendingCall(id=f"again_{uuid.uuid4().hex[:12]}", name=call["name"], args=call["args"])

@@ -14,7 +14,7 @@ from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
 
 from graph.approval import Outcome, PendingCall, Proposal
-from graph.context import Context
+from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.proposals import price_trade
 from graph.risk import TradeIdea
@@ -133,7 +133,7 @@ def make_execute(deps: Deps) -> Node:
     )
 
     async def execute(state: State, runtime: Runtime[Context]) -> State:
-        ctx = runtime.context or Context()
+        ctx = required(runtime.context)
         proposal, decision = state.get("proposal"), state.get("decision")
         call = state.get("pending_call") or PendingCall(id="none", name="execute_trade", args={})
         # .get: this guard must hold whatever the state holds (a hand-edited checkpoint, a Studio fork).

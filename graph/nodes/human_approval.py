@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
 
 from graph.approval import MAX_LOTS, MAX_PRICE, Decision, PendingCall, Proposal
-from graph.context import Context
+from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.results import proposal_text
 from graph.state import State
@@ -286,7 +286,7 @@ def make_human_approval(deps: Deps) -> Node:
         proposal, call = state.get("proposal"), state.get("pending_call")
         if proposal is None:  # routing only comes here with a proposal; nothing to ask about
             return State(decision=None)
-        ctx = runtime.context or Context()
+        ctx = required(runtime.context)
         pid = proposal["proposal_id"]
         problem: str | None = None
         received: object = None

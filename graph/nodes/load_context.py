@@ -12,7 +12,7 @@ from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, Remov
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
-from graph.context import Context
+from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.messages import removals
 from graph.pending import expired, expired_text, held_message
@@ -62,7 +62,7 @@ async def context_snapshots(deps: Deps, ctx: Context) -> State:
 
 def make_load_context(deps: Deps) -> Node:
     async def load_context(state: State, runtime: Runtime[Context]) -> State:
-        ctx = runtime.context or Context()
+        ctx = required(runtime.context)
         update = State(**TURN_RESET, **await context_snapshots(deps, ctx))
         messages = list(state.get("messages", []))
         reorder: list[BaseMessage] = []

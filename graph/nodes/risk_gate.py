@@ -9,7 +9,7 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
 from graph.approval import PendingCall, VerdictSummary
-from graph.context import Context
+from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.messages import open_tool_calls
 from graph.pending import abandoned_text
@@ -84,7 +84,7 @@ def blocked_text(reasons: list[str]) -> str:
 
 def make_risk_gate(deps: Deps) -> Node:
     async def risk_gate(state: State, runtime: Runtime[Context]) -> State:
-        ctx = runtime.context or Context()
+        ctx = required(runtime.context)
         replaced = await supersede(deps, ctx, state)
         if replaced is not None:  # the new call is gated, not the old proposal's
             state = State(**{**state, "pending_call": None, "proposal": None})

@@ -107,6 +107,30 @@ class Outcome(TypedDict):
     error: NotRequired[str]
 
 
+FactKind = Literal["executed", "blocked", "rejected", "expired", "failed", "abandoned"]
+
+
+class Fact(TypedDict):
+    """What happened to a proposal, said by the code that did it (graph.answers renders it, graph.results
+    reads it): executed or failed (`category` "broker": the broker refused; "not_approved": execute found no
+    approval) with the broker's `message`; blocked by the gate (its `reasons`, and `wait` when every block
+    is only a wait for the signal); rejected by the trader (`reason`); expired (`decided`: a decision came
+    too late); abandoned for a new proposal (`reason`; `found`: what the broker knows of an earlier
+    unanswered attempt)."""
+
+    kind: FactKind
+    proposal_id: NotRequired[str | None]
+    reasons: NotRequired[list[str]]
+    wait: NotRequired[bool]
+    reason: NotRequired[str]
+    category: NotRequired[Literal["broker", "not_approved"]]
+    message: NotRequired[str]
+    expires_at: NotRequired[str]
+    decided: NotRequired[bool]
+    found: NotRequired[Literal["none", "placed", "refused", "unknown"]]
+    error: NotRequired[str]
+
+
 def interrupt_proposal(value: object) -> Proposal | None:
     """The proposal an approval interrupt carries: its value (graph.nodes.human_approval.ApprovalRequest,
     `type` "approval_required"), or a list of such values; None for any other interrupt."""

@@ -18,12 +18,12 @@ from langgraph.types import Command, StateSnapshot, StreamMode
 
 from config import Settings
 from graph.approval import Decision, Proposal
+from graph.approval_reply import BadDecision, check_resume
 from graph.audit import AuditTrail
 from graph.builder import build_graph
 from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer
 from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
-from graph.nodes.human_approval import BadDecision, check_resume
 from graph.recovery import (
     OpenTurn,
     RunNotes,

@@ -1,28 +1,19 @@
-"""Deterministic risk rules for trade ideas: one rule per function, each with a reason; no model."""
+"""Deterministic risk rules for trade ideas (tools.schemas.TradeIdea): one rule per function, each with a
+reason; no model."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
 from config.settings import RiskSettings
 from graph.approval import VerdictSummary
 from tools.broker.pricing import margin_usd
-from tools.schemas import Portfolio, Quote, Signal, SymbolSpec
+from tools.schemas import Portfolio, Quote, Signal, SymbolSpec, TradeIdea
 
 # Money is compared after rounding to cents; this absorbs the half-cent of that rounding.
 CENT = 0.01
-
-
-@dataclass(frozen=True)
-class TradeIdea:
-    symbol: str
-    side: Literal["BUY", "SELL"]
-    size_lots: float | None
-    stop_loss: float | None
-    take_profit: float | None
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ import uuid
 from langchain_core.messages import AIMessage, ToolCall
 from langgraph.runtime import Runtime
 
+from graph.answers import render
 from graph.approval import PendingCall
 from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
-from graph.pending import STILL_WAITING, expired, expired_text
+from graph.pending import STILL_WAITING, expired, expired_fact
 from graph.state import State
 
 
@@ -26,7 +27,9 @@ def make_ask_again(deps: Deps) -> Node:
         if expired(proposal, deps.now()):  # expired during the turn: said, and dropped
             ctx = required(runtime.context)
             await deps.audit.append("expired", ctx.user_id, run_thread_id(), proposal)
-            return State(messages=[AIMessage(expired_text(proposal))], proposal=None, pending_call=None)
+            return State(
+                messages=[AIMessage(render(expired_fact(proposal)))], proposal=None, pending_call=None
+            )
         again = PendingCall(id=f"again_{uuid.uuid4().hex[:12]}", name=call["name"], args=call["args"])
         notice = proposal["notice"] or ""
         if STILL_WAITING not in notice:

@@ -20,7 +20,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.deps import Deps, Node
-from graph.messages import render_result, text, tool_results_since_turn
+from graph.messages import render_message, text, tool_results_since_turn
 from graph.model_errors import FailureCategory, ModelUnavailable
 from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
 from graph.state import State
@@ -60,7 +60,7 @@ def slash_reply(message: str) -> State | None:
 def rendered_results(messages: list[AnyMessage]) -> str:
     """This turn's tool results as text: how slash turns and model-less fallbacks answer."""
     results = tool_results_since_turn(messages)
-    parts = [render_result(str(m.name), text(m)) for m in results]
+    parts = [render_message(m) for m in results]
     return "\n\n".join(parts) or "Done."
 
 

@@ -8,13 +8,13 @@ from langchain_core.messages import AnyMessage, ToolMessage
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
-from graph.approval import PendingCall, VerdictSummary
+from graph.answers import ONE_AT_A_TIME, fact_message, render
+from graph.approval import Fact, PendingCall, VerdictSummary
 from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.messages import open_tool_calls
-from graph.pending import abandoned_text
+from graph.pending import abandoned
 from graph.proposals import Blocked, Priced, price_position, price_trade
-from graph.risk import TradeIdea
 from graph.state import State
 from tools.schemas import JsonObject
 from tools.trading_tools import (
@@ -36,7 +36,7 @@ def first_call(state: State) -> tuple[PendingCall | None, list[AnyMessage]]:
         return None, []
     extra: list[AnyMessage] = [
         ToolMessage(
-            "Not proposed: one trade proposal at a time. Propose it again after the trader decides.",
+            ONE_AT_A_TIME,
             tool_call_id=c["id"],
             name=c["name"],
             status="error",
@@ -52,9 +52,8 @@ async def judge(deps: Deps, ctx: Context, call: PendingCall) -> tuple[Priced | N
     with the very schema the model was given for the tool (`proposal_args`)."""
     try:
         args = proposal_args(deps.services, call["name"], call["args"])
-        if isinstance(args, ExecuteTradeArgs):
-            idea = TradeIdea(args.symbol, args.action, args.size, args.stop_loss, args.take_profit)
-            priced = await price_trade(deps.services, ctx.account_id, idea)
+        if isinstance(args, ExecuteTradeArgs):  # a TradeIdea, judged as it came
+            priced = await price_trade(deps.services, ctx.account_id, args)
         elif isinstance(args, ModifyPositionArgs):
             change = (args.stop_loss, args.take_profit)
             priced = await price_position(deps.services, ctx.account_id, args.ticket, change)
@@ -67,19 +66,15 @@ async def judge(deps: Deps, ctx: Context, call: PendingCall) -> tuple[Priced | N
     return priced, priced.verdict.summary()
 
 
-async def supersede(deps: Deps, ctx: Context, state: State) -> str | None:
+async def supersede(deps: Deps, ctx: Context, state: State) -> Fact | None:
     """A new proposal call while one still waits (it survived a read-only turn, graph.pending): the waiting
-    one is abandoned, and the line saying so; None when nothing was waiting. Its open call was already
+    one is abandoned, and the fact saying so; None when nothing was waiting. Its open call was already
     answered (PENDING) at the start of the turn."""
     old = state.get("proposal")
     if old is None or state.get("pending_call") is None:
         return None
     await deps.audit.append("abandoned", ctx.user_id, run_thread_id(), old)
-    return await abandoned_text(deps, ctx, old, "replaced by a new proposal")
-
-
-def blocked_text(reasons: list[str]) -> str:
-    return "BLOCKED by the risk rules, nothing was executed:\n" + "\n".join(f"- {r}" for r in reasons)
+    return await abandoned(deps, ctx, old, "replaced by a new proposal")
 
 
 def make_risk_gate(deps: Deps) -> Node:
@@ -100,8 +95,9 @@ def make_risk_gate(deps: Deps) -> Node:
         await deps.audit.append("verdict", ctx.user_id, run_thread_id(), audit)
         tools_used = [*state.get("tools_used", []), call["name"]]
         if priced is None or not verdict["passed"]:
-            said = "\n".join(t for t in (blocked_text(verdict["reasons"]), replaced) if t)
-            message = ToolMessage(said, tool_call_id=call["id"], name=call["name"], status="error")
+            wait = priced.verdict.wait if priced else False
+            blocked = Fact(kind="blocked", proposal_id=None, reasons=verdict["reasons"], wait=wait)
+            message = fact_message(call, [blocked, *([replaced] if replaced else [])])
             # A blocked proposal counts as a tool round, so a model insisting on it cannot loop forever.
             return State(
                 messages=[*extra, message],
@@ -116,7 +112,7 @@ def make_risk_gate(deps: Deps) -> Node:
         ttl = deps.settings.risk.proposal_ttl_seconds
         proposal = priced.proposal(uuid.uuid4().hex, deps.now(), ttl, requote_of)
         if replaced:
-            proposal["notice"] = "\n".join(n for n in (replaced, proposal["notice"]) if n)
+            proposal["notice"] = "\n".join(n for n in (render(replaced), proposal["notice"]) if n)
         await deps.audit.append("proposal", ctx.user_id, run_thread_id(), proposal)
         return State(
             messages=extra, verdict=verdict, proposal=proposal, pending_call=call, tools_used=tools_used

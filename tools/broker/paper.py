@@ -186,7 +186,7 @@ class PaperBroker(RedisAccountService):
         ticket: int,
         key: str,
     ) -> tuple[OrderResult, Effects]:
-        side, lots = order.action, order.size
+        side, lots = order.side, order.size_lots
         price = pricing.open_fill(spec, side, quote, self._cfg.slippage_pips)
         problem = pricing.lots_error(spec, lots) or pricing.stops_error(
             spec, side, quote, order.stop_loss, order.take_profit

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import cast
 
 from langchain_core.messages import BaseMessage, ToolMessage
 
@@ -128,7 +129,11 @@ def facts_of(message: BaseMessage) -> list[Fact]:
     if not isinstance(message, ToolMessage) or not isinstance(message.artifact, dict):
         return []
     facts = message.artifact.get("facts")
-    return [f for f in facts if isinstance(f, dict) and "kind" in f] if isinstance(facts, list) else []
+    found: list[Fact] = []
+    for fact in facts if isinstance(facts, list) else []:
+        if isinstance(fact, dict) and "kind" in fact:
+            found.append(cast(Fact, fact))
+    return found
 
 
 def fact_message(call: PendingCall | None, facts: list[Fact], content: str | None = None) -> ToolMessage:

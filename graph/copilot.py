@@ -42,9 +42,17 @@ from graph.results import (
 )
 from graph.schemas import ChatResult
 from graph.sessions import SessionViews
-from graph.slash import DecisionCommand, DecisionRefused, parse_slash, typed_decision
+from graph.slash import (
+    DecisionCommand,
+    DecisionRefused,
+    SlashCommand,
+    command_state,
+    parse_slash,
+    typed_decision,
+)
 from graph.streaming import Event, to_events
 from graph.threads import account_for, thread_id
+from tools.schemas import JsonObject
 from tools.services import Services, build_services
 
 log = logging.getLogger(__name__)
@@ -78,6 +86,15 @@ class Turn:
     recovered: ChatResult | None
     decided: bool  # what was completed first was a decision run (a decision typed now no longer applies)
     decision: Decision | None
+    command: SlashCommand | None = None  # the message parsed (None: plain chat), once for the whole turn
+
+
+def turn_input(message: str, turn: Turn | None) -> JsonObject:
+    """A chat turn's graph input: the message, and how _begin parsed it (the reason node reads that instead
+    of parsing again; a re-run of a noted turn has none and is parsed there)."""
+    if turn is None:
+        return {"messages": [HumanMessage(message)]}
+    return {"messages": [HumanMessage(message)], "command": command_state(message.strip(), turn.command)}
 
 
 class Copilot(SessionViews):
@@ -173,16 +190,16 @@ class Copilot(SessionViews):
             if recovered is not None:
                 snapshot = await self._snapshot(user_id, session_id)
             pending = pending_proposal(snapshot)
-            decision = typed_decision(message, pending)
             command = parse_slash(message)
+            decision = typed_decision(command, pending)
             if decision is None and pending is None and isinstance(command, DecisionCommand):
                 if recovered is not None and decided:  # about the decision run just completed
                     return recovered
-                given = command.reason.strip() if command.decision == "approve" else ""
+                given = command.proposal_id.strip() if command.decision == "approve" else ""
                 repeated = await self._how_it_ended(user_id, session_id, snapshot, given)
                 if repeated is not None:  # a decision typed again: how it ended, not "nothing waits"
                     return merge_results(recovered, repeated)
-            return Turn(snapshot, recovered, decided, decision)
+            return Turn(snapshot, recovered, decided, decision, command)
         except RecoveryFailed as failed:
             turn = await self.notes.open_turn(thread_id(user_id, session_id))
             if turn is not None and turn.failed:  # told now: not again at the next message
@@ -204,15 +221,21 @@ class Copilot(SessionViews):
                 return turn.recovered
             result = await self._decide(user_id, session_id, turn.decision, turn.snapshot)
         else:
-            result = await self._chat_turn(user_id, session_id, message, symbol, turn.snapshot)
+            result = await self._chat_turn(user_id, session_id, message, symbol, turn.snapshot, turn)
         return merge_results(turn.recovered, result)
 
     async def _chat_turn(
-        self, user_id: str, session_id: str, message: str, symbol: str | None, snapshot: StateSnapshot
+        self,
+        user_id: str,
+        session_id: str,
+        message: str,
+        symbol: str | None,
+        snapshot: StateSnapshot,
+        turn: Turn | None = None,
     ) -> ChatResult:
         tid = thread_id(user_id, session_id)
         async with self._noted(tid, message, symbol, snapshot):
-            payload = {"messages": [HumanMessage(message)]}
+            payload = turn_input(message, turn)
             result = await self._run(user_id, session_id, payload, symbol, message_ids(snapshot))
         waiting = pending_proposal(snapshot)
         await self.notes.record_ends(tid, waiting["proposal_id"] if waiting else None, result)
@@ -365,19 +388,25 @@ class Copilot(SessionViews):
         if turn.decision is not None:
             events = self._stream_decision(user_id, session_id, turn.decision, turn.snapshot)
         else:
-            events = self._stream_turn(user_id, session_id, message, symbol, turn.snapshot)
+            events = self._stream_turn(user_id, session_id, message, symbol, turn.snapshot, turn)
         async for event in events:
             if event["event"] == "final" and recovered is not None:
                 event = {**event, "data": merge_results(recovered, ChatResult(**event["data"])).model_dump()}
             yield event
 
     async def _stream_turn(
-        self, user_id: str, session_id: str, message: str, symbol: str | None, snapshot: StateSnapshot
+        self,
+        user_id: str,
+        session_id: str,
+        message: str,
+        symbol: str | None,
+        snapshot: StateSnapshot,
+        turn: Turn,
     ) -> AsyncIterator[Event]:
         tid = thread_id(user_id, session_id)
         waiting = pending_proposal(snapshot)
         async with self._noted(tid, message, symbol, snapshot):
-            payload = {"messages": [HumanMessage(message)]}
+            payload = turn_input(message, turn)
             async for event in self._stream(user_id, session_id, payload, symbol, message_ids(snapshot)):
                 if event["event"] == "final":
                     result = ChatResult(**event["data"])

@@ -18,11 +18,12 @@ from langchain_core.messages import (
 from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
+from graph.answers import NOTHING_WAITING
 from graph.context import Context
 from graph.deps import Deps, Node
 from graph.messages import render_message, text, tool_results_since_turn
 from graph.model_errors import FailureCategory, ModelUnavailable
-from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
+from graph.slash import DecisionCommand, HelpCommand, SlashCommand, SlashError, ToolCommand, command_of
 from graph.state import State
 from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context
 from prompts.window import as_sent, model_window
@@ -40,9 +41,8 @@ UNUSABLE = (FailureCategory.TRUNCATED, FailureCategory.BAD_REPLY)
 TOOL_LIMIT = "I reached the limit of tool calls for one message; ask again to continue."
 
 
-def slash_reply(message: str) -> State | None:
+def slash_reply(command: SlashCommand | None) -> State | None:
     """A slash command as this turn's AI message (a tool call or a text), or None when it is plain chat."""
-    command = parse_slash(message)
     if command is None:
         return None
     if isinstance(command, ToolCommand):
@@ -53,7 +53,7 @@ def slash_reply(message: str) -> State | None:
     if isinstance(command, SlashError):
         return State(messages=[AIMessage(content=command.message)], slash=True)
     if isinstance(command, DecisionCommand):
-        return State(messages=[AIMessage(content="Nothing is waiting for your approval.")], slash=True)
+        return State(messages=[AIMessage(content=NOTHING_WAITING)], slash=True)
     return None
 
 
@@ -113,7 +113,8 @@ def make_reason(deps: Deps) -> Node:
         messages = list(state.get("messages", []))
         last = messages[-1] if messages else None
         if isinstance(last, HumanMessage):
-            reply = slash_reply(text(last).strip())
+            # Parsed once, by the facade (graph.slash.command_state), or here for a run started without it.
+            reply = slash_reply(command_of(state.get("command"), text(last).strip()))
             if reply is not None:
                 return reply
         if state.get("slash") and isinstance(last, ToolMessage):

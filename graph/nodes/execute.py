@@ -16,6 +16,7 @@ from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.proposals import price_trade
 from graph.state import State
+from tools.broker.pricing import entry_price
 from tools.locks import LeaseHeld, Leases
 from tools.schemas import OrderRequest, OrderResult, TradeIdea
 
@@ -53,7 +54,8 @@ async def send(deps: Deps, ctx: Context, proposal: Proposal) -> OrderResult:
 async def still_valid(deps: Deps, ctx: Context, proposal: Proposal) -> Outcome | None:
     """None when the approved trade may go now; else why it must be re-quoted (price drift or limits)."""
     quote = await deps.services.market.get_quote(proposal["symbol"])
-    price = quote.ask if proposal["side"] == "BUY" else quote.bid
+    spec = deps.services.specs[proposal["symbol"]]
+    price = entry_price(spec, proposal["side"], quote)  # the gate's entry price, rounded as it rounds it
     drift = drift_pct(proposal, price)
     requote = Outcome(status="requote", proposal_id=proposal["proposal_id"], price=price)
     if drift > deps.settings.risk.max_price_drift_pct:

@@ -25,11 +25,13 @@ OutcomeStatus = Literal["executed", "failed", "unknown", "requote", "refused", "
 
 
 class PendingCall(TypedDict):
-    """A proposal tool call on its way through the gate (args may carry the trader's edits)."""
+    """A proposal tool call on its way through the gate: its arguments as called and, once the trader edited
+    a new trade, the edited trade (a tools.schemas.TradeIdea as JSON), which the gate judges instead."""
 
     id: str
     name: str
     args: JsonObject
+    trade: NotRequired[JsonObject]
 
 
 class VerdictSummary(TypedDict):

@@ -15,11 +15,13 @@ from typing_extensions import TypedDict
 from graph.answers import expired_reason
 from graph.approval import MAX_LOTS, MAX_PRICE, Decision, PendingCall, Proposal
 from graph.results import proposal_text
-from tools.schemas import JsonObject
+from tools.schemas import EDITABLE, JsonObject, TradeIdea
+from tools.services import Services
+from tools.trading_tools import BadArguments, proposal_args, trade_call_args
 
 DECISIONS = ("approve", "edit", "reject")
 # Trader-facing edit names -> the proposal tool's argument names.
-EDIT_ARGS = {"size_lots": "size", "stop_loss": "stop_loss", "take_profit": "take_profit"}
+EDIT_ARGS = EDITABLE  # by the proposal's (TradeIdea's) names
 # The proposal fields shown as the action's arguments (scalars only, so a generic UI can edit them).
 ACTION_ARGS = (
     "proposal_id",
@@ -263,8 +265,32 @@ def read_decision(value: object, request: ApprovalRequest, now: datetime) -> Dec
     return check_decision(decision, proposal, now)
 
 
-def edited_call(call: PendingCall, edits: dict[str, float]) -> PendingCall:
-    args = dict(call["args"])
-    for key, number in edits.items():
-        args[EDIT_ARGS[key]] = float(number)
+def call_trade(services: Services, call: PendingCall) -> TradeIdea | None:
+    """The trade an `execute_trade` call stands for: its edited TradeIdea, else its arguments read with the
+    schema the model was given (None: not a trade, or arguments the gate will refuse with its own words)."""
+    if call["name"] != "execute_trade":
+        return None
+    if "trade" in call:
+        return TradeIdea.model_validate(call["trade"])
+    try:
+        return proposal_args(services, call["name"], call["args"])  # type: ignore[return-value]
+    except BadArguments:
+        return None
+
+
+def shown_args(call: PendingCall) -> JsonObject:
+    """The call's arguments as the model and the stream show them: an edited trade's, by the tool's names."""
+    if "trade" in call:
+        return trade_call_args(TradeIdea.model_validate(call["trade"]))
+    return call["args"]
+
+
+def edited_call(services: Services, call: PendingCall, edits: dict[str, float]) -> PendingCall:
+    """The proposal call with the trader's edits, gated again: a new trade's edits are applied to its
+    TradeIdea (`trade`); a modify's new levels are its arguments (they have the edits' names)."""
+    trade = call_trade(services, call)
+    if trade is not None:
+        edited = trade.edited(edits).model_dump()
+        return PendingCall(id=call["id"], name=call["name"], args=call["args"], trade=edited)
+    args = {**call["args"], **{k: float(v) for k, v in edits.items() if k != "size_lots"}}
     return PendingCall(id=call["id"], name=call["name"], args=args)

@@ -13,6 +13,7 @@ from langgraph.runtime import Runtime
 
 from graph.answers import render
 from graph.approval import PendingCall
+from graph.approval_reply import shown_args
 from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.pending import STILL_WAITING, expired, expired_fact
@@ -30,12 +31,12 @@ def make_ask_again(deps: Deps) -> Node:
             return State(
                 messages=[AIMessage(render(expired_fact(proposal)))], proposal=None, pending_call=None
             )
-        again = PendingCall(id=f"again_{uuid.uuid4().hex[:12]}", name=call["name"], args=call["args"])
+        again = PendingCall(**{**call, "id": f"again_{uuid.uuid4().hex[:12]}"})
         notice = proposal["notice"] or ""
         if STILL_WAITING not in notice:
             notice = "\n".join(n for n in (STILL_WAITING, notice) if n)
         message = AIMessage(
-            content="", tool_calls=[ToolCall(name=again["name"], args=again["args"], id=again["id"])]
+            content="", tool_calls=[ToolCall(name=again["name"], args=shown_args(again), id=again["id"])]
         )
         return State(messages=[message], pending_call=again, proposal={**proposal, "notice": notice})
 

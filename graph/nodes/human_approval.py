@@ -65,7 +65,7 @@ def make_human_approval(deps: Deps) -> Node:
         if kind == "approve":
             return State(decision=decision, verdict=None)
         if kind == "edit" and call:
-            edited = edited_call(call, decision.get("edits") or {})
+            edited = edited_call(deps.services, call, decision.get("edits") or {})
             return State(decision=decision, verdict=None, pending_call=edited, proposal=None)
         if kind == "reject":
             fact = Fact(kind="rejected", proposal_id=pid, reason=reason)

@@ -10,17 +10,17 @@ from langgraph.runtime import Runtime
 
 from graph.answers import ONE_AT_A_TIME, fact_message, render
 from graph.approval import Fact, PendingCall, VerdictSummary
+from graph.approval_reply import shown_args
 from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.messages import open_tool_calls
 from graph.pending import abandoned
 from graph.proposals import Blocked, Priced, price_position, price_trade
 from graph.state import State
-from tools.schemas import JsonObject
+from tools.schemas import JsonObject, TradeIdea
 from tools.trading_tools import (
     PROPOSAL_TOOLS,
     BadArguments,
-    ExecuteTradeArgs,
     ModifyPositionArgs,
     proposal_args,
 )
@@ -51,8 +51,9 @@ async def judge(deps: Deps, ctx: Context, call: PendingCall) -> tuple[Priced | N
     """The priced proposal (None when it cannot be priced) and the verdict on it. The arguments are read
     with the very schema the model was given for the tool (`proposal_args`)."""
     try:
-        args = proposal_args(deps.services, call["name"], call["args"])
-        if isinstance(args, ExecuteTradeArgs):  # a TradeIdea, judged as it came
+        edited = TradeIdea.model_validate(call["trade"]) if "trade" in call else None
+        args = edited or proposal_args(deps.services, call["name"], call["args"])
+        if isinstance(args, TradeIdea):  # the model's or a slash call (ExecuteTradeArgs), or an edit of one
             priced = await price_trade(deps.services, ctx.account_id, args)
         elif isinstance(args, ModifyPositionArgs):
             change = (args.stop_loss, args.take_profit)
@@ -87,7 +88,7 @@ def make_risk_gate(deps: Deps) -> Node:
         if call is None:  # routing only sends proposal calls here; nothing to gate
             return State(pending_call=None, proposal=None)
         write = get_stream_writer()
-        write({"event": "tool", "data": {"name": call["name"], "args": call["args"]}})
+        write({"event": "tool", "data": {"name": call["name"], "args": shown_args(call)}})
         priced, verdict = await judge(deps, ctx, call)
         write({"event": "tool_result", "data": {"name": call["name"], "ok": verdict["passed"]}})
         terms: JsonObject = dict(priced.terms()) if priced else {}

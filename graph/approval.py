@@ -25,11 +25,13 @@ OutcomeStatus = Literal["executed", "failed", "unknown", "requote", "refused", "
 
 
 class PendingCall(TypedDict):
-    """A proposal tool call on its way through the gate (args may carry the trader's edits)."""
+    """A proposal tool call on its way through the gate: its arguments as called and, once the trader edited
+    a new trade, the edited trade (a tools.schemas.TradeIdea as JSON), which the gate judges instead."""
 
     id: str
     name: str
     args: JsonObject
+    trade: NotRequired[JsonObject]
 
 
 class VerdictSummary(TypedDict):
@@ -108,6 +110,30 @@ class Outcome(TypedDict):
     price: NotRequired[float]
     drift_pct: NotRequired[float]
     reasons: NotRequired[list[str]]
+    error: NotRequired[str]
+
+
+FactKind = Literal["executed", "blocked", "rejected", "expired", "failed", "abandoned"]
+
+
+class Fact(TypedDict):
+    """What happened to a proposal, said by the code that did it (graph.answers renders it, graph.results
+    reads it): executed or failed (`category` "broker": the broker refused; "not_approved": execute found no
+    approval) with the broker's `message`; blocked by the gate (its `reasons`, and `wait` when every block
+    is only a wait for the signal); rejected by the trader (`reason`); expired (`decided`: a decision came
+    too late); abandoned for a new proposal (`reason`; `found`: what the broker knows of an earlier
+    unanswered attempt)."""
+
+    kind: FactKind
+    proposal_id: NotRequired[str | None]
+    reasons: NotRequired[list[str]]
+    wait: NotRequired[bool]
+    reason: NotRequired[str]
+    category: NotRequired[Literal["broker", "not_approved"]]
+    message: NotRequired[str]
+    expires_at: NotRequired[str]
+    decided: NotRequired[bool]
+    found: NotRequired[Literal["none", "placed", "refused", "unknown"]]
     error: NotRequired[str]
 
 

@@ -20,3 +20,18 @@ class Context:
     # The chat turn this run answers (graph.recovery.OpenTurn), the same when a crash makes it run again:
     # what the turn creates (an alert) is keyed by it, so a re-run creates it once. None outside a turn.
     turn_id: str | None = None
+
+
+class MissingContext(RuntimeError):
+    """A run reached a node or a tool without its runtime context: it stops here, it never falls back to a
+    default user or account (that would trade on the shared default account)."""
+
+
+def required(context: Context | None) -> Context:
+    """The run's context; raises MissingContext when the run was started without one (fail closed)."""
+    if context is None:
+        raise MissingContext(
+            "this run has no runtime context (user_id, account_id): it is stopped and nothing was traded; "
+            "start runs through the copilot, or pass `context` with the run"
+        )
+    return context

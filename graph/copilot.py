@@ -18,12 +18,12 @@ from langgraph.types import Command, StateSnapshot, StreamMode
 
 from config import Settings
 from graph.approval import Decision, Proposal
+from graph.approval_reply import BadDecision, check_resume
 from graph.audit import AuditTrail
 from graph.builder import build_graph
 from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer
 from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
-from graph.nodes.human_approval import BadDecision, check_resume
 from graph.recovery import (
     APPLIED,
     OpenTurn,
@@ -44,10 +44,19 @@ from graph.results import (
 )
 from graph.schemas import ChatResult
 from graph.sessions import SessionViews
-from graph.slash import DecisionCommand, DecisionRefused, PrefsCommand, parse_slash, typed_decision
+from graph.slash import (
+    DecisionCommand,
+    DecisionRefused,
+    PrefsCommand,
+    SlashCommand,
+    command_state,
+    parse_slash,
+    typed_decision,
+)
 from graph.streaming import Event, to_events
 from graph.threads import account_for, thread_id
 from tools.preferences import BadPreference, PreferenceStore, preferences_text
+from tools.schemas import JsonObject
 from tools.services import Services, build_services
 
 log = logging.getLogger(__name__)
@@ -81,6 +90,15 @@ class Turn:
     recovered: ChatResult | None
     decided: bool  # what was completed first was a decision run (a decision typed now no longer applies)
     decision: Decision | None
+    command: SlashCommand | None = None  # the message parsed (None: plain chat), once for the whole turn
+
+
+def turn_input(message: str, turn: Turn | None) -> JsonObject:
+    """A chat turn's graph input: the message, and how _begin parsed it (the reason node reads that instead
+    of parsing again; a re-run of a noted turn has none and is parsed there)."""
+    if turn is None:
+        return {"messages": [HumanMessage(message)]}
+    return {"messages": [HumanMessage(message)], "command": command_state(message.strip(), turn.command)}
 
 
 class Copilot(SessionViews):
@@ -190,7 +208,7 @@ class Copilot(SessionViews):
                 log.warning("could not remove the turn note of %s: %s", thread, exc)
 
     async def _begin(
-        self, user_id: str, session_id: str, message: str, own: QueuedDecision | None = None
+        self, user_id: str, session_id: str, command: SlashCommand | None, own: QueuedDecision | None = None
     ) -> Turn | ChatResult:
         """One checkpoint read before a message's run: what a crash left unfinished completed first, and the
         message as a decision on the pending proposal if it is one. A ChatResult when the message cannot run
@@ -202,16 +220,15 @@ class Copilot(SessionViews):
             if recovered is not None:
                 snapshot = await self._snapshot(user_id, session_id)
             pending = pending_proposal(snapshot)
-            decision = typed_decision(message, pending)
-            command = parse_slash(message)
+            decision = typed_decision(command, pending)
             if decision is None and pending is None and isinstance(command, DecisionCommand):
                 if recovered is not None and decided:  # about the decision run just completed
                     return recovered
-                given = command.reason.strip() if command.decision == "approve" else ""
+                given = command.proposal_id.strip() if command.decision == "approve" else ""
                 repeated = await self._how_it_ended(user_id, session_id, snapshot, given)
                 if repeated is not None:  # a decision typed again: how it ended, not "nothing waits"
                     return merge_results(recovered, repeated)
-            return Turn(snapshot, recovered, decided, decision)
+            return Turn(snapshot, recovered, decided, decision, command)
         except RecoveryFailed as failed:
             turn = await self.notes.open_turn(thread_id(user_id, session_id))
             if turn is not None and turn.failed:  # told now: not again at the next message
@@ -243,7 +260,7 @@ class Copilot(SessionViews):
         pending proposal or cannot be tied to it (its run answers why). Pass it to `chat`/`stream`."""
         state = await self.state(user_id, session_id)
         try:
-            decision = typed_decision(message, state.pending_approval if state else None)
+            decision = typed_decision(parse_slash(message), state.pending_approval if state else None)
         except DecisionRefused:
             return None
         return None if decision is None else await self.queue_decision(user_id, session_id, decision)
@@ -269,7 +286,7 @@ class Copilot(SessionViews):
         if isinstance(command, PrefsCommand):
             return await self.preferences_reply(user_id, session_id, command)
         # The result comes from the run's own stream, not from reading the thread again.
-        turn = await self._begin(user_id, session_id, message, queued)
+        turn = await self._begin(user_id, session_id, command, queued)
         if isinstance(turn, ChatResult):
             return turn
         if turn.decision is not None:
@@ -278,7 +295,7 @@ class Copilot(SessionViews):
                 return turn.recovered
             result = await self._decide(user_id, session_id, turn.decision, turn.snapshot)
         else:
-            result = await self._chat_turn(user_id, session_id, message, symbol, turn.snapshot)
+            result = await self._chat_turn(user_id, session_id, message, symbol, turn.snapshot, turn)
         return merge_results(turn.recovered, result)
 
     async def _chat_turn(
@@ -288,12 +305,13 @@ class Copilot(SessionViews):
         message: str,
         symbol: str | None,
         snapshot: StateSnapshot,
+        turn: Turn | None = None,
         turn_id: str | None = None,
     ) -> ChatResult:
         tid = thread_id(user_id, session_id)
-        async with self._noted(tid, message, symbol, snapshot, turn_id) as turn:
-            payload = {"messages": [HumanMessage(message)]}
-            result = await self._run(user_id, session_id, payload, symbol, message_ids(snapshot), turn)
+        async with self._noted(tid, message, symbol, snapshot, turn_id) as noted:
+            payload = turn_input(message, turn)
+            result = await self._run(user_id, session_id, payload, symbol, message_ids(snapshot), noted)
         waiting = pending_proposal(snapshot)
         await self.notes.record_ends(tid, waiting["proposal_id"] if waiting else None, result)
         return result
@@ -454,7 +472,7 @@ class Copilot(SessionViews):
             return ChatResult(response=turn_failed_text(turn), pending_approval=pending_proposal(snapshot))
         try:
             result = await self._chat_turn(
-                user_id, session_id, turn.message, turn.symbol, snapshot, turn.turn_id
+                user_id, session_id, turn.message, turn.symbol, snapshot, turn_id=turn.turn_id
             )
         except Exception as exc:
             log.exception("could not answer the interrupted chat turn of %s", tid)
@@ -512,7 +530,7 @@ class Copilot(SessionViews):
             answer = await self.preferences_reply(user_id, session_id, command)
             yield {"event": "final", "data": answer.model_dump()}
             return
-        turn = await self._begin(user_id, session_id, message, queued)
+        turn = await self._begin(user_id, session_id, command, queued)
         if isinstance(turn, ChatResult):
             yield {"event": "final", "data": turn.model_dump()}
             return
@@ -525,21 +543,27 @@ class Copilot(SessionViews):
         if turn.decision is not None:
             events = self._stream_decision(user_id, session_id, turn.decision, turn.snapshot)
         else:
-            events = self._stream_turn(user_id, session_id, message, symbol, turn.snapshot)
+            events = self._stream_turn(user_id, session_id, message, symbol, turn.snapshot, turn)
         async for event in events:
             if event["event"] == "final" and recovered is not None:
                 event = {**event, "data": merge_results(recovered, ChatResult(**event["data"])).model_dump()}
             yield event
 
     async def _stream_turn(
-        self, user_id: str, session_id: str, message: str, symbol: str | None, snapshot: StateSnapshot
+        self,
+        user_id: str,
+        session_id: str,
+        message: str,
+        symbol: str | None,
+        snapshot: StateSnapshot,
+        turn: Turn,
     ) -> AsyncIterator[Event]:
         tid = thread_id(user_id, session_id)
         waiting = pending_proposal(snapshot)
-        async with self._noted(tid, message, symbol, snapshot, None) as turn:
-            payload = {"messages": [HumanMessage(message)]}
+        async with self._noted(tid, message, symbol, snapshot, None) as noted:
+            payload = turn_input(message, turn)
             before = message_ids(snapshot)
-            async for event in self._stream(user_id, session_id, payload, symbol, before, turn):
+            async for event in self._stream(user_id, session_id, payload, symbol, before, noted):
                 if event["event"] == "final":
                     result = ChatResult(**event["data"])
                     await self.notes.record_ends(tid, waiting["proposal_id"] if waiting else None, result)

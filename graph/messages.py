@@ -16,6 +16,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
+from graph.answers import facts_of
 from prompts.system import position_line
 from tools.schemas import JsonObject
 
@@ -80,12 +81,20 @@ def parse_json(content: str) -> Any:
         return None
 
 
-def render_result(name: str, content: str) -> str:
-    """A plain-text rendering of a tool result for turns answered without the model (slash commands)."""
+def render_message(message: ToolMessage) -> str:
+    """A tool message as render_result shows it; the broker's answer to an order is known by its fact."""
+    sent = any(f["kind"] == "executed" or f.get("category") == "broker" for f in facts_of(message))
+    return render_result(str(message.name), text(message), sent)
+
+
+def render_result(name: str, content: str, sent: bool = False) -> str:
+    """A plain-text rendering of a tool result for turns answered without the model (slash commands);
+    `sent`: the broker's answer to an order, a line for the trader then the JSON details for the model."""
+    if sent:
+        return content.split("\n", 1)[0]
     data = parse_json(content)
     if not isinstance(data, dict):
-        # Execution results: a line for the trader, then the JSON details meant for the model.
-        return content.split("\n", 1)[0] if content.startswith(("EXECUTED", "ORDER FAILED")) else content
+        return content
     if name == "get_ml_signal":
         return _render_signal(data)
     if name == "get_portfolio":

@@ -13,12 +13,13 @@ from datetime import datetime
 
 from langchain_core.messages import ToolMessage
 
-from graph.approval import PendingCall, Proposal
+from graph import answers
+from graph.answers import STILL_WAITING
+from graph.approval import Fact, PendingCall, Proposal
 from graph.context import Context
 from graph.deps import Deps
 
-STILL_WAITING = "Still waiting for your decision: your other message did not change this proposal."
-SHORT = 8  # graph.slash.SHORT_ID (the proposal id's first characters the trader sees)
+__all__ = ["STILL_WAITING", "abandoned", "expired", "expired_fact", "held_message"]
 
 
 def expired(proposal: Proposal, now: datetime) -> bool:
@@ -27,37 +28,29 @@ def expired(proposal: Proposal, now: datetime) -> bool:
 
 def held_message(call: PendingCall, proposal: Proposal) -> ToolMessage:
     """The open proposal call's answer while the trader asks something else: it is not decided yet."""
-    content = (
-        f"PENDING: proposal {proposal['proposal_id'][:SHORT]} waits for the trader's approval (expires "
-        f"{proposal['expires_at']}); the trader sent another message meanwhile. It stays pending until "
-        "approved, rejected, replaced by a new proposal or expired."
-    )
-    return ToolMessage(content=content, tool_call_id=call["id"], name=call["name"])
+    return ToolMessage(content=answers.held_text(proposal), tool_call_id=call["id"], name=call["name"])
 
 
-def expired_text(proposal: Proposal) -> str:
-    return (
-        f"NOT EXECUTED: proposal {proposal['proposal_id'][:SHORT]} expired at {proposal['expires_at']} "
-        "without a decision. Nothing was executed; propose again if needed."
+def expired_fact(proposal: Proposal, decided: bool = False) -> Fact:
+    """`proposal` expired: without a decision, or (`decided`) when a decision came too late."""
+    return Fact(
+        kind="expired",
+        proposal_id=proposal["proposal_id"],
+        expires_at=proposal["expires_at"],
+        decided=decided,
     )
 
 
-async def abandoned_text(deps: Deps, ctx: Context, proposal: Proposal, why: str) -> str:
+async def abandoned(deps: Deps, ctx: Context, proposal: Proposal, why: str) -> Fact:
     """What became of a proposal the trader moved away from (`why`). "Nothing executed" is said only when it
     is known: a proposal whose earlier send went unanswered (`attempts`) is looked up at the broker first."""
-    short = proposal["proposal_id"][:SHORT]
-    content = f"Proposal abandoned: {short} was {why}; nothing executed."
+    fact = Fact(kind="abandoned", proposal_id=proposal["proposal_id"], reason=why, found="none")
     if not proposal["attempts"]:
-        return content
+        return fact
     try:
         found = await deps.services.broker.find_order(proposal["proposal_id"], ctx.account_id)
     except Exception as exc:
-        return (
-            f"Proposal abandoned ({short}, {why}); whether its earlier, unanswered attempt was placed is "
-            f"unknown (the broker could not be asked: {exc}). Check /portfolio."
-        )
-    if found is not None and found.success:
-        return f"EXECUTED: {found.message} (the earlier attempt's reply was lost; it was placed)."
+        return {**fact, "found": "unknown", "error": str(exc)}
     if found is not None:
-        return f"Proposal abandoned ({short}, {why}); the broker refused the earlier attempt: {found.message}"
-    return content
+        return {**fact, "found": "placed" if found.success else "refused", "message": found.message}
+    return fact

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from config.settings import RiskSettings
 from graph.risk import RuleResult, judged, max_risk_usd, move_usd
+from tools.broker.pricing import LevelKind, wrong_side
 from tools.schemas import Portfolio, Position, SymbolSpec
 
 
@@ -41,12 +42,16 @@ def rule_something_changes(change: Modify) -> RuleResult:
 
 
 def rule_levels_side(change: Modify) -> RuleResult:
-    buy, price = change.position.type == "BUY", change.exit_price
-    sl, tp = change.stop_loss, change.take_profit
-    if sl is not None and (sl >= price if buy else sl <= price):
-        return RuleResult(False, f"stop loss {sl} must be {'below' if buy else 'above'} the price {price}")
-    if tp is not None and (tp <= price if buy else tp >= price):
-        return RuleResult(False, f"take profit {tp} must be {'above' if buy else 'below'} the price {price}")
+    side, price = change.position.type, change.exit_price
+    levels: list[tuple[LevelKind, float | None]] = [
+        ("stop_loss", change.stop_loss),
+        ("take_profit", change.take_profit),
+    ]
+    for kind, level in levels:
+        where = wrong_side(side, kind, level, price) if level is not None else None
+        if where is not None:
+            name = kind.replace("_", " ")
+            return RuleResult(False, f"{name} {level} must be {where} the price {price}")
     return RuleResult(True, "new levels are on the right side of the price")
 
 

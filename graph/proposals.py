@@ -13,6 +13,7 @@ from config.settings import RiskSettings
 from graph.approval import Proposal, ProposalKind, ProposalTerms, Side
 from graph.position_rules import Modify, check_modify, risk_at_stop
 from graph.risk import RiskInputs, RuleResult, TradeIdea, Verdict, evaluate, verdict_of
+from tools.broker.pricing import mark_price
 from tools.schemas import Portfolio, Position, Quote, Signal, SymbolSpec
 from tools.services import Services
 
@@ -99,8 +100,8 @@ def find_position(portfolio: Portfolio, ticket: object) -> Position:
 
 
 def exit_price(position: Position, quote: Quote, spec: SymbolSpec) -> float:
-    """A long position exits at the bid, a short one at the ask."""
-    return spec.round_price(quote.bid if position.type == "BUY" else quote.ask)
+    """A long position exits at the bid, a short one at the ask (the broker's mark price)."""
+    return mark_price(spec, position.type, quote)
 
 
 def price_close(position: Position, spec: SymbolSpec, quote: Quote, portfolio: Portfolio) -> Priced:

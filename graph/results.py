@@ -8,6 +8,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, StateSnapshot
 
+from graph.answers import facts_of, headline
 from graph.approval import OrderStatus, Outcome, Proposal, interrupt_proposal, risk_limit_text
 from graph.messages import text
 from graph.schemas import ChatMessage, ChatResult, CheckpointInfo, SessionState, ToolCallShown
@@ -15,23 +16,13 @@ from graph.state import State
 
 # Outcomes of a send to the broker ("requote" and "refused" never reached it).
 ORDER_STATUSES = get_args(OrderStatus)
-# First words of the tool results the gate, the approval and execute write themselves: what happened to a
-# trade, said by the code that did it. A turn's answer always carries them, whatever the model says.
-FACT_HEADS = ("BLOCKED", "EXECUTED", "ORDER FAILED", "REJECTED", "NOT EXECUTED", "Proposal abandoned")
 
 
 def facts(fresh: list[AnyMessage]) -> list[str]:
-    """The first line of each deterministic trade result of this run (gate, approval, execute); a block keeps
-    its reasons too, so the trader reads why even when the model does not explain it (a real small model
-    often does not)."""
-    lines = []
-    for message in fresh:
-        content = text(message) if isinstance(message, ToolMessage) else ""
-        if content.startswith("BLOCKED"):
-            lines.append(content.strip())
-        elif content.startswith(FACT_HEADS):
-            lines.append(content.splitlines()[0].rstrip(":"))
-    return lines
+    """What each deterministic trade result of this run (gate, approval, execute) must show of itself, read
+    from the facts its message carries (graph.answers.headline): a block keeps its reasons too, so the
+    trader reads why even when the model does not explain it (a real small model often does not)."""
+    return [headline(said) for said in map(facts_of, fresh) if said]
 
 
 def pending_proposal(snapshot: StateSnapshot) -> Proposal | None:

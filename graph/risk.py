@@ -1,28 +1,20 @@
-"""Deterministic risk rules for trade ideas: one rule per function, each with a reason; no model."""
+"""Deterministic risk rules for trade ideas (tools.schemas.TradeIdea): one rule per function, each with a
+reason; no model."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
 from config.settings import RiskSettings
 from graph.approval import VerdictSummary
-from tools.broker.pricing import margin_usd
-from tools.schemas import Portfolio, Quote, Signal, SymbolSpec
+from tools.broker import pricing
+from tools.broker.pricing import LevelKind, lot_problem, margin_usd, wrong_side
+from tools.schemas import Portfolio, Quote, Side, Signal, SymbolSpec, TradeIdea
 
 # Money is compared after rounding to cents; this absorbs the half-cent of that rounding.
 CENT = 0.01
-
-
-@dataclass(frozen=True)
-class TradeIdea:
-    symbol: str
-    side: Literal["BUY", "SELL"]
-    size_lots: float | None
-    stop_loss: float | None
-    take_profit: float | None
 
 
 @dataclass(frozen=True)
@@ -77,9 +69,9 @@ class _Sized:
     reward_usd: float
 
 
-def entry_price(side: str, quote: Quote, spec: SymbolSpec) -> float:
-    """A market BUY fills at the ask, a SELL at the bid."""
-    return spec.round_price(quote.ask if side == "BUY" else quote.bid)
+def entry_price(side: Side, quote: Quote, spec: SymbolSpec) -> float:
+    """A market BUY fills at the ask, a SELL at the bid (tools.broker.pricing.entry_price)."""
+    return pricing.entry_price(spec, side, quote)
 
 
 def max_risk_usd(portfolio: Portfolio, limits: RiskSettings) -> float:
@@ -125,9 +117,9 @@ def _level_side(
     entry = entry_price(idea.side, inputs.quote, inputs.spec)
     if level is None or level <= 0:
         return RuleResult(False, missing)
-    below = (idea.side == "BUY") == (name == "stop loss")
-    if level >= entry if below else level <= entry:
-        where = "below" if below else "above"
+    kind: LevelKind = "stop_loss" if name == "stop loss" else "take_profit"
+    where = wrong_side(idea.side, kind, level, entry)
+    if where is not None:
         return RuleResult(False, f"{idea.side} {name} {level} must be {where} the entry {entry}")
     return RuleResult(True, f"{name} {level} is on the right side of the entry {entry}")
 
@@ -224,9 +216,10 @@ PRE_RULES: list[Callable[[TradeIdea, RiskInputs, RiskSettings], RuleResult]] = [
 
 def rule_lot_bounds(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings, sized: _Sized) -> RuleResult:
     spec, lots = inputs.spec, sized.size_lots
-    if lots < spec.min_lot or lots > spec.max_lot:
+    problem = lot_problem(spec, lots)
+    if problem == "bounds":
         return RuleResult(False, f"size {lots} lots is outside {spec.min_lot}-{spec.max_lot} lots")
-    if spec.round_lots_down(lots) != round(lots, 8):
+    if problem == "step":
         return RuleResult(False, f"size {lots} lots is not a multiple of the {spec.lot_step} lot step")
     return RuleResult(True, f"size {lots} lots within bounds and step")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from graph.approval import MAX_LOTS, MAX_PRICE, Decision, Proposal
 from graph.schemas import ChatResult
-from tools.schemas import TIMEFRAMES, JsonObject
-from tools.trading_tools import MAX_BARS
+from tools.schemas import TIMEFRAMES, JsonObject, Side, TradeIdea
+from tools.trading_tools import MAX_BARS, trade_call_args
 
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{2,11}$")
 DIGITS_RE = re.compile(r"^[0-9]+$")  # ASCII only: "²".isdigit() is True but int("²") raises
@@ -43,7 +43,8 @@ class ToolCommand:
 @dataclass(frozen=True)
 class DecisionCommand:
     decision: Literal["approve", "reject"]
-    reason: str = ""
+    reason: str = ""  # /reject's words
+    proposal_id: str = ""  # /approve's id, or the first characters of it ("": the pending proposal)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def _shown(token: str) -> str:
 
 def _approve(raw_rest: str) -> DecisionCommand:
     """`/approve [ID]`; the copilot checks ID against the pending proposal (at least its short id)."""
-    return DecisionCommand("approve", raw_rest.strip())
+    return DecisionCommand("approve", proposal_id=raw_rest.strip())
 
 
 def _levels(tokens: list[str]) -> dict[str, float]:
@@ -146,17 +147,19 @@ def _levels(tokens: list[str]) -> dict[str, float]:
 def _trade(action: str, rest: list[str]) -> ToolCommand:
     if not rest:
         raise _Usage(f"/{action.lower()} SYMBOL [LOTS] sl PRICE tp PRICE")
-    args: JsonObject = {"symbol": _symbol(rest[0]), "action": action}
-    tail = rest[1:]
+    symbol, size_lots, tail = _symbol(rest[0]), None, rest[1:]
     if tail and tail[0].lower() not in ("sl", "tp"):
-        args["size"] = _number(tail[0], "LOTS", MAX_LOTS)
+        size_lots = _number(tail[0], "LOTS", MAX_LOTS)
         tail = tail[1:]
     levels = _levels(tail)
     if "stop_loss" not in levels:
         raise _Usage("a stop loss is required: sl PRICE")
     if "take_profit" not in levels:
         raise _Usage("a take profit is required: tp PRICE")
-    return ToolCommand("execute_trade", {**args, **levels})
+    side: Side = "BUY" if action == "BUY" else "SELL"
+    trade = TradeIdea(symbol=symbol, side=side, size_lots=size_lots, **levels)
+    # The same call the model would make: the risk gate takes slash and model proposals alike.
+    return ToolCommand("execute_trade", trade_call_args(trade))
 
 
 def _timeframe(token: str) -> str:
@@ -294,15 +297,14 @@ class DecisionRefused(Exception):
         return ChatResult(response=str(self), pending_approval=self.pending)
 
 
-def typed_decision(message: str, pending: Proposal | None) -> Decision | None:
-    """`/approve [id]` and `/reject reason` as a decision on the pending proposal (None: not one, or nothing
-    is pending).
+def typed_decision(command: SlashCommand | None, pending: Proposal | None) -> Decision | None:
+    """A parsed `/approve [id]` or `/reject reason` (`command`, parse_slash's) as a decision on the pending
+    proposal (None: not one, or nothing is pending).
 
     Raises DecisionRefused, keeping the proposal pending, when a typed command cannot be tied to the
     proposal the trader saw: an id shorter than the short id or not the pending one, a re-quoted
     proposal approved without its id, or a malformed slash command (which would otherwise abandon it).
     """
-    command = parse_slash(message)
     if pending is None or not isinstance(command, DecisionCommand | SlashError):
         return None
     if isinstance(command, SlashError):
@@ -310,7 +312,7 @@ def typed_decision(message: str, pending: Proposal | None) -> Decision | None:
     proposal_id = pending["proposal_id"]
     short = proposal_id[:SHORT_ID]
     if command.decision == "approve":
-        given = command.reason.strip().lower()
+        given = command.proposal_id.strip().lower()
         if given and len(given) < SHORT_ID:
             raise DecisionRefused(
                 f"{given[:30]} is too short: give at least {SHORT_ID} characters of the id "
@@ -328,3 +330,30 @@ def typed_decision(message: str, pending: Proposal | None) -> Decision | None:
                 pending,
             )
     return Decision(proposal_id=proposal_id, decision=command.decision, reason=command.reason)
+
+
+COMMANDS = {"tool": ToolCommand, "decision": DecisionCommand, "help": HelpCommand, "error": SlashError}
+
+
+def command_state(message: str, command: SlashCommand | None) -> JsonObject:
+    """The message as parsed (`command`; None: plain chat), as the graph's `command` state: the facade parses
+    a message once and the reason node reads it from there."""
+    if command is None:
+        return {"message": message, "type": "chat"}
+    kind = next(k for k, cls in COMMANDS.items() if isinstance(command, cls))
+    return {"message": message, "type": kind, **asdict(command)}
+
+
+def command_of(state: JsonObject | None, message: str) -> SlashCommand | None:
+    """The parsed command of `message`: command_state's, when it is this message's and readable; else the
+    message parsed here (a run started without the facade, e.g. from Studio)."""
+    cls = COMMANDS.get(str((state or {}).get("type")))
+    if state is not None and state.get("message") == message and (cls or state.get("type") == "chat"):
+        if cls is None:
+            return None
+        fields = {k: v for k, v in state.items() if k not in ("message", "type")}
+        try:
+            return cls(**fields)
+        except TypeError:
+            pass
+    return parse_slash(message)

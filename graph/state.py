@@ -34,6 +34,8 @@ class State(TypedDict, total=False):
     turn_signal: JsonObject | None
     slash: bool
     notice: str | None
+    # The turn's message as the facade parsed it (graph.slash.command_state), so it is parsed once.
+    command: JsonObject | None
 
 
 TURN_RESET = State(

@@ -179,7 +179,7 @@ def test_check_decision_bounds_numbers_without_overflow() -> None:
     """check_decision itself never raises OverflowError/TypeError on what a resume may carry."""
     from datetime import UTC, datetime
 
-    from graph.nodes.human_approval import BadDecision, check_decision
+    from graph.approval_reply import BadDecision, check_decision
 
     now = datetime.now(UTC)
     proposal = {"proposal_id": "p1", "expires_at": (now + timedelta(minutes=5)).isoformat()}

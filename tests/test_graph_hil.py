@@ -149,7 +149,7 @@ async def test_the_project_decision_still_resumes(make_copilot: CopilotFactory, 
 async def test_a_huge_integer_in_a_standard_edit_answer_is_refused_before_the_checkpoint() -> None:
     """Any resume shape passes the facade's range check: a 2**64 inside a human-in-the-loop `edit` answer
     would make the checkpoint writer raise; it is refused with the proposal kept."""
-    from graph.nodes.human_approval import BadDecision, check_resume
+    from graph.approval_reply import BadDecision, check_resume
 
     answer = [{"type": "edit", "args": {"action": "execute_trade", "args": {"size_lots": 2**64}}}]
     with pytest.raises(BadDecision, match="out of range"):

@@ -2,7 +2,9 @@
 
 import json
 
-from graph.messages import render_result
+from graph.answers import fact_message
+from graph.approval import Fact
+from graph.messages import render_message, render_result
 
 
 def test_signal_with_levels_and_a_wait_signal() -> None:
@@ -30,4 +32,6 @@ def test_signal_with_levels_and_a_wait_signal() -> None:
 
 def test_execution_shows_the_sentence_not_the_json() -> None:
     content = 'EXECUTED: BUY 0.2 XAUUSD filled at 5392.28 (ticket 1)\n{"status": "executed", "ticket": 1}'
-    assert render_result("execute_trade", content) == "EXECUTED: BUY 0.2 XAUUSD filled at 5392.28 (ticket 1)"
+    fact = Fact(kind="executed", message="BUY 0.2 XAUUSD filled at 5392.28 (ticket 1)")
+    message = fact_message(None, [fact], content)  # as execute writes it
+    assert render_message(message) == "EXECUTED: BUY 0.2 XAUUSD filled at 5392.28 (ticket 1)"

@@ -57,7 +57,7 @@ def gold(cfg: Settings, **kw: object) -> RiskInputs:
 
 
 def buy(sl: float | None = 4390.20, tp: float | None = 4420.20, size: float | None = 0.1) -> TradeIdea:
-    return TradeIdea("XAUUSD", "BUY", size, sl, tp)
+    return TradeIdea(symbol="XAUUSD", side="BUY", size_lots=size, stop_loss=sl, take_profit=tp)
 
 
 def blocked_with(v: Verdict, fragment: str) -> bool:
@@ -76,9 +76,17 @@ def test_a_sound_buy_passes_with_risk_and_rr_stated(cfg: Settings) -> None:
 
 def test_sell_enters_at_bid_and_checks_sides(cfg: Settings) -> None:
     short = gold(cfg, signal=signal(action="SHORT"))
-    ok = evaluate(TradeIdea("XAUUSD", "SELL", 0.05, 4410.0, 4380.0), short, cfg.risk)
+    ok = evaluate(
+        TradeIdea(symbol="XAUUSD", side="SELL", size_lots=0.05, stop_loss=4410.0, take_profit=4380.0),
+        short,
+        cfg.risk,
+    )
     assert ok.passed and ok.entry_price == 4400.00
-    wrong = evaluate(TradeIdea("XAUUSD", "SELL", 0.05, 4390.0, 4380.0), short, cfg.risk)
+    wrong = evaluate(
+        TradeIdea(symbol="XAUUSD", side="SELL", size_lots=0.05, stop_loss=4390.0, take_profit=4380.0),
+        short,
+        cfg.risk,
+    )
     assert blocked_with(wrong, "SELL stop loss 4390.0 must be above")
 
 
@@ -183,21 +191,37 @@ def test_eurusd_and_usdjpy_money_conversions(cfg: Settings) -> None:
         spec(cfg, "EURUSD"), Quote(symbol="EURUSD", time=NOW, bid=1.08000, ask=1.08008), portfolio(),
         signal("EURUSD"), NOW,
     )  # fmt: skip
-    v = evaluate(TradeIdea("EURUSD", "BUY", None, 1.07808, 1.08408), eur, cfg.risk)
+    v = evaluate(
+        TradeIdea(symbol="EURUSD", side="BUY", size_lots=None, stop_loss=1.07808, take_profit=1.08408),
+        eur,
+        cfg.risk,
+    )
     # 20 pips * 10 USD/pip/lot = 200 USD per lot -> 0.5 lots for the 100 USD cap
     assert v.passed and v.size_lots == 0.5 and v.risk_usd == 100.0 and v.stop_pips == 20.0
     jpy = RiskInputs(
         spec(cfg, "USDJPY"), Quote(symbol="USDJPY", time=NOW, bid=150.000, ask=150.010), portfolio(),
         signal("USDJPY"), NOW,
     )  # fmt: skip
-    w = evaluate(TradeIdea("USDJPY", "SELL", None, 150.300, 149.400), jpy, cfg.risk)
+    w = evaluate(
+        TradeIdea(symbol="USDJPY", side="SELL", size_lots=None, stop_loss=150.300, take_profit=149.400),
+        jpy,
+        cfg.risk,
+    )
     # 30 pips = 0.30 JPY on 100k = 30,000 JPY/lot; the loss is realised at the stop 150.300, so
     # 199.60 USD/lot -> 0.5 lots = 99.80 USD (converting at the entry 150.000 would say 100.00)
     assert blocked_with(w, "the signal says LONG (75%): a SELL goes against it")
     short = RiskInputs(jpy.spec, jpy.quote, jpy.portfolio, signal("USDJPY", action="SHORT"), NOW)
-    w = evaluate(TradeIdea("USDJPY", "SELL", None, 150.300, 149.400), short, cfg.risk)
+    w = evaluate(
+        TradeIdea(symbol="USDJPY", side="SELL", size_lots=None, stop_loss=150.300, take_profit=149.400),
+        short,
+        cfg.risk,
+    )
     assert w.passed and w.size_lots == 0.5 and w.risk_usd == 99.8
-    b = evaluate(TradeIdea("USDJPY", "BUY", None, 149.710, 150.610), jpy, cfg.risk)
+    b = evaluate(
+        TradeIdea(symbol="USDJPY", side="BUY", size_lots=None, stop_loss=149.710, take_profit=150.610),
+        jpy,
+        cfg.risk,
+    )
     # BUY at the ask 150.010, stop 30 pips lower at 149.710: 30,000 JPY/lot / 149.71 = 200.39 USD/lot
     # -> 0.49 lots (0.5 would lose 100.19 USD at the stop) = 98.19 USD
     assert b.passed and b.size_lots == 0.49 and b.risk_usd == 98.19
@@ -226,7 +250,9 @@ def test_risk_usd_is_what_the_broker_realises_at_the_stop(
         s, Quote(symbol=symbol, time=NOW, bid=bid, ask=ask), portfolio(),
         signal(symbol, action="LONG" if side == "BUY" else "SHORT"), NOW,
     )  # fmt: skip
-    v = evaluate(TradeIdea(symbol, side, None, sl, tp), inputs, cfg.risk)  # type: ignore[arg-type]
+    v = evaluate(
+        TradeIdea(symbol=symbol, side=side, size_lots=None, stop_loss=sl, take_profit=tp), inputs, cfg.risk
+    )  # type: ignore[arg-type]
     assert v.passed, v.reasons
     realised_loss = -pnl_usd(s, side, v.size_lots, entry, sl)  # type: ignore[arg-type]
     assert v.risk_usd == realised_loss and 0 < realised_loss <= 100.0
@@ -236,7 +262,7 @@ def test_risk_usd_is_what_the_broker_realises_at_the_stop(
 
 
 def test_a_trade_against_the_signal_is_blocked(cfg: Settings) -> None:
-    sell = TradeIdea("XAUUSD", "SELL", 0.05, 4410.0, 4380.0)
+    sell = TradeIdea(symbol="XAUUSD", side="SELL", size_lots=0.05, stop_loss=4410.0, take_profit=4380.0)
     v = evaluate(sell, gold(cfg, signal=signal(confidence=0.65)), cfg.risk)
     assert blocked_with(v, "the signal says LONG (65%): a SELL goes against it")
     assert not v.wait  # not a "wait": the setup points the other way

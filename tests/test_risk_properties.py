@@ -40,7 +40,7 @@ def trades(draw: st.DrawFn) -> tuple[TradeIdea, RiskInputs]:
     quote = Quote(symbol=symbol, time=NOW, bid=bid, ask=ask)
     leverage = draw(st.sampled_from([None, 30.0, 100.0, 500.0]))
     inputs = RiskInputs(spec, quote, portfolio, signal, NOW, leverage)
-    return TradeIdea(symbol, side, size, stop, take), inputs  # type: ignore[arg-type]
+    return TradeIdea(symbol=symbol, side=side, size_lots=size, stop_loss=stop, take_profit=take), inputs  # type: ignore[arg-type]
 
 
 @settings(max_examples=400, deadline=None)
@@ -66,7 +66,13 @@ def test_a_passed_trade_never_risks_more_than_the_cap(trade: tuple[TradeIdea, Ri
 @given(trades())
 def test_the_derived_size_is_the_largest_within_the_cap(trade: tuple[TradeIdea, RiskInputs]) -> None:
     idea, inputs = trade
-    unsized = TradeIdea(idea.symbol, idea.side, None, idea.stop_loss, idea.take_profit)
+    unsized = TradeIdea(
+        symbol=idea.symbol,
+        side=idea.side,
+        size_lots=None,
+        stop_loss=idea.stop_loss,
+        take_profit=idea.take_profit,
+    )
     verdict = evaluate(unsized, inputs, CFG.risk)
     if not verdict.passed or verdict.size_lots >= inputs.spec.max_lot:
         return

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
+from graph.slash import (
+    DecisionCommand,
+    HelpCommand,
+    SlashError,
+    ToolCommand,
+    command_of,
+    command_state,
+    parse_slash,
+)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +40,7 @@ from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, p
         ("/alert XAUUSD above 4500 romper máximos",
          ToolCommand("set_alert", {"symbol": "XAUUSD", "condition": "above", "price": 4500.0,
                                    "message": "romper máximos"})),
-        ("/approve", DecisionCommand("approve", "")),
+        ("/approve", DecisionCommand("approve", proposal_id="")),
         ("/reject too close to news", DecisionCommand("reject", "too close to news")),
     ],
 )  # fmt: skip
@@ -138,8 +146,27 @@ def test_numbers_at_the_bounds_pass(text: str, expected: object) -> None:
 
 
 def test_approve_carries_the_id_given() -> None:
-    assert parse_slash("/approve 1a2b3c4d") == DecisionCommand("approve", "1a2b3c4d")
-    assert parse_slash("/approve  1a2b3c4d5e6f  ") == DecisionCommand("approve", "1a2b3c4d5e6f")
-    assert parse_slash("/approve") == DecisionCommand("approve", "")
+    assert parse_slash("/approve 1a2b3c4d") == DecisionCommand("approve", proposal_id="1a2b3c4d")
+    assert parse_slash("/approve  1a2b3c4d5e6f  ") == DecisionCommand("approve", proposal_id="1a2b3c4d5e6f")
+    assert parse_slash("/approve") == DecisionCommand("approve", proposal_id="")
     # Too short ids are refused by the copilot against the pending proposal (tests/test_bad_input.py).
-    assert parse_slash("/approve a") == DecisionCommand("approve", "a")
+    assert parse_slash("/approve a") == DecisionCommand("approve", proposal_id="a")
+
+
+def test_a_message_is_parsed_once_and_read_back_from_the_state() -> None:
+    buy = "/buy XAUUSD 0.1 sl 4380 tp 4420"
+    parsed = parse_slash(buy)
+    state = command_state(buy, parsed)
+    assert command_of(state, buy) == parsed and isinstance(parsed, ToolCommand)
+    # What the state says is what counts for its own message (no second parse: a marker shows it)...
+    assert command_of(command_state(buy, HelpCommand("marker")), buy) == HelpCommand("marker")
+    assert command_of(command_state("hola", None), "hola") is None
+    # ...but never for another message, nor when unreadable: then the message is parsed where it is read.
+    assert command_of(command_state("/help", HelpCommand("marker")), buy) == parsed
+    assert command_of({"message": buy, "type": "tool", "bogus": 1}, buy) == parsed
+    assert command_of(None, buy) == parsed
+
+
+def test_approve_id_is_not_a_reason() -> None:
+    approve = parse_slash("/approve 1a2b3c4d")
+    assert isinstance(approve, DecisionCommand) and approve.reason == "" and approve.proposal_id == "1a2b3c4d"

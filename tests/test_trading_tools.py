@@ -249,7 +249,7 @@ def test_proposal_args_use_the_schema_the_model_was_given(
 ) -> None:
     trade = proposal_args(services, "execute_trade", TRADE)
     assert isinstance(trade, ExecuteTradeArgs) and type(trade) is tools["execute_trade"].args_schema
-    assert (trade.symbol, trade.action, trade.size, trade.stop_loss) == ("XAUUSD", "BUY", None, 4380.5)
+    assert (trade.symbol, trade.side, trade.size_lots, trade.stop_loss) == ("XAUUSD", "BUY", None, 4380.5)
     close = proposal_args(services, "close_position", {"ticket": 7})
     assert isinstance(close, ClosePositionArgs) and close.ticket == 7
     modify = proposal_args(services, "modify_position", {"ticket": 7, "take_profit": 4500})
@@ -269,7 +269,7 @@ def test_proposal_args_read_omitted_and_textual_numbers(
     services: Services, args: dict[str, Any], size: float | None
 ) -> None:
     trade = proposal_args(services, "execute_trade", {**TRADE, **args})
-    assert isinstance(trade, ExecuteTradeArgs) and trade.size == size and trade.stop_loss == 4380.5
+    assert isinstance(trade, ExecuteTradeArgs) and trade.size_lots == size and trade.stop_loss == 4380.5
 
 
 @pytest.mark.parametrize(

@@ -113,15 +113,50 @@ class Analysis(BaseModel):
     as_of: datetime | None = None
 
 
-class OrderRequest(BaseModel):
-    """The seed's `/api/trade` body."""
+class TradeIdea(BaseModel):
+    """A new market order, the one shape it has from chat to broker: the slash parser and the model's
+    `execute_trade` call (tools.trading_tools.ExecuteTradeArgs) make one, the risk gate judges it, an approval
+    edit changes it, execute re-checks and sends it (OrderRequest). One name per field, the HTTP API's
+    (a proposal's `side`, `size_lots`, `stop_loss`, `take_profit`); the tool schema and the broker's
+    `/api/trade` body keep their own names (`action`, `size`) as aliases at those boundaries.
+
+    No bounds here: a missing or misplaced stop is a risk rule's to say (graph.risk); `size_lots` None means
+    sized from the risk % per trade."""
 
     # NaN/inf prices or sizes pass `gt=0`-style checks inconsistently and break the money arithmetic.
-    model_config = ConfigDict(allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False, frozen=True)
 
     symbol: str
-    action: Side
-    size: float = Field(gt=0, description="lots")
+    side: Side
+    size_lots: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+
+    def edited(self, edits: dict[str, float]) -> TradeIdea:
+        """This trade with an approval's edits applied (size_lots, stop_loss, take_profit)."""
+        return self.model_copy(update={k: float(v) for k, v in edits.items() if k in EDITABLE})
+
+
+# What an approval may edit of a trade (graph.approval_reply), by TradeIdea's names.
+EDITABLE = ("size_lots", "stop_loss", "take_profit")
+
+
+class OrderRequest(TradeIdea):
+    """The seed's `/api/trade` body."""
+
+    # A TradeIdea with its size and stop, for an account; on the wire (and in every dump) the side is
+    # `action` and the size `size`, as the seed's platform named them.
+    model_config = ConfigDict(
+        allow_inf_nan=False,
+        frozen=False,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+    symbol: str
+    side: Side = Field(alias="action")
+    size_lots: float = Field(gt=0, alias="size", description="lots")
     stop_loss: float
     take_profit: float | None = None
     account_id: str | None = None

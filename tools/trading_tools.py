@@ -18,8 +18,8 @@ from langgraph.prebuilt import ToolRuntime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 
 from config.validation import error_parts
-from graph.context import Context
-from tools.schemas import AlertRequest, JsonObject, Side, Timeframe
+from graph.context import Context, required
+from tools.schemas import AlertRequest, JsonObject, Side, Timeframe, TradeIdea
 from tools.services import Services
 
 READ_ONLY_TOOLS: frozenset[str] = frozenset(
@@ -70,11 +70,27 @@ class SetAlertArgs(_SymbolArgs):
     message: str = Field("", max_length=500, description="Alert text / mensaje de la alerta")
 
 
-class ExecuteTradeArgs(_SymbolArgs):
-    action: Side = Field(description="BUY or SELL")
-    size: float | None = Field(None, gt=0, description="Lots")  # the lot bounds are set by `_schemas`
+class ExecuteTradeArgs(TradeIdea, _SymbolArgs):
+    """The model's `execute_trade` call: a TradeIdea, read by the tool's own names (`action`, `size`)."""
+
+    side: Side = Field(alias="action", description="BUY or SELL")
+    # The lot bounds are set by `_schemas`.
+    size_lots: float | None = Field(None, gt=0, alias="size", description="Lots")
     stop_loss: float = Field(gt=0, description="Stop-loss price / precio de stop loss")
     take_profit: float = Field(gt=0, description="Take-profit price / precio de take profit")
+
+
+def trade_call_args(trade: TradeIdea) -> JsonObject:
+    """`trade` as the arguments of an `execute_trade` call (what a slash command puts in its tool call)."""
+    return ExecuteTradeArgs.model_validate(
+        {
+            "symbol": trade.symbol,
+            "action": trade.side,
+            "size": trade.size_lots,
+            "stop_loss": trade.stop_loss,
+            "take_profit": trade.take_profit,
+        }
+    ).model_dump(by_alias=True, exclude_none=True)
 
 
 class ClosePositionArgs(_Args):
@@ -112,13 +128,13 @@ def _schemas(symbols: tuple[str, ...], min_lots: float, max_lots: float) -> _Sch
 
     lots = WithJsonSchema({"type": "number", "minimum": min_lots, "maximum": max_lots})
     size_text = f"Lots ({min_lots:g}-{max_lots:g}). Omit to size from the risk % per trade"
-    size = (Annotated[float | None, lots], Field(None, gt=0, description=size_text))
+    size = (Annotated[float | None, lots], Field(None, gt=0, alias="size", description=size_text))
     return _Schemas(
         get_ml_signal=narrowed(GetMlSignalArgs),
         analyze_market=narrowed(AnalyzeMarketArgs),
         get_market_data=narrowed(GetMarketDataArgs),
         set_alert=narrowed(SetAlertArgs),
-        execute_trade=narrowed(ExecuteTradeArgs, size=size),
+        execute_trade=narrowed(ExecuteTradeArgs, size_lots=size),
     )
 
 
@@ -163,12 +179,16 @@ def proposal_args(services: Services, name: str, args: Mapping[str, object]) -> 
         raise BadArguments(invalid_arguments(exc)) from exc
 
 
-_ToolFunction = Callable[..., Awaitable[JsonObject]]
+_ToolFunction = Callable[..., Awaitable[JsonObject | tuple[JsonObject, JsonObject]]]
 
 
-def _read_only(schema: type[_Args] | None, description: str) -> Callable[[_ToolFunction], BaseTool]:
+def _read_only(
+    schema: type[_Args] | None, description: str, with_artifact: bool = False
+) -> Callable[[_ToolFunction], BaseTool]:
     """The tool of a typed async function. Bad arguments come back to the model as a readable error; other
-    failures (a service refusing) are turned into error results by the ToolNode that runs the tool."""
+    failures (a service refusing) are turned into error results by the ToolNode that runs the tool.
+    `with_artifact`: the function returns (content, artifact); the artifact rides on the ToolMessage for the
+    graph (the model reads the content only, rendered exactly as without it)."""
 
     def build(function: _ToolFunction) -> BaseTool:
         return StructuredTool.from_function(
@@ -177,18 +197,28 @@ def _read_only(schema: type[_Args] | None, description: str) -> Callable[[_ToolF
             description=description,
             args_schema=schema,  # None: inferred from the signature (no argument but the injected runtime)
             handle_validation_error=_validation_message,
+            response_format="content_and_artifact" if with_artifact else "content",
         )
 
     return build
 
 
-def _proposal(name: str, schema: type[_Args], description: str) -> BaseTool:
+class _ProposalTool(StructuredTool):
     """A schema-only tool: bound to the model, never run (no function; the risk gate takes its calls)."""
-    return StructuredTool(name=name, description=description, args_schema=schema)
+
+    @property
+    def tool_call_schema(self) -> Any:
+        # The schema class itself, not LangChain's copy of its fields by name: its aliases (ExecuteTradeArgs'
+        # `action`, `size`) are the argument names the model is shown.
+        return self.args_schema
+
+
+def _proposal(name: str, schema: type[_Args], description: str) -> BaseTool:
+    return _ProposalTool(name=name, description=description, args_schema=schema)
 
 
 def _account(runtime: ToolRuntime[Context]) -> str:
-    return (runtime.context or Context()).account_id
+    return required(runtime.context).account_id
 
 
 def _turn_key(runtime: ToolRuntime[Context], request: AlertRequest) -> str | None:
@@ -214,9 +244,12 @@ def _market_tools(services: Services, schemas: _Schemas) -> tuple[BaseTool, Base
         schemas.get_ml_signal,
         "Get the current trading signal (LONG/SHORT/HOLD, confidence 0-1, entry, SL, TP, R:R, AMD phase, "
         "killzone, reasoning). Obtiene la señal de trading actual; úsala antes de recomendar una operación.",
+        with_artifact=True,
     )
-    async def get_ml_signal(symbol: str, timeframe: Timeframe = "5m") -> JsonObject:
-        return (await services.signals.get_signal(symbol, timeframe)).model_dump(mode="json")
+    async def get_ml_signal(symbol: str, timeframe: Timeframe = "5m") -> tuple[JsonObject, JsonObject]:
+        # The signal as the model reads it and, as the artifact, as the graph keeps it (turn_signal).
+        signal = (await services.signals.get_signal(symbol, timeframe)).model_dump(mode="json")
+        return signal, signal
 
     @_read_only(
         schemas.analyze_market,

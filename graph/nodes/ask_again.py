@@ -11,10 +11,12 @@ import uuid
 from langchain_core.messages import AIMessage, ToolCall
 from langgraph.runtime import Runtime
 
+from graph.answers import render
 from graph.approval import PendingCall
-from graph.context import Context
+from graph.approval_reply import shown_args
+from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
-from graph.pending import STILL_WAITING, expired, expired_text
+from graph.pending import STILL_WAITING, expired, expired_fact
 from graph.state import State
 
 
@@ -24,15 +26,17 @@ def make_ask_again(deps: Deps) -> Node:
         if proposal is None or call is None:  # routing only comes here with one
             return State(proposal=None, pending_call=None)
         if expired(proposal, deps.now()):  # expired during the turn: said, and dropped
-            ctx = runtime.context or Context()
+            ctx = required(runtime.context)
             await deps.audit.append("expired", ctx.user_id, run_thread_id(), proposal)
-            return State(messages=[AIMessage(expired_text(proposal))], proposal=None, pending_call=None)
-        again = PendingCall(id=f"again_{uuid.uuid4().hex[:12]}", name=call["name"], args=call["args"])
+            return State(
+                messages=[AIMessage(render(expired_fact(proposal)))], proposal=None, pending_call=None
+            )
+        again = PendingCall(**{**call, "id": f"again_{uuid.uuid4().hex[:12]}"})
         notice = proposal["notice"] or ""
         if STILL_WAITING not in notice:
             notice = "\n".join(n for n in (STILL_WAITING, notice) if n)
         message = AIMessage(
-            content="", tool_calls=[ToolCall(name=again["name"], args=again["args"], id=again["id"])]
+            content="", tool_calls=[ToolCall(name=again["name"], args=shown_args(again), id=again["id"])]
         )
         return State(messages=[message], pending_call=again, proposal={**proposal, "notice": notice})
 

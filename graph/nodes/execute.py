@@ -8,19 +8,17 @@ approves the re-quote), so limits hold at the moment the order is sent, not only
 
 from __future__ import annotations
 
-import json
-
-from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
 
-from graph.approval import Outcome, PendingCall, Proposal
-from graph.context import Context
+from graph.answers import ACCOUNT_BUSY, fact_message, sent_text, unknown_outcome_text
+from graph.approval import Fact, Outcome, Proposal
+from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.proposals import price_trade
-from graph.risk import TradeIdea
 from graph.state import State
+from tools.broker.pricing import entry_price
 from tools.locks import LeaseHeld, Leases
-from tools.schemas import OrderRequest, OrderResult
+from tools.schemas import OrderRequest, OrderResult, TradeIdea
 
 # Orders of one account are sent one at a time (across sessions and server processes): a short lease,
 # renewed while the order is on its way, waited for at most ACCOUNT_WAIT_SECONDS.
@@ -48,34 +46,24 @@ async def send(deps: Deps, ctx: Context, proposal: Proposal) -> OrderResult:
             idempotency_key=key,
             account_id=ctx.account_id,
         )
-    order = OrderRequest(
-        symbol=proposal["symbol"],
-        action=proposal["side"],
-        size=proposal["size_lots"],
-        stop_loss=proposal["stop_loss"],
-        take_profit=proposal["take_profit"],
-        account_id=ctx.account_id,
-    )
+    # The approved trade, by the proposal's names (TradeIdea's), for this run's account.
+    order = OrderRequest.model_validate({**proposal, "account_id": ctx.account_id})
     return await broker.place_order(order, idempotency_key=key)
 
 
 async def still_valid(deps: Deps, ctx: Context, proposal: Proposal) -> Outcome | None:
     """None when the approved trade may go now; else why it must be re-quoted (price drift or limits)."""
     quote = await deps.services.market.get_quote(proposal["symbol"])
-    price = quote.ask if proposal["side"] == "BUY" else quote.bid
+    spec = deps.services.specs[proposal["symbol"]]
+    price = entry_price(spec, proposal["side"], quote)  # the gate's entry price, rounded as it rounds it
     drift = drift_pct(proposal, price)
     requote = Outcome(status="requote", proposal_id=proposal["proposal_id"], price=price)
     if drift > deps.settings.risk.max_price_drift_pct:
         return {**requote, "drift_pct": round(drift, 4), "reasons": [f"price moved {drift:.3f}% to {price}"]}
     # Exactly the approved order (its size too, not a re-derived one), against the account and price now.
-    p = proposal
-    idea = TradeIdea(p["symbol"], p["side"], p["size_lots"], p["stop_loss"], p["take_profit"])
-    verdict = (await price_trade(deps.services, ctx.account_id, idea, ctx.risk_per_trade_pct)).verdict
+    trade = TradeIdea.model_validate(proposal)
+    verdict = (await price_trade(deps.services, ctx.account_id, trade, ctx.risk_per_trade_pct)).verdict
     return None if verdict.passed else {**requote, "reasons": verdict.reasons}
-
-
-def tool_message(call: PendingCall, text: str, ok: bool) -> ToolMessage:
-    return ToolMessage(text, tool_call_id=call["id"], name=call["name"], status="success" if ok else "error")
 
 
 async def place(deps: Deps, ctx: Context, proposal: Proposal) -> OrderResult | State:
@@ -101,10 +89,7 @@ async def place(deps: Deps, ctx: Context, proposal: Proposal) -> OrderResult | S
 
 async def account_busy(deps: Deps, ctx: Context, proposal: Proposal) -> State:
     """Nothing was sent: the account stayed busy; the trader may approve again."""
-    notice = (
-        "Another order of this account was still being sent, so this one was not sent. "
-        "Approve it again to send it (it is checked again first)."
-    )
+    notice = ACCOUNT_BUSY
     outcome = Outcome(status="account_busy", proposal_id=proposal["proposal_id"])
     await deps.audit.append("account_busy", ctx.user_id, run_thread_id(), outcome)
     return State(outcome=outcome, proposal={**proposal, "notice": notice})
@@ -112,11 +97,7 @@ async def account_busy(deps: Deps, ctx: Context, proposal: Proposal) -> State:
 
 async def unknown_outcome(deps: Deps, ctx: Context, proposal: Proposal, exc: Exception) -> State:
     """The send's outcome is unknown: the proposal stays, so approving again reuses its key."""
-    notice = (
-        f"The broker did not confirm the order ({exc}). It may or may not have been placed: check "
-        "/portfolio. Approving this same proposal again retries with the same idempotency key, so it "
-        "cannot be placed twice; reject it to stop."
-    )
+    notice = unknown_outcome_text(str(exc))
     retry: Proposal = {**proposal, "attempts": proposal["attempts"] + 1, "notice": notice}
     outcome = Outcome(status="unknown", proposal_id=proposal["proposal_id"], error=str(exc))
     await deps.audit.append("execution_unknown", ctx.user_id, run_thread_id(), outcome)
@@ -133,9 +114,9 @@ def make_execute(deps: Deps) -> Node:
     )
 
     async def execute(state: State, runtime: Runtime[Context]) -> State:
-        ctx = runtime.context or Context()
+        ctx = required(runtime.context)
         proposal, decision = state.get("proposal"), state.get("decision")
-        call = state.get("pending_call") or PendingCall(id="none", name="execute_trade", args={})
+        call = state.get("pending_call")
         # .get: this guard must hold whatever the state holds (a hand-edited checkpoint, a Studio fork).
         approved = (
             proposal is not None
@@ -148,7 +129,8 @@ def make_execute(deps: Deps) -> Node:
             # Routing only sends approvals here; this guard keeps the broker unreachable if that ever changes.
             refused = Outcome(status="refused", proposal_id=proposal["proposal_id"] if proposal else None)
             await deps.audit.append("execution_refused", ctx.user_id, run_thread_id(), refused)
-            message = tool_message(call, "NOT EXECUTED: no approval of this proposal was recorded.", False)
+            fact = Fact(kind="failed", category="not_approved", proposal_id=refused["proposal_id"])
+            message = fact_message(call, [fact])
             return State(messages=[message], outcome=refused, proposal=None, pending_call=None)
         try:
             async with locks.hold("broker", ctx.account_id):
@@ -171,10 +153,10 @@ def make_execute(deps: Deps) -> Node:
             kind=proposal["kind"],
         )
         await deps.audit.append("execution", ctx.user_id, run_thread_id(), outcome)
-        head = "EXECUTED" if sent.success else "ORDER FAILED"
-        # First line for the trader (slash turns show it as is), the details for the model.
-        text = f"{head}: {sent.message}\n{json.dumps(outcome, default=str)}"
-        message = tool_message(call, text, sent.success)
+        fact = Fact(kind="executed", proposal_id=proposal["proposal_id"], message=sent.message)
+        if not sent.success:
+            fact = {**fact, "kind": "failed", "category": "broker"}
+        message = fact_message(call, [fact], sent_text(outcome))
         return State(messages=[message], outcome=outcome, proposal=None, pending_call=None)
 
     return execute

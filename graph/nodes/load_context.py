@@ -12,10 +12,11 @@ from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, Remov
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
-from graph.context import Context
+from graph.answers import fact_message
+from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.messages import removals
-from graph.pending import expired, expired_text, held_message
+from graph.pending import expired, expired_fact, held_message
 from graph.state import TURN_RESET, State
 from tools.schemas import JsonObject
 
@@ -62,7 +63,7 @@ async def context_snapshots(deps: Deps, ctx: Context) -> State:
 
 def make_load_context(deps: Deps) -> Node:
     async def load_context(state: State, runtime: Runtime[Context]) -> State:
-        ctx = runtime.context or Context()
+        ctx = required(runtime.context)
         update = State(**TURN_RESET, **await context_snapshots(deps, ctx))
         messages = list(state.get("messages", []))
         reorder: list[BaseMessage] = []
@@ -97,6 +98,4 @@ async def _answer_pending(deps: Deps, ctx: Context, state: State, update: State)
         return held_message(call, proposal)
     await deps.audit.append("expired", ctx.user_id, run_thread_id(), proposal)
     update["proposal"] = update["pending_call"] = None
-    return ToolMessage(
-        content=expired_text(proposal), tool_call_id=call["id"], name=call["name"], status="error"
-    )
+    return fact_message(call, [expired_fact(proposal)])

@@ -18,12 +18,21 @@ from langchain_core.messages import (
 from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
+from graph.answers import NOTHING_WAITING
 from graph.context import Context
 from graph.deps import Deps, Node
-from graph.messages import render_result, text, tool_results_since_turn
+from graph.messages import render_message, text, tool_results_since_turn
 from graph.model_errors import FailureCategory, ModelUnavailable
 from graph.proposals import trader_limits
-from graph.slash import DecisionCommand, HelpCommand, PrefsCommand, SlashError, ToolCommand, parse_slash
+from graph.slash import (
+    DecisionCommand,
+    HelpCommand,
+    PrefsCommand,
+    SlashCommand,
+    SlashError,
+    ToolCommand,
+    command_of,
+)
 from graph.state import State
 from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context
 from prompts.window import as_sent, model_window
@@ -44,9 +53,8 @@ PREFS_ELSEWHERE = (
 TOOL_LIMIT = "I reached the limit of tool calls for one message; ask again to continue."
 
 
-def slash_reply(message: str) -> State | None:
+def slash_reply(command: SlashCommand | None) -> State | None:
     """A slash command as this turn's AI message (a tool call or a text), or None when it is plain chat."""
-    command = parse_slash(message)
     if command is None:
         return None
     if isinstance(command, ToolCommand):
@@ -57,7 +65,7 @@ def slash_reply(message: str) -> State | None:
     if isinstance(command, SlashError):
         return State(messages=[AIMessage(content=command.message)], slash=True)
     if isinstance(command, DecisionCommand):
-        return State(messages=[AIMessage(content="Nothing is waiting for your approval.")], slash=True)
+        return State(messages=[AIMessage(content=NOTHING_WAITING)], slash=True)
     if isinstance(command, PrefsCommand):  # the copilot facade answers /prefs before any run (graph.copilot)
         return State(messages=[AIMessage(content=PREFS_ELSEWHERE)], slash=True)
     return None
@@ -66,7 +74,7 @@ def slash_reply(message: str) -> State | None:
 def rendered_results(messages: list[AnyMessage]) -> str:
     """This turn's tool results as text: how slash turns and model-less fallbacks answer."""
     results = tool_results_since_turn(messages)
-    parts = [render_result(str(m.name), text(m)) for m in results]
+    parts = [render_message(m) for m in results]
     return "\n\n".join(parts) or "Done."
 
 
@@ -125,7 +133,8 @@ def make_reason(deps: Deps) -> Node:
         messages = list(state.get("messages", []))
         last = messages[-1] if messages else None
         if isinstance(last, HumanMessage):
-            reply = slash_reply(text(last).strip())
+            # Parsed once, by the facade (graph.slash.command_state), or here for a run started without it.
+            reply = slash_reply(command_of(state.get("command"), text(last).strip()))
             if reply is not None:
                 return reply
         if state.get("slash") and isinstance(last, ToolMessage):

@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.deps import Deps, Node
-from graph.messages import open_tool_calls, parse_json
+from graph.messages import open_tool_calls
 from graph.state import State
 from tools.protocols import ServiceError
 from tools.trading_tools import PROPOSAL_TOOLS
@@ -66,9 +66,9 @@ def make_tools_node(deps: Deps) -> Node:
         for message in results:
             ok = message.status != "error"
             write({"event": "tool_result", "data": {"name": message.name, "ok": ok}})
-            data = parse_json(message.content) if isinstance(message.content, str) else None
-            if ok and message.name == "get_ml_signal" and isinstance(data, dict):
-                update["turn_signal"] = update["last_signal"] = data
+            signal = message.artifact  # the tool's typed result, not its text read back
+            if ok and message.name == "get_ml_signal" and isinstance(signal, dict):
+                update["turn_signal"] = update["last_signal"] = signal
         return update
 
     return tools

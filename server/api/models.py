@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graph.approval import Decision
-from graph.nodes.human_approval import EDIT_ARGS, ApprovalEdits
+from graph.approval_reply import EDIT_ARGS, ApprovalEdits
 from server.api.deps import SESSION_ID_PATTERN
 
 

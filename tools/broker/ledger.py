@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio.client import Pipeline, Redis
 
 from tools.broker.pricing import ExitReason
@@ -43,10 +43,15 @@ class RedisAccountService:
 
 
 class _Trade(BaseModel):
+    """A position as stored, by the trade's names (tools.schemas.TradeIdea: side, size_lots, stop_loss,
+    take_profit); the stored JSON and the trade history the API serves keep `lots` (an alias)."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
     ticket: int
     symbol: str
     side: Side
-    lots: float
+    size_lots: float = Field(alias="lots")
     open_price: float
     open_time: datetime
     stop_loss: float | None = None

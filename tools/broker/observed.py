@@ -50,8 +50,8 @@ class ObservedHttpBroker(HttpBroker):
         result = await super().place_order(order, idempotency_key)
         if result.success and result.ticket is not None:
             fill = {
-                "ticket": str(result.ticket), "kind": "open", "symbol": order.symbol, "side": order.action,
-                "lots": repr(order.size), "price": repr(result.executed_price),
+                "ticket": str(result.ticket), "kind": "open", "symbol": order.symbol, "side": order.side,
+                "lots": repr(order.size_lots), "price": repr(result.executed_price),
             }  # fmt: skip
             await self._announce(order.account_id, idempotency_key, fill)
         return result

@@ -186,7 +186,7 @@ class PaperBroker(RedisAccountService):
         ticket: int,
         key: str,
     ) -> tuple[OrderResult, Effects]:
-        side, lots = order.action, order.size
+        side, lots = order.side, order.size_lots
         price = pricing.open_fill(spec, side, quote, self._cfg.slippage_pips)
         problem = pricing.lots_error(spec, lots) or pricing.stops_error(
             spec, side, quote, order.stop_loss, order.take_profit
@@ -207,7 +207,7 @@ class PaperBroker(RedisAccountService):
             ticket=ticket,
             symbol=spec.symbol,
             side=side,
-            lots=lots,
+            size_lots=lots,
             open_price=price,
             open_time=now,
             stop_loss=order.stop_loss,
@@ -304,7 +304,7 @@ class PaperBroker(RedisAccountService):
         key: str | None,
     ) -> Effects:
         spec = self._specs[pos.symbol]
-        pnl = pricing.pnl_usd(spec, pos.side, pos.lots, pos.open_price, price)
+        pnl = pricing.pnl_usd(spec, pos.side, pos.size_lots, pos.open_price, price)
         trade = ClosedTrade(
             **pos.model_dump(exclude={"margin_usd", "checked_until"}),
             close_price=price,
@@ -373,7 +373,9 @@ class PaperBroker(RedisAccountService):
             quote = quotes.get(pos.symbol)
             if quote is not None:  # a position opened meanwhile by another process: valued at its open
                 mark = pricing.mark_price(self._specs[pos.symbol], pos.side, quote)
-                floating += pricing.pnl_usd(self._specs[pos.symbol], pos.side, pos.lots, pos.open_price, mark)
+                floating += pricing.pnl_usd(
+                    self._specs[pos.symbol], pos.side, pos.size_lots, pos.open_price, mark
+                )
         used = sum(p.margin_usd for p in book.positions.values())
         return round(book.balance_usd + floating - used, 2)
 
@@ -384,10 +386,10 @@ class PaperBroker(RedisAccountService):
             ticket=pos.ticket,
             symbol=pos.symbol,
             type=pos.side,
-            size=pos.lots,
+            size=pos.size_lots,
             open_price=pos.open_price,
             current_price=mark,
-            profit=pricing.pnl_usd(spec, pos.side, pos.lots, pos.open_price, mark),
+            profit=pricing.pnl_usd(spec, pos.side, pos.size_lots, pos.open_price, mark),
             stop_loss=pos.stop_loss,
             take_profit=pos.take_profit,
             open_time=pos.open_time,
@@ -419,7 +421,7 @@ def _fill(
         "kind": kind,
         "symbol": pos.symbol,
         "side": pos.side,
-        "lots": repr(pos.lots),
+        "lots": repr(pos.size_lots),
         "price": repr(price),
         "time": when.isoformat(),
         "key": key or "",

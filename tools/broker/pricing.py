@@ -31,6 +31,28 @@ def spread_price(spec: SymbolSpec) -> float:
     return spec.spread_pips * spec.pip_size
 
 
+LevelKind = Literal["stop_loss", "take_profit"]
+
+
+def level_side(side: Side, kind: LevelKind) -> Literal["below", "above"]:
+    """Where a level goes for a trade of `side`: a BUY's stop below the price and its target above; a SELL
+    reversed."""
+    return "below" if (side == "BUY") == (kind == "stop_loss") else "above"
+
+
+def wrong_side(side: Side, kind: LevelKind, level: float, price: float) -> Literal["below", "above"] | None:
+    """The one stop-side check (the risk gate against the entry, a modify against the exit price, the broker
+    against its quote): None when `level` is strictly on its side of `price`, else where it must be."""
+    where = level_side(side, kind)
+    wrong = level >= price if where == "below" else level <= price
+    return where if wrong else None
+
+
+def entry_price(spec: SymbolSpec, side: Side, quote: Quote) -> float:
+    """Where a market order of `side` fills now with no slippage: a BUY at the ask, a SELL at the bid."""
+    return open_fill(spec, side, quote, 0.0)
+
+
 def open_fill(spec: SymbolSpec, side: Side, quote: Quote, slippage_pips: float) -> float:
     """BUY pays the ask, SELL gets the bid; slippage always moves the fill against the trader."""
     slip = slippage_pips * spec.pip_size
@@ -51,9 +73,11 @@ def mark_price(spec: SymbolSpec, side: Side, quote: Quote) -> float:
 
 
 def margin_usd(spec: SymbolSpec, lots: float, price: float, leverage: float) -> float:
-    """Margin held for a position: notional / leverage in USD; USD-base pairs (USDJPY) need no conversion."""
+    """Margin held for a position: notional / leverage in USD. The notional is in the base currency; its USD
+    value is decided as SymbolSpec.money decides it, by the quote currency: a USD-quoted symbol (XAUUSD,
+    EURUSD) is worth `price` USD per unit, a USD-base one (USDJPY, quoted in JPY) one USD per unit."""
     notional = lots * spec.contract_size
-    if not spec.symbol.upper().startswith("USD"):
+    if spec.quote_currency == "USD":
         notional *= price
     return round(notional / leverage, 2)
 
@@ -71,25 +95,34 @@ def stops_error(
     The SL is compared with the price the position would close at (bid for BUY, ask for SELL), so a
     stop inside the spread, which would trigger on the next tick, is refused too.
     """
-    bid, ask = spec.round_price(quote.bid), spec.round_price(quote.ask)
-    if side == "BUY":
-        if stop_loss is not None and stop_loss >= bid:
-            return f"stop loss {stop_loss} must be below the bid {bid} for a BUY"
-        if take_profit is not None and take_profit <= ask:
-            return f"take profit {take_profit} must be above the ask {ask} for a BUY"
-    else:
-        if stop_loss is not None and stop_loss <= ask:
-            return f"stop loss {stop_loss} must be above the ask {ask} for a SELL"
-        if take_profit is not None and take_profit >= bid:
-            return f"take profit {take_profit} must be below the bid {bid} for a SELL"
+    # A stop against the closing side's price, a target against the opening side's.
+    closing, opening = ("bid", "ask") if side == "BUY" else ("ask", "bid")
+    levels: list[tuple[LevelKind, float | None, str, float]] = [
+        ("stop_loss", stop_loss, closing, mark_price(spec, side, quote)),
+        ("take_profit", take_profit, opening, entry_price(spec, side, quote)),
+    ]
+    for kind, level, quoted, price in levels:
+        where = wrong_side(side, kind, level, price) if level is not None else None
+        if where is not None:
+            return f"{kind.replace('_', ' ')} {level} must be {where} the {quoted} {price} for a {side}"
+    return None
+
+
+def lot_problem(spec: SymbolSpec, lots: float) -> Literal["bounds", "step"] | None:
+    """The one lot-bound check (the risk gate's and the broker's): outside the symbol's min..max, or not a
+    multiple of its lot step (float noise below 1e-8 lots, e.g. 0.1 + 0.2, is a multiple)."""
+    if lots < spec.min_lot - 1e-9 or lots > spec.max_lot + 1e-9:
+        return "bounds"
+    if spec.round_lots_down(lots) != round(lots, 8):
+        return "step"
     return None
 
 
 def lots_error(spec: SymbolSpec, lots: float) -> str | None:
-    if lots < spec.min_lot - 1e-9 or lots > spec.max_lot + 1e-9:
+    problem = lot_problem(spec, lots)
+    if problem == "bounds":
         return f"size {lots} lots is outside [{spec.min_lot}, {spec.max_lot}] for {spec.symbol}"
-    steps = lots / spec.lot_step
-    if abs(steps - round(steps)) > 1e-6:
+    if problem == "step":
         return f"size {lots} lots is not a multiple of the lot step {spec.lot_step} for {spec.symbol}"
     return None
 

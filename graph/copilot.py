@@ -12,7 +12,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot, StreamMode
 
@@ -20,7 +22,7 @@ from config import Settings
 from graph.approval import Decision, Proposal
 from graph.audit import AuditTrail
 from graph.builder import build_graph
-from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer
+from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer, prune_thread
 from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
 from graph.nodes.human_approval import BadDecision, check_resume
@@ -290,6 +292,7 @@ class Copilot(SessionViews):
         context = await self._context(user_id, session_id, None)
         try:
             await self.graph.ainvoke(None, config, context=context, durability=DURABILITY_DECISION)
+            await self._prune(config)
         except Exception as exc:
             log.exception("could not complete the interrupted run of %s", config["configurable"]["thread_id"])
             raise RecoveryFailed(
@@ -347,7 +350,19 @@ class Copilot(SessionViews):
             payload, config, context=context, stream_mode=modes, durability=durability
         ):
             end.see(mode, chunk)
+        await self._prune(config)
         return chat_result(end.snapshot(), before)
+
+    async def _prune(self, config: RunnableConfig) -> None:
+        """After a run: the thread's old checkpoints go (settings.checkpoints.keep_last; interrupts and
+        decisions stay). Best effort: a failure only leaves them until the next run or the TTL."""
+        if not isinstance(self.checkpointer, AsyncRedisSaver):
+            return
+        tid = str(config["configurable"]["thread_id"])
+        try:
+            await prune_thread(self.checkpointer, tid, self.settings.checkpoints.keep_last)
+        except Exception as exc:
+            log.warning("could not prune the checkpoints of %s: %s", tid, exc)
 
     async def stream(
         self, user_id: str, session_id: str, message: str, symbol: str | None = None
@@ -429,6 +444,7 @@ class Copilot(SessionViews):
                 end.see(mode, chunk)
                 for event in to_events(mode, chunk):
                     yield event
+            await self._prune(config)
             result = chat_result(end.snapshot(), before)
         except Exception as exc:  # the thread stays usable: the last good checkpoint is untouched
             yield {"event": "error", "data": {"message": f"{type(exc).__name__}: {exc}"}}

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypedDict
 
-import redis.asyncio as aioredis
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
 from langgraph.checkpoint.redis.key_registry import CheckpointKeyRegistry
@@ -16,6 +15,7 @@ from redisvl.query import FilterQuery
 from redisvl.query.filter import Tag
 
 from config import Settings
+from tools.redis_clients import async_client
 
 # Chat turns use "exit": one checkpoint per run, written before ainvoke/astream return (so a pending
 # approval is on Redis before the API answers). bench/bench_checkpoint.py, 100 turns of
@@ -73,7 +73,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[AsyncRedisSaver
     """An AsyncRedisSaver with its own connection, indexes created, closed on exit."""
     prefix = settings.redis.prefix
     # Our own client (bytes, as the saver expects): the saver's URL factory is deprecated.
-    client = aioredis.from_url(settings.effective_redis_url)
+    client = async_client(settings.effective_redis_url, decode_responses=False)
     ttl = ttl_config(settings)
     saver = AsyncRedisSaver(
         redis_client=client,

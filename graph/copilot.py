@@ -47,6 +47,7 @@ from graph.sessions import SessionViews
 from graph.slash import DecisionCommand, DecisionRefused, parse_slash, typed_decision
 from graph.streaming import Event, to_events
 from graph.threads import account_for, thread_id
+from tools.redis_clients import async_client
 from tools.services import Services, build_services
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class Copilot(SessionViews):
         `clock_owner`: this process is a server, which owns the shared replay clock (others only read it)."""
         redis: aioredis.Redis | None = None
         if services is None:
-            redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
+            redis = async_client(settings.effective_redis_url)
             services = await build_services(settings, redis, clock_owner=clock_owner)
         model = chat_model
         if model is None:

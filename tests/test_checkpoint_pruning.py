@@ -65,7 +65,7 @@ async def test_conformance_of_pruning_and_the_methods_it_relies_on(redis_url: st
     assert pruning.tests_passed == 7, pruning.failures
     # The one failure is the saver's listing, not pruning: listing namespace "" also returns the child
     # namespace's checkpoint (each namespace did keep only its newest). The stock aprune fails it the same way
-    # (and test_prune_empty_list_noop too: it refuses an empty list). The copilot uses the root namespace only.
+    # (and test_prune_empty_list_noop too: it refuses an empty list). The copilot uses the root namespace.
     [failure] = pruning.failures
     assert failure.startswith("test_prune_keep_latest_across_namespaces: assert 2 == 1"), failure
     assert "'checkpoint_ns': 'child" in failure, failure

@@ -1,6 +1,6 @@
 """Turn latency vs turn number on the real Redis with a scripted model: does a long chat get slower?
 
-Usage: .venv/bin/python -m bench.bench_checkpoint [--turns 200] [--durability sync|async|exit] [--keep-last 20]
+Usage: .venv/bin/python -m bench.bench_checkpoint [--turns 200] [--durability exit] [--keep-last 20]
 Starts a private embedded Redis Stack, runs one thread of `turns` chat turns (each a tool round trip:
 model -> get_portfolio -> model) through the real graph and AsyncRedisSaver, prints latency per block and
 the session's Redis footprint (keys and their MEMORY USAGE sum, as bench_stack counts it); `--keep-last`

@@ -11,6 +11,7 @@ from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
 from langgraph.checkpoint.redis.key_registry import CheckpointKeyRegistry
 from langgraph.checkpoint.redis.util import to_storage_safe_id
+from redis.asyncio.cluster import RedisCluster
 from redisvl.query import FilterQuery
 from redisvl.query.filter import Tag
 
@@ -74,6 +75,8 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[AsyncRedisSaver
     prefix = settings.redis.prefix
     # Our own client (bytes, as the saver expects): the saver's URL factory is deprecated.
     client = async_client(settings.effective_redis_url, decode_responses=False)
+    if isinstance(client, RedisCluster):
+        await client.initialize()  # the index set-up asks for a node before any command has run
     ttl = ttl_config(settings)
     saver = AsyncRedisSaver(
         redis_client=client,

@@ -1,9 +1,10 @@
 """The one place Redis clients are made (the app's, the checkpointer's, the CLI's, the start-up check's;
 locks, notices, the ticker and the broker ledger use the client they are given).
 
-A URL is either what redis-py opens (redis://, rediss://, unix://) or a Sentinel address:
+A URL is what redis-py opens (redis://, rediss://, unix://), a Sentinel address or Cluster nodes:
 
     redis+sentinel://[[user]:password@]host:port[,host:port…]/master-name[/db]
+    redis+cluster://host:port[,host:port…]
 
 The client then asks the Sentinels for the current primary on each new connection and follows a failover:
 commands in flight while the primary is gone fail with a ConnectionError (MasterNotFoundError while no
@@ -23,6 +24,7 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,21 @@ class SentinelAddress:
         if self.ssl:
             kwargs["ssl"] = True
         return kwargs
+
+
+def is_cluster_url(url: str) -> bool:
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """redis+cluster://h1:p1[,h2:p2…] -> the start-up nodes (any one is enough; the rest are discovered)."""
+    nodes = []
+    for item in urlsplit(url).netloc.rpartition("@")[2].split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"Cluster node {item!r}: expected host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -79,13 +96,21 @@ def check_url(url: str) -> None:
     """ValueError when neither redis-py nor parse_sentinel_url can open `url`."""
     if is_sentinel_url(url):
         parse_sentinel_url(url)
+    elif is_cluster_url(url):
+        cluster_nodes(url)
     else:
         redis.connection.parse_url(url)
 
 
 def async_client(url: str, *, decode_responses: bool = True, **kwargs: Any) -> aioredis.Redis:
     """An asyncio client on `url` (Sentinel URLs follow the primary). `decode_responses=False` for the
-    checkpointer, which expects bytes."""
+    checkpointer, which expects bytes. A redis+cluster:// URL gives a RedisCluster (see README, "Redis
+    Cluster": what works on it)."""
+    if is_cluster_url(url):
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        nodes = [ClusterNode(host, port) for host, port in cluster_nodes(url)]
+        return RedisCluster(startup_nodes=nodes, decode_responses=decode_responses, **kwargs)  # type: ignore[return-value]
     if not is_sentinel_url(url):
         return aioredis.from_url(url, decode_responses=decode_responses, **kwargs)
     address = parse_sentinel_url(url)
@@ -99,6 +124,11 @@ def async_client(url: str, *, decode_responses: bool = True, **kwargs: Any) -> a
 
 def sync_client(url: str, *, decode_responses: bool = False, **kwargs: Any) -> redis.Redis:
     """The blocking counterpart (the start-up check, scripts)."""
+    if is_cluster_url(url):
+        from redis.cluster import ClusterNode, RedisCluster
+
+        nodes = [ClusterNode(host, port) for host, port in cluster_nodes(url)]
+        return RedisCluster(startup_nodes=nodes, decode_responses=decode_responses, **kwargs)  # type: ignore[return-value]
     if not is_sentinel_url(url):
         return redis.Redis.from_url(url, decode_responses=decode_responses, **kwargs)
     address = parse_sentinel_url(url)

@@ -151,6 +151,7 @@ def local_cluster(tmp: Path, masters: int = 3) -> Iterator[LocalCluster]:
             path = tmp / f"node{i}"
             path.mkdir(parents=True, exist_ok=True)
             extra = ("--cluster-enabled", "yes", "--cluster-config-file", str(path / "nodes.conf"))
+            extra += ("--cluster-port", str(free_port()))  # not port + 10000, which may be taken or > 65535
             nodes.append(stack.enter_context(data_node(path, *extra)))
         env = dict(os.environ)
         lib = ensure_libssl()
@@ -173,5 +174,8 @@ def local_cluster(tmp: Path, masters: int = 3) -> Iterator[LocalCluster]:
         )
         for node in nodes:
             client = redis.Redis(port=node.port, decode_responses=True)
-            wait_until("the cluster to be ok", lambda c=client: c.cluster_info()["cluster_state"] == "ok")
+            wait_until(
+                "the cluster to be ok",
+                lambda c=client: "cluster_state:ok" in c.execute_command("CLUSTER", "INFO"),
+            )
         yield LocalCluster(nodes)

@@ -32,7 +32,7 @@ def reply(messages: list[BaseMessage]) -> object:
     return tool_call("get_portfolio", {}, f"call_{uuid.uuid4().hex[:8]}")
 
 
-async def run(turns: int, durability: str, keep_last: int) -> None:
+async def run(turns: int, durability: str, keep_last: int) -> tuple[int, int]:
     copilot_module.DURABILITY_CHAT = durability  # type: ignore[assignment]
     clock = ManualClock(datetime(2026, 3, 2, 10, tzinfo=UTC))
     checkpoints = {"keep_last": keep_last}
@@ -59,6 +59,27 @@ async def run(turns: int, durability: str, keep_last: int) -> None:
         chunk = latencies[i : i + block]
         rows.append([f"{i + 1}–{i + len(chunk)}", f"{p50(chunk):.1f} ms", f"{p95(chunk):.1f} ms"])
     print_table(["turns", "median", "p95"], rows)
+    return len(keys), size
+
+
+async def compare(turns: int, keep_last: int) -> None:
+    """`make bench`: the session's footprint without pruning (as before it existed) and with it."""
+    before = await run(turns, "exit", 0)
+    after = await run(turns, "exit", keep_last)
+    print(f"\nRedis per {turns}-turn session (scripted model, one get_portfolio round per turn):")
+    print_table(
+        ["figure", "no pruning (keep_last 0)", f"keep_last {keep_last}", "target", "met?"],
+        [
+            [
+                "MB",
+                f"{before[1] / 1e6:.2f}",
+                f"{after[1] / 1e6:.2f}",
+                "≤ 1 MB",
+                "yes" if after[1] <= 1e6 else "NO",
+            ],
+            ["keys", str(before[0]), str(after[0]), "≤ 50", "yes" if after[0] <= 50 else "NO"],
+        ],
+    )
 
 
 def main() -> None:
@@ -66,8 +87,12 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--durability", choices=["sync", "async", "exit"], default="exit")
     parser.add_argument("--keep-last", type=int, default=20)
+    parser.add_argument("--compare", action="store_true", help="keep_last 0 vs --keep-last, with the targets")
     args = parser.parse_args()
-    asyncio.run(run(args.turns, args.durability, args.keep_last))
+    if args.compare:
+        asyncio.run(compare(args.turns, args.keep_last))
+    else:
+        asyncio.run(run(args.turns, args.durability, args.keep_last))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ turns go on on the promoted replica, with exactly one order."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import api_settings, as_user, buy_command, running_app, user_keys
+from config import Settings
+from server.app import create_app
+from tests.api_support import api_settings, as_user, buy_command, running_app, scripted_model, user_keys
 from tests.support.redis_topologies import kill9, sentinel_deployment, wait_until
 from tools.redis_clients import parse_sentinel_url, sync_client
 
@@ -81,3 +84,31 @@ def test_the_primary_killed_mid_session(tmp_path: Path, shared_data: Path) -> No
             after = client.post("/api/chat", json={"session_id": session, "message": "y ahora?"})
             assert after.status_code == 200 and "Echo" in after.json()["response"], after.text
             print(f"failover: {took:.1f} s, outcomes {outcomes}")  # read with -s; timings go in bench/
+
+
+async def test_the_starting_503_says_when_to_retry(settings: Settings) -> None:
+    """Before the lifespan has opened the copilot (a window of a fraction of a second on a real start, so
+    the app is called in-process without its lifespan), a request is answered 503 with Retry-After, as a
+    Redis failover is."""
+    app = create_app(settings, chat_model=scripted_model())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://copilot") as client:
+        answer = await client.get("/api/sessions/s1")
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "2", answer.headers
+    assert "starting" in answer.json()["detail"]
+
+
+def test_every_redis_client_comes_from_the_factory() -> None:
+    """So REDIS_URL's topology (Sentinel included) reaches every client: no module of the product makes one
+    itself (server/redis_embedded.py, which pings the local server it runs on its port, is the exception)."""
+    root = Path(__file__).resolve().parents[1]
+    makers = re.compile(r"\bfrom_url\(|\bRedis\(|\bRedisCluster\(|\bSentinel\(")
+    found = []
+    for package in ("graph", "server", "tools", "config"):
+        for path in (root / package).rglob("*.py"):
+            if path.name in ("redis_clients.py", "redis_embedded.py"):
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if makers.search(line) and not line.lstrip().startswith("#"):
+                    found.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert found == [], found

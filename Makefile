@@ -88,6 +88,7 @@ lint: setup-dev js
 ## then on a real model (SmolLM2-135M, llama-cpp-python's server): bench_model and `copilot eval-model`.
 bench: setup-dev
 	$(PY) -m bench.bench_stack
+	$(PY) -m bench.bench_checkpoint --turns 200 --compare
 	$(PY) -m bench.bench_import
 	$(PY) -m bench.bench_api --runs 20
 	$(PY) -m bench.bench_notices --runs 20

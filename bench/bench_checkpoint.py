@@ -1,8 +1,10 @@
 """Turn latency vs turn number on the real Redis with a scripted model: does a long chat get slower?
 
-Usage: .venv/bin/python -m bench.bench_checkpoint [--turns 200] [--durability sync|async|exit]
+Usage: .venv/bin/python -m bench.bench_checkpoint [--turns 200] [--durability exit] [--keep-last 20]
 Starts a private embedded Redis Stack, runs one thread of `turns` chat turns (each a tool round trip:
-model -> get_portfolio -> model) through the real graph and AsyncRedisSaver, prints latency per block.
+model -> get_portfolio -> model) through the real graph and AsyncRedisSaver, prints latency per block and
+the session's Redis footprint (keys and their MEMORY USAGE sum, as bench_stack counts it); `--keep-last`
+is settings.checkpoints.keep_last (0 = no pruning, the behaviour before it existed).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ def reply(messages: list[BaseMessage]) -> object:
     return tool_call("get_portfolio", {}, f"call_{uuid.uuid4().hex[:8]}")
 
 
-async def run(turns: int, durability: str) -> None:
+async def run(turns: int, durability: str, keep_last: int) -> tuple[int, int]:
     copilot_module.DURABILITY_CHAT = durability  # type: ignore[assignment]
     clock = ManualClock(datetime(2026, 3, 2, 10, tzinfo=UTC))
-    async with private_services(clock) as (settings, redis, services):
+    checkpoints = {"keep_last": keep_last}
+    async with private_services(clock, checkpoints=checkpoints) as (settings, redis, services):
         model = ScriptedChatModel(replies=[reply])
         latencies: list[float] = []
         async with Copilot.open(settings, services=services, chat_model=model) as copilot:
@@ -43,23 +46,53 @@ async def run(turns: int, durability: str) -> None:
                 latencies.append((time.perf_counter() - start) * 1000)
             state = await copilot.state("bench", "s1")
             stored = len(state.messages) if state else 0
-        keys = await redis.dbsize()
+        keys = [k async for k in redis.scan_iter(count=1000)]
+        size = sum([int(await redis.memory_usage(k, samples=0) or 0) for k in keys])
         memory = (await redis.info("memory"))["used_memory_human"]
-    print(f"durability={durability} turns={turns} stored_messages={stored} redis_keys={keys} memory={memory}")
+    print(
+        f"durability={durability} keep_last={keep_last} turns={turns} stored_messages={stored} "
+        f"redis_keys={len(keys)} keys_bytes={size / 1e6:.2f} MB used_memory={memory}"
+    )
     block = max(turns // 10, 1)
     rows = []
     for i in range(0, turns, block):
         chunk = latencies[i : i + block]
         rows.append([f"{i + 1}–{i + len(chunk)}", f"{p50(chunk):.1f} ms", f"{p95(chunk):.1f} ms"])
     print_table(["turns", "median", "p95"], rows)
+    return len(keys), size
+
+
+async def compare(turns: int, keep_last: int) -> None:
+    """`make bench`: the session's footprint without pruning (as before it existed) and with it."""
+    before = await run(turns, "exit", 0)
+    after = await run(turns, "exit", keep_last)
+    print(f"\nRedis per {turns}-turn session (scripted model, one get_portfolio round per turn):")
+    print_table(
+        ["figure", "no pruning (keep_last 0)", f"keep_last {keep_last}", "target", "met?"],
+        [
+            [
+                "MB",
+                f"{before[1] / 1e6:.2f}",
+                f"{after[1] / 1e6:.2f}",
+                "≤ 1 MB",
+                "yes" if after[1] <= 1e6 else "NO",
+            ],
+            ["keys", str(before[0]), str(after[0]), "≤ 50", "yes" if after[0] <= 50 else "NO"],
+        ],
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--durability", choices=["sync", "async", "exit"], default="exit")
+    parser.add_argument("--keep-last", type=int, default=20)
+    parser.add_argument("--compare", action="store_true", help="keep_last 0 vs --keep-last, with the targets")
     args = parser.parse_args()
-    asyncio.run(run(args.turns, args.durability))
+    if args.compare:
+        asyncio.run(compare(args.turns, args.keep_last))
+    else:
+        asyncio.run(run(args.turns, args.durability, args.keep_last))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,13 @@ class RedisSettings(_Section):
     data_dir: str = "var/redis"
 
 
+# --- checkpoint pruning (issue 21 part 4) ---
+class CheckpointSettings(_Section):
+    # The newest checkpoints kept per thread (0 = keep all until the TTL); a checkpoint holding an approval's
+    # interrupt or its decision is kept besides (graph.checkpointer.prune_thread).
+    keep_last: int = Field(20, ge=0)
+
+
 class ToolSettings(_Section):
     timeout: float = Field(30, gt=0)
     retry_count: int = Field(3, ge=0)
@@ -209,6 +216,7 @@ class Settings(BaseSettings):
     inference: InferenceSettings = InferenceSettings()
     context: ContextSettings = ContextSettings()
     redis: RedisSettings = RedisSettings()
+    checkpoints: CheckpointSettings = CheckpointSettings()
     tools: ToolSettings = ToolSettings()
     logging: LoggingSettings = LoggingSettings()
     risk: RiskSettings = RiskSettings()

@@ -6,10 +6,9 @@ import re
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from redis.connection import parse_url
-
 from graph.threads import ID_PATTERN
 from tools.market.clock import ReplayStartError, replay_start
+from tools.redis_clients import check_url
 
 # What an X-API-Key header or a bearer token can carry unchanged: visible ASCII, no spaces (HTTP trims them).
 _KEY = re.compile(r"[\x21-\x7e]+")
@@ -41,12 +40,15 @@ def check_metrics_key(metrics_key: str | None, api_keys: dict[str, str]) -> None
 
 
 def check_redis_url(url: str | None) -> str | None:
-    """redis_url: empty = embedded Redis; else a URL redis-py can open (redis://, rediss://, unix://)."""
+    """redis_url: empty = embedded Redis; else a URL redis-py can open (redis://, rediss://, unix://) or a
+    Sentinel address (redis+sentinel://host:port,host:port/master-name: tools.redis_clients)."""
     if url:
         try:
-            parse_url(url)
+            check_url(url)
         except ValueError as exc:
-            raise ValueError(f"{exc}, e.g. redis://localhost:6379/0") from None
+            raise ValueError(
+                f"{exc}, e.g. redis://localhost:6379/0 or redis+sentinel://s1:26379,s2:26379/mymaster"
+            ) from None
     return url
 
 

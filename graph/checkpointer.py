@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypedDict
 
-import redis.asyncio as aioredis
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
+from langgraph.checkpoint.redis.key_registry import CheckpointKeyRegistry
+from langgraph.checkpoint.redis.util import to_storage_safe_id
+from redis.asyncio.cluster import RedisCluster
+from redisvl.query import FilterQuery
+from redisvl.query.filter import Tag
 
 from config import Settings
+from tools.redis_clients import async_client
 
 # Chat turns use "exit": one checkpoint per run, written before ainvoke/astream return (so a pending
 # approval is on Redis before the API answers). bench/bench_checkpoint.py, 100 turns of
@@ -68,7 +74,9 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[AsyncRedisSaver
     """An AsyncRedisSaver with its own connection, indexes created, closed on exit."""
     prefix = settings.redis.prefix
     # Our own client (bytes, as the saver expects): the saver's URL factory is deprecated.
-    client = aioredis.from_url(settings.effective_redis_url)
+    client = async_client(settings.effective_redis_url, decode_responses=False)
+    if isinstance(client, RedisCluster):
+        await client.initialize()  # the index set-up asks for a node before any command has run
     ttl = ttl_config(settings)
     saver = AsyncRedisSaver(
         redis_client=client,
@@ -82,3 +90,78 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[AsyncRedisSaver
             yield saver
     finally:
         await client.aclose()
+
+
+# Pending writes on these channels mark a checkpoint that is never pruned: the approval's interrupt (the
+# proposal the trader saw) and the decision written when it was resumed (what recovery completes).
+PROTECTED_CHANNELS = ("__interrupt__", "decision")
+MAX_DOCS = 10_000  # per thread and query, as the saver's own aprune
+
+
+async def prune_thread(saver: AsyncRedisSaver, thread_id: str, keep_last: int) -> int:
+    """Delete the thread's checkpoints older than its `keep_last` newest (per namespace), except those with
+    an interrupt or a decision among their writes; returns how many were deleted (0 = keep_last 0: all kept).
+
+    The saver's own `aprune(keep_last=…)` cannot spare a checkpoint, so this is that method with an exception
+    list: the same index queries and the same keys (the checkpoint document, its write documents, its
+    key-registry sorted set, the latest pointer of a namespace left empty), built by the saver's own key
+    functions. tests/test_checkpoint_pruning.py pins it to `aprune` on the key layout."""
+    if keep_last <= 0:
+        return 0
+    safe_thread = to_storage_safe_id(thread_id)
+    checkpoints = await saver.checkpoints_index.search(
+        FilterQuery(
+            filter_expression=Tag("thread_id") == safe_thread,
+            return_fields=["checkpoint_ns", "checkpoint_id"],
+            num_results=MAX_DOCS,
+        )
+    )
+    if len(checkpoints.docs) <= keep_last:
+        return 0
+    writes = await saver.checkpoint_writes_index.search(
+        FilterQuery(
+            filter_expression=Tag("thread_id") == safe_thread,
+            return_fields=["checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel"],
+            num_results=MAX_DOCS,
+        )
+    )
+    writes_of: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    protected: set[tuple[str, str]] = set()
+    for doc in writes.docs:
+        of = (getattr(doc, "checkpoint_ns", ""), getattr(doc, "checkpoint_id", ""))
+        writes_of[of].append(doc)
+        if getattr(doc, "channel", "") in PROTECTED_CHANNELS:
+            protected.add(of)
+    by_ns: dict[str, list[str]] = defaultdict(list)
+    for doc in checkpoints.docs:
+        by_ns[getattr(doc, "checkpoint_ns", "")].append(getattr(doc, "checkpoint_id", ""))
+    doomed: list[str] = []
+    evicted = 0
+    for ns, ids in by_ns.items():
+        for checkpoint_id in sorted(ids, reverse=True)[keep_last:]:  # ids are time-ordered (uuid6)
+            if (ns, checkpoint_id) in protected:
+                continue
+            evicted += 1
+            doomed.append(saver._make_redis_checkpoint_key(safe_thread, ns, checkpoint_id))
+            for w in writes_of[(ns, checkpoint_id)]:
+                doomed.append(
+                    saver._make_redis_checkpoint_writes_key(
+                        safe_thread,
+                        getattr(w, "checkpoint_ns", ""),
+                        getattr(w, "checkpoint_id", ""),
+                        getattr(w, "task_id", ""),
+                        int(getattr(w, "idx", 0)),
+                    )
+                )
+            doomed.append(CheckpointKeyRegistry.make_write_keys_zset_key(thread_id, ns, checkpoint_id))
+        # keep_last >= 1: a namespace always keeps its newest checkpoint, so its latest pointer stays.
+    if doomed:
+        if saver.cluster_mode:
+            for key in doomed:
+                await saver._redis.delete(key)
+        else:
+            async with saver._redis.pipeline(transaction=False) as pipe:
+                for key in doomed:
+                    pipe.delete(key)
+                await pipe.execute()
+    return evicted

@@ -12,7 +12,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot, StreamMode
 
@@ -21,7 +23,7 @@ from graph.approval import Decision, Proposal
 from graph.approval_reply import BadDecision, check_resume
 from graph.audit import AuditTrail
 from graph.builder import build_graph
-from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer
+from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer, prune_thread
 from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
 from graph.recovery import (
@@ -56,6 +58,7 @@ from graph.slash import (
 from graph.streaming import Event, to_events
 from graph.threads import account_for, thread_id
 from tools.preferences import BadPreference, PreferenceStore, preferences_text
+from tools.redis_clients import async_client
 from tools.schemas import JsonObject
 from tools.services import Services, build_services
 
@@ -135,7 +138,7 @@ class Copilot(SessionViews):
         `clock_owner`: this process is a server, which owns the shared replay clock (others only read it)."""
         redis: aioredis.Redis | None = None
         if services is None:
-            redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
+            redis = async_client(settings.effective_redis_url)
             services = await build_services(settings, redis, clock_owner=clock_owner)
         model = chat_model
         if model is None:
@@ -440,6 +443,7 @@ class Copilot(SessionViews):
         context = await self._context(user_id, session_id, None)
         try:
             await self.graph.ainvoke(None, config, context=context, durability=DURABILITY_DECISION)
+            await self._prune(config)
         except Exception as exc:
             log.exception("could not complete the interrupted run of %s", config["configurable"]["thread_id"])
             raise RecoveryFailed(
@@ -505,7 +509,19 @@ class Copilot(SessionViews):
             payload, config, context=context, stream_mode=modes, durability=durability
         ):
             end.see(mode, chunk)
+        await self._prune(config)
         return chat_result(end.snapshot(), before)
+
+    async def _prune(self, config: RunnableConfig) -> None:
+        """After a run: the thread's old checkpoints go (settings.checkpoints.keep_last; interrupts and
+        decisions stay). Best effort: a failure only leaves them until the next run or the TTL."""
+        if not isinstance(self.checkpointer, AsyncRedisSaver):
+            return
+        tid = str(config["configurable"]["thread_id"])
+        try:
+            await prune_thread(self.checkpointer, tid, self.settings.checkpoints.keep_last)
+        except Exception as exc:
+            log.warning("could not prune the checkpoints of %s: %s", tid, exc)
 
     async def stream(
         self,
@@ -625,6 +641,7 @@ class Copilot(SessionViews):
                 end.see(mode, chunk)
                 for event in to_events(mode, chunk):
                     yield event
+            await self._prune(config)
             result = chat_result(end.snapshot(), before)
         except Exception as exc:  # the thread stays usable: the last good checkpoint is untouched
             yield {"event": "error", "data": {"message": f"{type(exc).__name__}: {exc}"}}

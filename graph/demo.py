@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
-
 from config import Settings, load_settings
 from graph.copilot import Copilot
 from graph.schemas import ChatResult
 from tools.market.clock import ManualClock
+from tools.redis_clients import async_client
 from tools.services import build_services
 
 # A moment in the shared history where the technical engine gives a LONG with 75% confidence.
@@ -37,7 +36,7 @@ async def run_demo(settings: Settings, redis_url: str) -> int:
     data = settings.model_dump()
     data.update(redis_url=redis_url, redis={**data["redis"], "prefix": prefix})
     demo_settings = load_settings(**data)
-    redis = aioredis.from_url(redis_url, decode_responses=True)
+    redis = async_client(redis_url)
     services = await build_services(demo_settings, redis, ManualClock(DEMO_TIME))
     try:
         async with Copilot.open(demo_settings, services=services) as copilot:

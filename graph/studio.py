@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
@@ -28,6 +27,7 @@ from langgraph.graph.state import CompiledStateGraph
 from config import Settings, load_settings
 from graph.builder import build_graph
 from graph.llm import build_chat_model
+from tools.redis_clients import async_client
 from tools.services import Services, build_services
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ async def _shared() -> tuple[Services, BaseChatModel]:
     async with _lock:  # the first calls arrive together (graph page, schemas, a run)
         if _services is None or _model is None:
             settings, model = await asyncio.to_thread(_prepare)
-            redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
+            redis = async_client(settings.effective_redis_url)
             _services, _model = await build_services(settings, redis), model
         return _services, _model
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -35,6 +34,7 @@ from server.middleware import BodyLimit, CatchAll, RequestMetrics, SecurityHeade
 from server.ticker import run_ticker
 from tools.locks import Leases
 from tools.protocols import ServiceError
+from tools.redis_clients import async_client
 
 log = logging.getLogger("copilot.server")
 DRAIN_SECONDS = 5.0
@@ -59,7 +59,7 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
                 copilot = await stack.enter_async_context(
                     Copilot.open(settings, chat_model=chat_model, clock_owner=True)
                 )
-            redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
+            redis = async_client(settings.effective_redis_url)
             stack.push_async_callback(redis.aclose)
             app.state.redis = redis
             locks = Leases(

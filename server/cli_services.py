@@ -31,6 +31,7 @@ from tools.market.clock import (
 )
 from tools.market.factory import data_files, load_history
 from tools.protocols import ServiceError
+from tools.redis_clients import async_client
 from tools.services import Services, build_services
 
 TIME = "%Y-%m-%d %H:%M:%S UTC"
@@ -57,7 +58,7 @@ def release_clock(settings: Settings, url: str) -> None:
     """After `copilot serve` stopped: drop its heartbeat, so starting it again re-anchors the clock now."""
 
     async def release() -> None:
-        redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
+        redis = async_client(settings.effective_redis_url)
         try:
             await clock_release(redis, settings, url)
         except (RedisError, OSError):
@@ -69,7 +70,7 @@ def release_clock(settings: Settings, url: str) -> None:
 
 
 async def _with_redis(settings: Settings, use: Callable[[aioredis.Redis], Awaitable[str]]) -> str:
-    redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
+    redis = async_client(settings.effective_redis_url)
     try:
         return await use(redis)
     finally:

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 import yaml
 from langchain_core.messages import ToolCall
 from pydantic import BaseModel
@@ -31,6 +30,7 @@ from config import Settings, load_settings
 from graph.copilot import Copilot
 from graph.nodes.reason import MODEL_DOWN, MODEL_UNUSABLE
 from tools.market.clock import ManualClock
+from tools.redis_clients import async_client
 from tools.services import build_services
 from tools.trading_tools import PROPOSAL_TOOLS
 
@@ -167,7 +167,7 @@ async def evaluate(
     data = settings.model_dump()
     data.update(redis={**data["redis"], "prefix": prefix})
     private = load_settings(**data)
-    redis = aioredis.from_url(settings.effective_redis_url, decode_responses=True)
+    redis = async_client(settings.effective_redis_url)
     services = await build_services(private, redis, ManualClock(EVAL_TIME))
     outcomes = []
     try:

@@ -99,6 +99,8 @@ class EmbeddedRedis:
     port: int
     data_dir: Path
     bind: str = "127.0.0.1"
+    # More redis-server options (e.g. --replicaof, --cluster-enabled: tests/support/redis_topologies.py).
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -152,6 +154,7 @@ class EmbeddedRedis:
         ]
         for mod in MODULES:
             args += ["--loadmodule", str(root / "lib" / mod)]
+        args += list(self.extra_args)
         env = dict(os.environ)
         if lib:
             env["LD_LIBRARY_PATH"] = str(lib)

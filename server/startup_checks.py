@@ -14,6 +14,7 @@ import redis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from config import Settings
+from tools.redis_clients import sync_client
 
 CONNECT_SECONDS = 3.0
 # A harmless command per module the checkpointer and the ledger need (JSON and Search; Redis 8 has both).
@@ -39,7 +40,7 @@ def check_redis(settings: Settings) -> None:
     if settings.embedded_redis:
         return
     url = redacted(settings.effective_redis_url)
-    client = redis.Redis.from_url(
+    client = sync_client(
         settings.effective_redis_url, socket_connect_timeout=CONNECT_SECONDS, socket_timeout=CONNECT_SECONDS
     )
     try:

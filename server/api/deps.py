@@ -26,7 +26,10 @@ def get_settings(request: Request) -> Settings:
 def get_copilot(request: Request) -> Copilot:
     copilot = getattr(request.app.state, "copilot", None)
     if copilot is None:
-        raise HTTPException(503, "the copilot is starting or stopped; retry in a moment")
+        # Retry-After as for Redis being away (server.app): starting takes a few seconds.
+        raise HTTPException(
+            503, "the copilot is starting or stopped; retry in a moment", headers={"Retry-After": "2"}
+        )
     return copilot
 
 

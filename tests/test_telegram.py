@@ -120,7 +120,17 @@ def test_one_order_after_double_presses_a_strangers_press_and_a_racing_web_appro
     datas = [b["callback_data"] for b in card.markup["inline_keyboard"][0]]  # type: ignore[index]
     assert [d[0] for d in datas] == ["a", "r", "e"] and all(len(d.encode()) <= 64 for d in datas)
     approve, proposal_id = datas[0], datas[0][2:]
-    for text in ("Approval needed", "Entry", "SL", "TP", "At risk", "% of equity", "R:R", "Expires"):
+    for text in (
+        "Approval needed",
+        "Entry",
+        "SL",
+        "TP",
+        "At risk",
+        "% of equity",
+        "R:R",
+        "Expires",
+        "your risk 1 %, cap 1 %",
+    ):
         assert text in card.text, card.text
 
     # A group member who is not Alice, and a press from a chat that is not allowed: refused, nothing done.
@@ -197,6 +207,24 @@ def test_a_notice_is_pushed_once_with_two_workers(world: World) -> None:
         assert len(fills) == 1 and fills[0].startswith("🔔 Filled"), fills
     assert double.conflicts == 0  # never two pollers at once
     assert not [m for m in double.chat_messages(BOB) if f"#{ticket}" in m.text]  # Bob's chat: his account
+
+
+def test_the_traders_notify_preference_mutes_the_kinds_left_out(world: World) -> None:
+    """Bob keeps only alerts: his SL close is passed over (not sent later either), his alert arrives."""
+    double, bob = world.double, as_user(world.urls[0], "bob")
+    saved = bob.put("/api/preferences", json={"notify": ["alerts"]})
+    assert saved.status_code == 200 and saved.json()["notify"] == ["alerts"], saved.text
+    try:
+        count = len(double.chat_messages(BOB))
+        world.notice("fill", {"kind": "sl", "ticket": 4242, "side": "buy", "symbol": "XAUUSD"}, user="bob")
+        world.notice(
+            "alert", {"symbol": "XAUUSD", "condition": "above", "price": 1.5, "message": "bob-mark"}, "bob"
+        )
+        double.wait_for(lambda: any("bob-mark" in m.text for m in double.chat_messages(BOB)[count:]))
+        texts = [m.text for m in double.chat_messages(BOB)[count:]]
+        assert not [t for t in texts if "#4242" in t], texts
+    finally:
+        assert bob.put("/api/preferences", json={"notify": None}).status_code == 200  # back to all
 
 
 def test_hostile_texts_are_escaped(world: World) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from graph.approval import Proposal
+from graph.approval import Proposal, risk_limit_text
 from graph.schemas import ChatResult
 from server.telegram.format import escape
 
@@ -70,6 +70,9 @@ def proposal_card(p: Proposal) -> str:
         f"At risk <b>${_num(p['risk_usd'])}</b> ({_num(p['risk_pct'])} % of equity) · "
         f"reward ${_num(p['reward_usd'])} · R:R {_num(p['risk_reward'])}",
     ]
+    limit = risk_limit_text(p)  # "your risk 0.5 %, cap 1 %" (the trader's preference)
+    if limit is not None:
+        lines.append(escape(limit))
     if p.get("notice"):
         lines.append(f"<i>{escape(p['notice'])}</i>")
     reasons = p["verdict"]["reasons"]

@@ -68,13 +68,17 @@ class NoticePusher:
     async def push_notices(self, chat_id: int, user: str) -> int:
         cursor = await self.redis.get(self.cursor_key(chat_id)) or "0-0"
         notices = await read_notices(self.redis, self.prefix, account_for(user), str(cursor), None)
+        if not notices:
+            return 0
+        prefs = await self.bot.copilot.prefs.get(user)  # the trader's `notify`: which kinds are pushed
         sent = 0
         for notice in notices:
             if not self.leading():  # the lease moved on: the new holder sends from the cursor
                 return sent
-            await self.bot.send(self.tg, chat_id, render(notice))
-            await self.redis.set(self.cursor_key(chat_id), notice.id)
-            sent += 1
+            if prefs.notifies(notify_kind(notice)):
+                await self.bot.send(self.tg, chat_id, render(notice))
+                sent += 1
+            await self.redis.set(self.cursor_key(chat_id), notice.id)  # a muted kind is passed, not kept
         return sent
 
     async def push_expiries(self) -> None:
@@ -103,9 +107,19 @@ class NoticePusher:
             if not waiting:
                 await self.redis.zrem(self.bot.expiring_key, member)
                 continue
+            if not (await self.bot.copilot.prefs.get(user)).notifies("expiries"):
+                continue  # muted: no warning (the card is still closed when it expires)
             key = f"{self.bot.prefix}warned:{proposal_id}"
             if await self.redis.set(key, "1", nx=True, ex=self.bot.ttl) and pending is not None:
                 await self.bot.send(self.tg, chat_id, expiry_notice(pending, int(expires - now)))
+
+
+def notify_kind(notice: Notice) -> str:
+    """The preference (tools.preferences `notify`) a notice belongs to: alerts, fills (an order filled) or
+    closes (a position closed by its SL/TP or by hand)."""
+    if notice.kind == "alert":
+        return "alerts"
+    return "fills" if notice.data.get("kind", "open") == "open" else "closes"
 
 
 def render(notice: Notice) -> str:

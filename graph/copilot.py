@@ -21,27 +21,24 @@ from langgraph.types import Command, StateSnapshot, StreamMode
 from config import Settings
 from graph.approval import Decision, Proposal
 from graph.approval_reply import BadDecision, check_resume
-from graph.audit import AuditTrail
 from graph.builder import build_graph
 from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer, prune_thread
 from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
-from graph.recovery import (
-    APPLIED,
+from graph.recovery.notes import (
     OpenTurn,
     QueuedDecision,
     RunNotes,
     checkpoint_of,
-    failure_category,
     replayed,
-    turn_failed_text,
 )
+from graph.recovery.runs import Recovery, RecoveryFailed
 from graph.results import (
     RunEnd,
     chat_result,
     decided_result,
-    interrupted,
     merge_results,
+    message_ids,
     pending_proposal,
 )
 from graph.schemas import ChatResult
@@ -67,14 +64,6 @@ log = logging.getLogger(__name__)
 
 class NoPendingApproval(Exception):
     """A decision arrived but the session is not waiting for one (HTTP 409)."""
-
-
-class RecoveryFailed(Exception):
-    """An interrupted run could not be completed (broker or Redis still away); the thread is untouched."""
-
-
-def message_ids(snapshot: StateSnapshot) -> set[str]:
-    return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}
 
 
 def require_pending(snapshot: StateSnapshot) -> tuple[set[str], Proposal]:
@@ -122,6 +111,7 @@ class Copilot(SessionViews):
         self.checkpointer = saver if isinstance(saver, BaseCheckpointSaver) else None
         self.chat_model = chat_model
         self.notes = RunNotes(services.redis, settings.redis.prefix, settings.redis.ttl)
+        self.recovery = Recovery(self)  # graph.recovery.runs: what a crash left unfinished, finished first
         self.prefs = PreferenceStore.of(services)
 
     @classmethod
@@ -219,7 +209,7 @@ class Copilot(SessionViews):
         message's own queued-decision note (not recovered as another's)."""
         try:
             snapshot = await self._snapshot(user_id, session_id)
-            recovered, decided = await self._recover(user_id, session_id, snapshot, own)
+            recovered, decided = await self.recovery.after_crash(user_id, session_id, snapshot, own)
             if recovered is not None:
                 snapshot = await self._snapshot(user_id, session_id)
             pending = pending_proposal(snapshot)
@@ -327,7 +317,7 @@ class Copilot(SessionViews):
         `own`: the decision's note, left for this run (not recovered as another's)."""
         snapshot = await self._snapshot(user_id, session_id)
         try:
-            recovered, decided = await self._recover(user_id, session_id, snapshot, own)
+            recovered, decided = await self.recovery.after_crash(user_id, session_id, snapshot, own)
         except RecoveryFailed as failed:
             return snapshot, None, ChatResult(response=str(failed))
         if recovered is not None and decided:  # the decision was about a run that has just been completed
@@ -391,105 +381,8 @@ class Copilot(SessionViews):
         the broker whether the proposal's key already has an order), never abandoned; a chat turn whose
         worker died is run again from the checkpoint it started from. None when nothing was due. Raises
         RecoveryFailed, leaving the thread as it was, when the run still cannot finish."""
-        return (await self._recover(user_id, session_id, await self._snapshot(user_id, session_id)))[0]
-
-    async def _recover(
-        self, user_id: str, session_id: str, snapshot: StateSnapshot, own: QueuedDecision | None = None
-    ) -> tuple[ChatResult | None, bool]:
-        """What was completed (None: nothing was due) and whether it was a decision: the decision run or the
-        chat turn a crash cut, then a decision queued behind that turn by a process that died (not `own`)."""
-        result: ChatResult | None
-        if interrupted(snapshot):
-            result, decided = await self._complete_decision(user_id, session_id, snapshot), True
-        else:
-            result, decided = await self._resume_turn(user_id, session_id, snapshot), False
-        queued = await self.notes.queued_decision(thread_id(user_id, session_id))
-        if queued is None or (own is not None and queued.raw == own.raw):
-            return result, decided
-        if result is not None:
-            snapshot = await self._snapshot(user_id, session_id)
-        applied = await self._apply_queued(user_id, session_id, queued, snapshot)
-        return (result, decided) if applied is None else (merge_results(result, applied), True)
-
-    async def _apply_queued(
-        self, user_id: str, session_id: str, queued: QueuedDecision, snapshot: StateSnapshot
-    ) -> ChatResult | None:
-        """A decision a dead process had queued: applied once if its proposal still waits (a decision that
-        reached the checkpoint was completed above, so its proposal no longer waits), its note dropped."""
-        tid = thread_id(user_id, session_id)
-        pending, pid = pending_proposal(snapshot), str(queued.decision.get("proposal_id") or "")
-        if pending is None or pending["proposal_id"] != pid:
-            await self.notes.drop_decision(tid, queued)
-            return None
-        try:
-            result = await self._decide(user_id, session_id, queued.decision, snapshot)
-        except Exception as exc:  # the note stays: the next access tries again
-            log.exception("could not apply the queued decision of %s", tid)
-            raise RecoveryFailed(
-                f"Your {queued.decision['decision']} of proposal {pid[:8]} was queued when the server "
-                f"running this session stopped, and could not be applied yet ({type(exc).__name__}: {exc}); "
-                "try again shortly."
-            ) from exc
-        await self.notes.drop_decision(tid, queued)
-        await AuditTrail(self.services.redis, self.settings.redis.prefix).append(
-            "recovered_decision", user_id, tid, {"proposal_id": pid, "order": result.order}
-        )
-        note = APPLIED.format(decision=queued.decision["decision"], short=pid[:8])
-        return result.model_copy(update={"response": f"{note}\n{result.response}"})
-
-    async def _complete_decision(self, user_id: str, session_id: str, snapshot: StateSnapshot) -> ChatResult:
-        config = self._config(user_id, session_id)
-        before = message_ids(snapshot)
-        context = await self._context(user_id, session_id, None)
-        try:
-            await self.graph.ainvoke(None, config, context=context, durability=DURABILITY_DECISION)
-            await self._prune(config)
-        except Exception as exc:
-            log.exception("could not complete the interrupted run of %s", config["configurable"]["thread_id"])
-            raise RecoveryFailed(
-                "A run of this session stopped before its end (an approved order may be involved) and "
-                f"could not be completed yet ({type(exc).__name__}: {exc}). Nothing else was done; "
-                "try again shortly."
-            ) from exc
-        result = chat_result(await self.graph.aget_state(config), before)
-        tid = thread_id(user_id, session_id)
-        await AuditTrail(self.services.redis, self.settings.redis.prefix).append(
-            "recovered", user_id, tid, {"order": result.order}
-        )
-        decided = (snapshot.values or {}).get("decision") or {}
-        await self.notes.record_ends(tid, decided.get("proposal_id"), result)
-        note = "(Completed a run that was interrupted before its end.)"
-        return result.model_copy(update={"response": f"{note}\n{result.response}"})
-
-    async def _resume_turn(self, user_id: str, session_id: str, snapshot: StateSnapshot) -> ChatResult | None:
-        tid = thread_id(user_id, session_id)
-        turn = await self.notes.open_turn(tid)
-        if turn is None:
-            return None
-        if turn.base != checkpoint_of(
-            snapshot
-        ):  # the turn ended (its checkpoint is there); only the note was left
-            await self.notes.end_turn(tid)
-            return None
-        if turn.failed:
-            await self.notes.end_turn(tid)
-            return ChatResult(response=turn_failed_text(turn), pending_approval=pending_proposal(snapshot))
-        try:
-            result = await self._chat_turn(
-                user_id, session_id, turn.message, turn.symbol, snapshot, turn_id=turn.turn_id
-            )
-        except Exception as exc:
-            log.exception("could not answer the interrupted chat turn of %s", tid)
-            failed = replace(turn, failed=failure_category(exc))
-            await self.notes.begin_turn(tid, failed)
-            raise RecoveryFailed(turn_failed_text(failed)) from exc
-        audit = AuditTrail(self.services.redis, self.settings.redis.prefix)
-        await audit.append("recovered_turn", user_id, tid, {"message": turn.message[:200]})
-        note = (
-            f"(Your message “{turn.message[:80]}” was cut off when the server running it stopped; it was run "
-            "again from its checkpoint.)"
-        )
-        return result.model_copy(update={"response": f"{note}\n{result.response}"})
+        snapshot = await self._snapshot(user_id, session_id)
+        return (await self.recovery.after_crash(user_id, session_id, snapshot))[0]
 
     async def _run(
         self,

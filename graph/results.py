@@ -196,3 +196,7 @@ def checkpoint_info(snapshot: StateSnapshot) -> CheckpointInfo:
         next=list(snapshot.next),
         source=metadata.get("source"),
     )
+
+
+def message_ids(snapshot: StateSnapshot) -> set[str]:
+    return {str(m.id) for m in (snapshot.values or {}).get("messages", [])}

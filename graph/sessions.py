@@ -13,7 +13,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
 from config import Settings
-from graph.recovery import RunNotes
+from graph.recovery.notes import RunNotes
 from graph.results import checkpoint_info, interrupted, session_state
 from graph.schemas import CheckpointInfo, SessionState
 from graph.threads import thread_id

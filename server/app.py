@@ -22,12 +22,13 @@ from starlette.routing import compile_path
 
 from config import Settings
 from graph.copilot import Copilot, NoPendingApproval
+from graph.recovery.runs import sweep
 from graph.threads import InvalidId
 from server.api.docs import install_docs
 from server.api.responses import validation_detail
 from server.api.routes import chat, events, health, market, portfolio, sessions
 from server.api.routes.preferences import preferences_router
-from server.api.runs import NOTHING_PENDING, RunRegistry, sweep
+from server.api.runs import NOTHING_PENDING, RunRegistry
 from server.csp import HEADERS, page_policy
 from server.metrics import Metrics
 from server.middleware import BodyLimit, CatchAll, RequestMetrics, SecurityHeaders

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from graph.copilot import Copilot, RecoveryFailed
-from graph.recovery import OpenTurn, checkpoint_of
+from graph.recovery.notes import OpenTurn, checkpoint_of
 from graph.threads import thread_id
 from tests.support.graph import SESSION, USER, CopilotFactory
 

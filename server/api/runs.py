@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 
 from config import Settings
 from graph.copilot import Copilot, NoPendingApproval
+from graph.recovery.runs import settled_state
 from graph.schemas import ChatResult, SessionState
 from graph.streaming import Event
 from server.api.responses import unprocessable
@@ -252,44 +253,3 @@ async def session_lease(
     except LeaseHeld as exc:
         metrics.busy.inc()
         raise busy(session_id, exc.retry_after) from None
-
-
-async def settled_state(
-    copilot: Copilot, locks: Leases, user_id: str, session_id: str
-) -> SessionState | None:
-    """The session's state, after completing what a crash left unfinished (a decision run cut short, a chat
-    turn whose worker died, a decision it had queued) when no run holds the session."""
-    state = await copilot.state(user_id, session_id)
-    due = state is not None and state.interrupted_run
-    if not due and not await copilot.turn_open(user_id, session_id):
-        if not await copilot.decision_queued(user_id, session_id):
-            return state
-    token = await locks.acquire(user_id, session_id)
-    if token is None:  # a run (or another process's recovery) is on it
-        return state
-    try:
-        async with locks.keep(user_id, session_id, token):
-            await copilot.recover(user_id, session_id)
-    except Exception as exc:  # reported by the next chat turn; reading must still work
-        log.warning("recovery of %s/%s failed: %s", user_id, session_id, exc)
-    return await copilot.state(user_id, session_id)
-
-
-async def sweep(copilot: Copilot, locks: Leases, rounds: int = 4) -> int:
-    """At start: complete every run a crash interrupted, before anyone asks. A session still leased by the
-    dead process is tried again after one lease, a few times. Returns how many were completed."""
-    done = 0
-    for attempt in range(rounds):
-        if attempt:
-            await asyncio.sleep(locks.lease_seconds)
-        left = 0
-        for user_id, session_id in await copilot.interrupted_sessions():
-            await settled_state(copilot, locks, user_id, session_id)
-            if not await copilot.unfinished(user_id, session_id):
-                done += 1
-                log.info("completed the interrupted run of %s/%s", user_id, session_id)
-            else:
-                left += 1
-        if not left:
-            break
-    return done

@@ -8,7 +8,7 @@ from typing import TypeVar
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
-from graph.recovery import QueuedDecision
+from graph.recovery.notes import QueuedDecision
 from graph.schemas import ChatResult
 from graph.slash import DecisionCommand, parse_slash
 from server.api.deps import RunnerDep, SettingsDep

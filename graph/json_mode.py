@@ -51,11 +51,20 @@ def _json_instructions(tools: list[ToolDescription]) -> str:
     )
 
 
+# On an AIMessage answered in JSON mode: the reply text exactly as the model generated it.
+JSON_REPLY = "json_reply"
+
+
 def to_json_mode(messages: list[BaseMessage], tools: list[ToolDescription]) -> list[BaseMessage]:
-    """Rewrite tool traffic as plain roles: a model without tools can't render tool messages."""
+    """Rewrite tool traffic as plain roles: a model without tools can't render tool messages. An answer the
+    model gave in JSON mode goes back as it generated it (JSON_REPLY), so a server's KV cache, which holds
+    those very tokens, still matches the prompt through the end of that answer."""
     out: list[BaseMessage] = []
     for m in messages:
-        if isinstance(m, AIMessage) and m.tool_calls:
+        raw = m.additional_kwargs.get(JSON_REPLY) if isinstance(m, AIMessage) else None
+        if isinstance(raw, str) and raw:
+            out.append(AIMessage(raw))
+        elif isinstance(m, AIMessage) and m.tool_calls:
             calls = [{"name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
             out.append(AIMessage(json.dumps({"tool_calls": calls, "content": m.text}, ensure_ascii=False)))
         elif isinstance(m, ToolMessage):

@@ -25,7 +25,7 @@ from graph.model_errors import FailureCategory, ModelUnavailable
 from graph.slash import DecisionCommand, HelpCommand, SlashError, ToolCommand, parse_slash
 from graph.state import State
 from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context
-from prompts.window import as_sent, model_window
+from prompts.window import MODEL_VIEW, as_sent, model_window
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ MODEL_DOWN = "The language model is not available right now ({error}). " + SLASH
 # An answer that came but cannot be used (cut off, malformed) is not the model being "not available".
 MODEL_UNUSABLE = "The language model's answer could not be used ({error}). " + SLASH_STILL_WORK
 UNUSABLE = (FailureCategory.TRUNCATED, FailureCategory.BAD_REPLY)
+NO_ANSWER = "(no answer: {})"  # what the model sees of a turn it gave no usable answer to
 TOOL_LIMIT = "I reached the limit of tool calls for one message; ask again to continue."
 
 
@@ -89,11 +90,16 @@ def prompt(deps: Deps, state: State, with_tools: bool) -> tuple[list[BaseMessage
     return [system, *as_sent(history)], pinned
 
 
-async def ask_model(deps: Deps, state: State) -> list[AIMessage | HumanMessage]:
-    """The model's reply, preceded by the trader's message when this call pinned its live context."""
+async def ask_model(deps: Deps, state: State, pins: list[HumanMessage]) -> list[AIMessage | HumanMessage]:
+    """The model's reply, preceded by the trader's message when this call pinned its live context (also put
+    in `pins` before the call, so a failed call still stores it: the turn keeps the context and window start
+    it was sent with, and the next request renders it byte-identically instead of breaking the KV-cache
+    prefix there)."""
     over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
     runnable: Runnable[Any, Any] = deps.model if over_limit else deps.bound_model
     messages, pinned = prompt(deps, state, with_tools=not over_limit)
+    if pinned is not None:
+        pins.append(pinned)
     try:
         reply = await runnable.ainvoke(messages)
     except ModelUnavailable:
@@ -118,11 +124,12 @@ def make_reason(deps: Deps) -> Node:
                 return reply
         if state.get("slash") and isinstance(last, ToolMessage):
             return State(messages=[AIMessage(content=rendered_results(messages))])
-        template = MODEL_DOWN
+        template, category = MODEL_DOWN, "error"
+        pins: list[HumanMessage] = []
         try:
-            return State(messages=[*await ask_model(deps, state)])
+            return State(messages=[*await ask_model(deps, state, pins)])
         except ModelUnavailable as exc:
-            error = str(exc)
+            error, category = str(exc), exc.category.value
             template = MODEL_UNUSABLE if exc.category in UNUSABLE else MODEL_DOWN
         except Exception as exc:  # any model failure: the trader gets a message, the thread stays usable
             log.exception("model call failed")
@@ -130,6 +137,8 @@ def make_reason(deps: Deps) -> Node:
         fallback = template.format(error=error)
         if isinstance(last, ToolMessage):
             fallback = rendered_results(messages) + "\n\n" + fallback
-        return State(messages=[AIMessage(content=fallback)], notice="model_unavailable")
+        # The model later sees a short note, not the trader's ~100-token explanation (prompts/window.py).
+        answer = AIMessage(content=fallback, additional_kwargs={MODEL_VIEW: NO_ANSWER.format(category)})
+        return State(messages=[*pins, answer], notice="model_unavailable")
 
     return reason

@@ -28,7 +28,7 @@ from prompts.system import approx_tokens, trim_history
 LIVE_CONTEXT = "live_context"
 WINDOW_FROM = "window_from"
 MODEL_VIEW = "model_view"  # on an AIMessage: what the model sees of it instead of its content
-CHANGED_ONLY = " (solo lo que cambió / only what changed since the previous block; the rest is as there)"
+CHANGED_ONLY = " (solo lo que cambió / only what changed)"  # the rest: as in the previous block
 
 
 def _tokens(messages: Sequence[BaseMessage]) -> int:

@@ -20,16 +20,20 @@ from langchain_core.utils.function_calling import ToolDescription
 from pydantic import JsonValue
 
 
-def tool_call_schema(names: Sequence[str]) -> dict[str, JsonValue]:
-    """The `format` JSON schema that makes a model without native tools answer with tool calls."""
+def tool_call_schema(names: Sequence[str], calls: bool = True) -> dict[str, JsonValue]:
+    """The `format` JSON schema that makes a model without native tools answer with tool calls; with
+    `calls` False the same shape with `tool_calls` always empty (an answer in `content` only)."""
     call: dict[str, JsonValue] = {
         "type": "object",
         "properties": {"name": {"type": "string", "enum": list(names)}, "arguments": {"type": "object"}},
         "required": ["name", "arguments"],
     }
+    array: dict[str, JsonValue] = {"type": "array", "items": call}
+    if not calls:
+        array["maxItems"] = 0
     return {
         "type": "object",
-        "properties": {"tool_calls": {"type": "array", "items": call}, "content": {"type": "string"}},
+        "properties": {"tool_calls": array, "content": {"type": "string"}},
         "required": ["tool_calls", "content"],
     }
 

@@ -189,16 +189,17 @@ class CopilotChatOpenAI(RecordedCalls, ChatOpenAI):
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
         """In JSON tool mode a call without tools (the reason node's last one past
         `context.max_tool_rounds`) still goes with the tool list of the calls before it: the same JSON
-        instructions at the same place, so the prompt keeps its prefix (and the model answers in the format
-        it was told); the reason node drops any call it makes."""
+        instructions at the same place, so the prompt keeps its prefix; its `response_format` allows no
+        tool call, so the model answers in `content` (the reason node drops any call all the same)."""
+        calls = True
         if self.tool_mode == "json":
             if kwargs.get("tools"):
                 self._json_tools = kwargs["tools"]
             elif self._json_tools is not None:
-                kwargs = {**kwargs, "tools": self._json_tools}
+                kwargs, calls = {**kwargs, "tools": self._json_tools}, False
         messages = await self._fitted(messages, kwargs.get("tools"))
         if kwargs.get("tools") and self.tool_mode == "json":
-            stream = self._json_stream(messages, stop, run_manager, **kwargs)
+            stream = self._json_stream(messages, stop, run_manager, calls, **kwargs)
         else:
             stream = self._native_stream(messages, stop, run_manager, **kwargs)
         async with aclosing(stream):
@@ -331,13 +332,14 @@ class CopilotChatOpenAI(RecordedCalls, ChatOpenAI):
         messages: list[BaseMessage],
         stop: list[str] | None,
         run_manager: AsyncCallbackManagerForLLMRun | None,
+        calls: bool = True,
         **kwargs: Any,
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
         """The JSON-mode reply through graph.json_stream, constrained by `response_format` where the server
-        takes one (FORMATS), else by the instructions alone."""
+        takes one (FORMATS), else by the instructions alone; `calls` False: no tool call allowed."""
         tools = kwargs.pop("tools")
         kwargs.pop("tool_choice", None)
-        schema = tool_call_schema([t["function"]["name"] for t in tools])
+        schema = tool_call_schema([t["function"]["name"] for t in tools], calls)
 
         async def pieces(prompt: list[BaseMessage]) -> AsyncGenerator[Piece, None]:
             while True:

@@ -301,7 +301,8 @@ async def test_json_mode_sends_the_format_the_server_takes_and_keeps_its_prefix_
     """llama-cpp-python takes `response_format` json_object only (HTTP 500 to json_schema): known by its
     tokenizer route, the first JSON-mode request already asks for it. A call without tools after calls with
     them (the reason node's last one past `context.max_tool_rounds`) keeps the JSON instructions and the
-    tool list where they were, so the prompt's prefix holds."""
+    tool list where they were, so the prompt's prefix holds, and its format allows no tool call (an answer
+    in `content`)."""
     ACCEPTED.clear()
     model = Payloads(**openai_model_kwargs(real_settings(settings, plain, "json")))
     history = [HumanMessage("What is the gold signal?")]
@@ -314,8 +315,14 @@ async def test_json_mode_sends_the_format_the_server_takes_and_keeps_its_prefix_
             assert exc.category in (FailureCategory.TRUNCATED, FailureCategory.BAD_REPLY), exc
     formats = [p["extra_body"]["response_format"]["type"] for p in model.sent]
     assert formats and set(formats) == {"json_object"}, formats  # json_schema never tried
-    with_tools, without = (model.sent[i]["messages"] for i in firsts)
-    assert without == with_tools and "## Tool calling (JSON)" in with_tools[0]["content"]
+    with_tools, without = (model.sent[i] for i in firsts)
+    assert without["messages"] == with_tools["messages"]
+    assert "## Tool calling (JSON)" in with_tools["messages"][0]["content"]
+    calls = [
+        p["extra_body"]["response_format"]["schema"]["properties"]["tool_calls"]
+        for p in (with_tools, without)
+    ]
+    assert "maxItems" not in calls[0] and calls[1]["maxItems"] == 0
 
 
 async def test_a_prompt_over_the_servers_context_is_a_clear_failure(

@@ -20,16 +20,20 @@ from langchain_core.utils.function_calling import ToolDescription
 from pydantic import JsonValue
 
 
-def tool_call_schema(names: Sequence[str]) -> dict[str, JsonValue]:
-    """The `format` JSON schema that makes a model without native tools answer with tool calls."""
+def tool_call_schema(names: Sequence[str], calls: bool = True) -> dict[str, JsonValue]:
+    """The `format` JSON schema that makes a model without native tools answer with tool calls; with
+    `calls` False the same shape with `tool_calls` always empty (an answer in `content` only)."""
     call: dict[str, JsonValue] = {
         "type": "object",
         "properties": {"name": {"type": "string", "enum": list(names)}, "arguments": {"type": "object"}},
         "required": ["name", "arguments"],
     }
+    array: dict[str, JsonValue] = {"type": "array", "items": call}
+    if not calls:
+        array["maxItems"] = 0
     return {
         "type": "object",
-        "properties": {"tool_calls": {"type": "array", "items": call}, "content": {"type": "string"}},
+        "properties": {"tool_calls": array, "content": {"type": "string"}},
         "required": ["tool_calls", "content"],
     }
 
@@ -51,11 +55,20 @@ def _json_instructions(tools: list[ToolDescription]) -> str:
     )
 
 
+# On an AIMessage answered in JSON mode: the reply text exactly as the model generated it.
+JSON_REPLY = "json_reply"
+
+
 def to_json_mode(messages: list[BaseMessage], tools: list[ToolDescription]) -> list[BaseMessage]:
-    """Rewrite tool traffic as plain roles: a model without tools can't render tool messages."""
+    """Rewrite tool traffic as plain roles: a model without tools can't render tool messages. An answer the
+    model gave in JSON mode goes back as it generated it (JSON_REPLY), so a server's KV cache, which holds
+    those very tokens, still matches the prompt through the end of that answer."""
     out: list[BaseMessage] = []
     for m in messages:
-        if isinstance(m, AIMessage) and m.tool_calls:
+        raw = m.additional_kwargs.get(JSON_REPLY) if isinstance(m, AIMessage) else None
+        if isinstance(raw, str) and raw:
+            out.append(AIMessage(raw))
+        elif isinstance(m, AIMessage) and m.tool_calls:
             calls = [{"name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
             out.append(AIMessage(json.dumps({"tool_calls": calls, "content": m.text}, ensure_ascii=False)))
         elif isinstance(m, ToolMessage):

@@ -1,5 +1,6 @@
-"""The JSON tool mode's streaming loop, shared by every provider: the reply parsed as it streams (answer text
-as it is generated, tool calls once their array is complete), one retry on an unusable reply."""
+"""What every provider's chat model shares: the JSON tool mode's streaming loop (the reply parsed as it
+streams: answer text as it is generated, tool calls once their array is complete; one retry on an unusable
+reply), and `RecordedCalls`, the stream wrapper that records each call's outcome for the health check."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.utils.function_calling import ToolDescription
 
-from graph.json_mode import RETRY_PROMPT, JsonReplyParser, check_tool_calls, to_json_mode
-from graph.model_errors import FailureCategory, ModelUnavailable, bad_reply_message
+from graph.json_mode import JSON_REPLY, RETRY_PROMPT, JsonReplyParser, check_tool_calls, to_json_mode
+from graph.model_errors import FailureCategory, ModelUnavailable, bad_reply_message, chat_outcomes
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
@@ -88,6 +89,8 @@ async def json_tool_stream(
         if problem is None:
             if held:
                 yield ChatGenerationChunk(message=AIMessageChunk(content="".join(held)))
+            raw = AIMessageChunk(content="", additional_kwargs={JSON_REPLY: parser.text})
+            yield ChatGenerationChunk(message=raw)
             yield final_chunk(final)
             return
         if shown or attempt == JSON_RETRIES:
@@ -121,3 +124,50 @@ def aiter_closing(stream: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
             yield item
 
     return relay()
+
+
+class RecordedCalls:
+    """Mixin for the providers' chat models (before the LangChain class in the bases): `_astream` runs the
+    provider's `_chosen_stream` and records the call's outcome (graph.model_errors.chat_outcomes), a
+    categorised failure also logged. The provider says where it sends (`_base`) and which model
+    (`_served_model`)."""
+
+    @property
+    def _base(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def _served_model(self) -> str:
+        raise NotImplementedError
+
+    def _chosen_stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """The provider's reply as chunks (JSON tool mode or native), failures raised as ModelUnavailable."""
+        raise NotImplementedError
+
+    def _record(self, failure: ModelUnavailable | None) -> None:
+        chat_outcomes(self._base, self._served_model).record(failure)
+        if failure is not None:
+            log.warning("model call failed [%s]: %s", failure.category.value, failure)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        try:
+            stream = aiter_closing(self._chosen_stream(messages, stop, run_manager, **kwargs))
+            async with aclosing(stream):
+                async for chunk in stream:
+                    yield chunk
+        except ModelUnavailable as exc:
+            self._record(exc)
+            raise
+        self._record(None)

@@ -29,11 +29,10 @@ from langchain_ollama import ChatOllama
 from pydantic import PrivateAttr
 
 from graph.json_mode import tool_call_schema
-from graph.json_stream import Piece, aiter_closing, json_tool_stream
+from graph.json_stream import Piece, RecordedCalls, aiter_closing, json_tool_stream
 from graph.model_errors import (
     FailureCategory,
     ModelUnavailable,
-    chat_outcomes,
     cut_message,
     down_message,
     missing_message,
@@ -54,10 +53,10 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- JSON tool mode
 
 
-class CopilotChatOllama(ChatOllama):
+class CopilotChatOllama(RecordedCalls, ChatOllama):
     """ChatOllama that raises categorised ModelUnavailable errors (a cut or length-limited stream is one),
-    records each call's outcome for the health check and, in JSON tool mode, gets tool calls through
-    `format` while streaming the answer text as it is generated."""
+    records each call's outcome for the health check (RecordedCalls) and, in JSON tool mode, gets tool
+    calls through `format` while streaming the answer text as it is generated."""
 
     tool_mode: Literal["auto", "native", "json"] = "native"
     _resolved: ToolMode | None = PrivateAttr(default=None)
@@ -75,6 +74,10 @@ class CopilotChatOllama(ChatOllama):
     def _base(self) -> str:
         return self.base_url or "http://localhost:11434"
 
+    @property
+    def _served_model(self) -> str:
+        return self.model
+
     def _convert_messages_to_ollama_messages(self, messages: list[BaseMessage]) -> Sequence[Any]:
         """LangChain's conversion, plus `tool_name` on tool results (Ollama's field for which tool answered;
         templates such as Qwen's and Llama 3.x's can show it)."""
@@ -83,11 +86,6 @@ class CopilotChatOllama(ChatOllama):
             if isinstance(source, ToolMessage) and source.name and isinstance(target, dict):
                 target["tool_name"] = source.name
         return converted
-
-    def _record(self, failure: ModelUnavailable | None) -> None:
-        chat_outcomes(self._base, self.model).record(failure)
-        if failure is not None:
-            log.warning("model call failed [%s]: %s", failure.category.value, failure)
 
     def _translate(self, exc: Exception, answered: bool = False) -> ModelUnavailable:
         """A client-side exception as a categorised ModelUnavailable; `answered`: part of the reply came."""
@@ -172,25 +170,20 @@ class CopilotChatOllama(ChatOllama):
         """Whether this call (its keyword arguments) has tools bound and the model takes them as JSON."""
         return bool(kwargs.get("tools")) and await self.resolved_mode() == "json"
 
-    async def _astream(
+    async def _chosen_stream(
         self,
         messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        try:
-            if await self._json_mode(kwargs):
-                stream = self._json_stream(messages, stop, run_manager, **kwargs)
-            else:
-                stream = aiter_closing(super()._astream(messages, stop, run_manager, **kwargs))
-            async with aclosing(stream):
-                async for chunk in stream:
-                    yield chunk
-        except ModelUnavailable as exc:
-            self._record(exc)
-            raise
-        self._record(None)
+    ) -> AsyncGenerator[ChatGenerationChunk, None]:
+        if await self._json_mode(kwargs):
+            stream = self._json_stream(messages, stop, run_manager, **kwargs)
+        else:
+            stream = aiter_closing(ChatOllama._astream(self, messages, stop, run_manager, **kwargs))
+        async with aclosing(stream):
+            async for chunk in stream:
+                yield chunk
 
     async def _agenerate(
         self,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,12 +21,11 @@ from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr, SecretStr
 
 from graph.json_mode import tool_call_schema
-from graph.json_stream import Piece, aiter_closing, json_tool_stream
+from graph.json_stream import Piece, RecordedCalls, aiter_closing, json_tool_stream
 from graph.model_errors import (
     FailureCategory,
     ModelUnavailable,
     bad_reply_message,
-    chat_outcomes,
     cut_message,
     overloaded_message,
     slow_message,
@@ -43,8 +42,11 @@ log = logging.getLogger(__name__)
 
 # How the JSON tool mode constrains the reply, tried in this order until the server takes one: OpenAI's
 # structured output (vLLM, LM Studio, Ollama /v1, llama-server), the `json_object` + `schema` form
-# (llama-cpp-python, llama-server), then the instructions in the prompt alone.
+# (llama-cpp-python, llama-server), then the instructions in the prompt alone. llama-cpp-python takes only
+# `json_object` (it answers HTTP 500 to `json_schema`): a server whose tokenizer route is its
+# `/extras/tokenize` starts there. What a server took is remembered for the process (ACCEPTED).
 FORMATS: tuple[str, ...] = ("json_schema", "json_object", "prompt")
+ACCEPTED: dict[tuple[str, str], int] = {}  # (base URL, model) -> index into FORMATS
 
 
 def response_format(kind: str, schema: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -55,21 +57,26 @@ def response_format(kind: str, schema: Mapping[str, Any]) -> dict[str, Any] | No
     return None
 
 
-class CopilotChatOpenAI(ChatOpenAI):
+class CopilotChatOpenAI(RecordedCalls, ChatOpenAI):
     """ChatOpenAI that raises categorised ModelUnavailable errors, records each call's outcome for the
-    health check, sends `max_tokens` itself (ChatOpenAI sends only `max_completion_tokens`, which
-    llama-cpp-python ignores), and repairs what OpenAI-compatible servers get wrong in streams."""
+    health check (RecordedCalls), sends `max_tokens` itself (ChatOpenAI sends only
+    `max_completion_tokens`, which llama-cpp-python ignores), and repairs what OpenAI-compatible servers
+    get wrong in streams."""
 
     tool_mode: Literal["auto", "native", "json"] = "native"
     num_ctx: int = 8192
     answer_tokens: int = 2048
-    _format: int = PrivateAttr(default=0)  # index into FORMATS: the first the server accepted
+    _json_tools: Any = PrivateAttr(default=None)  # the tools of the last JSON-mode call that had some
     _tokenizer: Tokenizer | None = PrivateAttr(default=None)
     _token_scale: float = PrivateAttr(default=1.0)
 
     @property
     def _base(self) -> str:
         return str(self.openai_api_base or "")
+
+    @property
+    def _served_model(self) -> str:
+        return self.model_name
 
     @property
     def token_scale(self) -> float:
@@ -91,11 +98,6 @@ class CopilotChatOpenAI(ChatOpenAI):
         """Tools with an explicit tool_choice ("auto" unless told): llama-cpp-python's function-calling
         format ignores tools when no tool_choice is sent."""
         return super().bind_tools(tools, tool_choice=tool_choice or "auto", **kwargs)
-
-    def _record(self, failure: ModelUnavailable | None) -> None:
-        chat_outcomes(self._base, self.model_name).record(failure)
-        if failure is not None:
-            log.warning("model call failed [%s]: %s", failure.category.value, failure)
 
     def _translate(self, exc: Exception, answered: bool = False) -> ModelUnavailable:
         """A client-side exception as a categorised ModelUnavailable; `answered`: part of the reply came."""
@@ -159,6 +161,17 @@ class CopilotChatOpenAI(ChatOpenAI):
         payload["extra_body"] = {"max_tokens": self.answer_tokens, **(payload.get("extra_body") or {})}
         return payload
 
+    @property
+    def _format_key(self) -> tuple[str, str]:
+        return self._base.rstrip("/"), self.model_name
+
+    def _format_index(self) -> int:
+        """Where in FORMATS this server's JSON-mode requests start: what it took before, else json_object on
+        llama-cpp-python (known by its tokenizer route, probed by `_fitted` before the first request)."""
+        if self._format_key not in ACCEPTED and self.tokenizer.route == "/extras/tokenize":
+            ACCEPTED[self._format_key] = FORMATS.index("json_object")
+        return ACCEPTED.get(self._format_key, 0)
+
     async def _fitted(self, messages: list[BaseMessage], tools: Any) -> list[BaseMessage]:
         fitted, scale = await fit_to_context(
             self.tokenizer, messages, tools, self.num_ctx - self.answer_tokens
@@ -167,26 +180,31 @@ class CopilotChatOpenAI(ChatOpenAI):
             self._token_scale = max(1.0, scale)
         return fitted
 
-    async def _astream(
+    async def _chosen_stream(
         self,
         messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        try:
-            messages = await self._fitted(messages, kwargs.get("tools"))
-            if kwargs.get("tools") and self.tool_mode == "json":
-                stream = self._json_stream(messages, stop, run_manager, **kwargs)
-            else:
-                stream = self._native_stream(messages, stop, run_manager, **kwargs)
-            async with aclosing(stream):
-                async for chunk in stream:
-                    yield chunk
-        except ModelUnavailable as exc:
-            self._record(exc)
-            raise
-        self._record(None)
+    ) -> AsyncGenerator[ChatGenerationChunk, None]:
+        """In JSON tool mode a call without tools (the reason node's last one past
+        `context.max_tool_rounds`) still goes with the tool list of the calls before it: the same JSON
+        instructions at the same place, so the prompt keeps its prefix; its `response_format` allows no
+        tool call, so the model answers in `content` (the reason node drops any call all the same)."""
+        calls = True
+        if self.tool_mode == "json":
+            if kwargs.get("tools"):
+                self._json_tools = kwargs["tools"]
+            elif self._json_tools is not None:
+                kwargs, calls = {**kwargs, "tools": self._json_tools}, False
+        messages = await self._fitted(messages, kwargs.get("tools"))
+        if kwargs.get("tools") and self.tool_mode == "json":
+            stream = self._json_stream(messages, stop, run_manager, calls, **kwargs)
+        else:
+            stream = self._native_stream(messages, stop, run_manager, **kwargs)
+        async with aclosing(stream):
+            async for chunk in stream:
+                yield chunk
 
     async def _agenerate(
         self,
@@ -314,31 +332,34 @@ class CopilotChatOpenAI(ChatOpenAI):
         messages: list[BaseMessage],
         stop: list[str] | None,
         run_manager: AsyncCallbackManagerForLLMRun | None,
+        calls: bool = True,
         **kwargs: Any,
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
         """The JSON-mode reply through graph.json_stream, constrained by `response_format` where the server
-        takes one (FORMATS), else by the instructions alone."""
+        takes one (FORMATS), else by the instructions alone; `calls` False: no tool call allowed."""
         tools = kwargs.pop("tools")
         kwargs.pop("tool_choice", None)
-        schema = tool_call_schema([t["function"]["name"] for t in tools])
+        schema = tool_call_schema([t["function"]["name"] for t in tools], calls)
 
         async def pieces(prompt: list[BaseMessage]) -> AsyncGenerator[Piece, None]:
             while True:
+                at = self._format_index()
                 extra = dict(self.extra_body or {})
-                chosen = response_format(FORMATS[self._format], schema)
+                chosen = response_format(FORMATS[at], schema)
                 if chosen is not None:
                     extra["response_format"] = chosen
                 try:
                     async for chunk in self._native_stream(prompt, stop, None, extra_body=extra, **kwargs):
+                        ACCEPTED[self._format_key] = at
                         if isinstance(chunk.message, AIMessageChunk) and chunk.message.usage_metadata:
                             yield "final", chunk
                         yield "text", chunk.message.text
                     return
                 except ModelUnavailable as exc:
-                    if not _format_refused(exc) or self._format + 1 >= len(FORMATS):
+                    if not _format_refused(exc) or at + 1 >= len(FORMATS):
                         raise
-                    log.info("the server refused response_format %s: trying the next", FORMATS[self._format])
-                    self._format += 1
+                    log.info("the server refused response_format %s: trying the next", FORMATS[at])
+                    ACCEPTED[self._format_key] = at + 1
 
         async for chunk in json_tool_stream(pieces, _final_chunk, messages, tools, run_manager):
             yield chunk

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from prompts.system import approx_tokens, trim_history
 
 LIVE_CONTEXT = "live_context"
 WINDOW_FROM = "window_from"
+MODEL_VIEW = "model_view"  # on an AIMessage: what the model sees of it instead of its content
+CHANGED_ONLY = " (solo lo que cambió / only what changed)"  # the rest: as in the previous block
 
 
 def _tokens(messages: Sequence[BaseMessage]) -> int:
@@ -110,11 +112,50 @@ def model_window(
 def as_sent(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     """The window as it goes to the model: each trader message with a pinned live context is preceded by it as
     a user message of its own (Ollama merges the two into one user turn: context, blank line, the trader's
-    words). Deterministic, so a turn renders the same in every request."""
+    words), whole for the window's first and as `context_since` the previous one after that; an answer
+    with a MODEL_VIEW is sent as that. Deterministic, so a turn renders the same in every request."""
     out: list[BaseMessage] = []
+    previous: str | None = None
     for message in messages:
         context = message.additional_kwargs.get(LIVE_CONTEXT) if isinstance(message, HumanMessage) else None
         if context:
-            out.append(HumanMessage(str(context)))
-        out.append(message)
+            out.append(HumanMessage(context_since(previous, str(context))))
+            previous = str(context)
+        view = message.additional_kwargs.get(MODEL_VIEW) if isinstance(message, AIMessage) else None
+        out.append(AIMessage(str(view), id=message.id) if view else message)
     return out
+
+
+def _sections(text: str) -> list[tuple[str, list[str]]]:
+    """A live context's "## " sections: (header line, body lines); the first line heads the first."""
+    sections: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        if not sections or line.startswith("## "):
+            sections.append((line, []))
+        else:
+            sections[-1][1].append(line)
+    return sections
+
+
+def _line_key(line: str) -> str:
+    return line.split(": ", 1)[0] if ": " in line else line
+
+
+def context_since(previous: str | None, current: str) -> str:
+    """`current` as the lines that changed since `previous` (whole when there is none): its first line with
+    CHANGED_ONLY, then per section the new or changed lines under the section's header; a section that
+    lost a line (a closed position) whole; an unchanged section left out."""
+    if previous is None:
+        return current
+    before = dict(_sections(previous))
+    out: list[str] = []
+    for n, (header, lines) in enumerate(_sections(current)):
+        old = before.get(header)
+        if old is not None and lines == old:
+            if n == 0:
+                out.append(header + CHANGED_ONLY)
+            continue
+        if old is not None and {_line_key(line) for line in old} <= {_line_key(line) for line in lines}:
+            lines = [line for line in lines if line not in old]
+        out += [header + (CHANGED_ONLY if n == 0 else ""), *lines]
+    return "\n".join(out)

@@ -200,6 +200,9 @@ def cmd_eval_model(settings: Settings, args: argparse.Namespace) -> int:
         print(f"[{n}/{len(cases)}] {outcome.case.id}: {mark} ({outcome.total_s:.1f} s)", file=sys.stderr)
 
     check_redis(settings)  # before the first progress line, so a dead REDIS_URL is the only line
+    from graph.ollama_model import with_copilot_model
+
+    settings = asyncio.run(with_copilot_model(settings))  # the model chatted with: `<model>-copilot` if any
     llm = settings.llm
     print(f"Evaluating {llm.model} ({llm.provider}) at {llm.base_url} on {len(cases)} cases", file=sys.stderr)
     with redis_for_command(settings):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from graph.fake_model import ScriptedChatModel, tool_call
-from graph.model_errors import ModelUnavailable
+from graph.model_errors import FailureCategory, ModelUnavailable
+from graph.nodes.reason import NO_ANSWER
 from prompts.system import SYSTEM_PROMPT
 from tests.support.graph import SESSION, USER, CopilotFactory, buy_levels
 from tools.services import Services
@@ -86,6 +88,25 @@ async def test_model_down_gives_a_clear_message_and_slash_still_works(make_copil
         second = await copilot.chat(USER, SESSION, "/portfolio")
         assert second.tools_used == ["get_portfolio"]
         assert "Balance 10000.0" in second.response
+
+
+async def test_a_failed_model_call_keeps_the_turn_as_it_was_sent(
+    make_copilot: CopilotFactory, clock: Any
+) -> None:
+    """A cut-off answer must not change how that trader turn is rendered later: the next request repeats it
+    byte for byte (its live context included), then the short note the model sees for the failed answer
+    (the trader got the whole explanation)."""
+    cut = ModelUnavailable("the answer was cut off at the length limit", FailureCategory.TRUNCATED)
+    async with make_copilot([cut, "Bien."]) as copilot:
+        first = await copilot.chat(USER, SESSION, "¿Qué hace el oro?")
+        assert "could not be used" in first.response
+        clock.set(clock.now() + timedelta(minutes=5))  # the live context of a new turn differs
+        await copilot.chat(USER, SESSION, "¿Y ahora?")
+        sent_first, sent_second = model_of(copilot).calls
+        assert sent_second[: len(sent_first)] == sent_first  # the whole first prompt is the second's prefix
+        assert sent_second[len(sent_first)].content == NO_ANSWER.format("truncated")
+        assert sent_second[-1].content == "¿Y ahora?"
+        assert "only what changed" in str(sent_second[-2].content)
 
 
 async def test_stream_emits_nodes_tokens_tools_approval_then_final(

@@ -192,3 +192,25 @@ async def test_a_derived_model_removed_after_start_says_how_to_get_it_back(
     assert await model_status(chatting) == "model_missing"
     reply = await warm_up(chatting)
     assert f"model '{DERIVED}' is not installed" in reply and "`copilot model install` and restart" in reply
+
+
+def test_eval_model_scores_and_names_the_derived_model_it_chats_with(
+    double: tuple[OllamaDouble, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    redis_url: str, shared_data: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    fake, url = double
+    assert copilot(monkeypatch, url, "install") == 0
+    capsys.readouterr()
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("- {id: chat-en-x, lang: en, category: chat, prompt: Hello there}\n", encoding="utf-8")
+    fake.queue(Reply(content="Hello, trader: what would you like to look at?"))
+    for name, value in {"REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data"),
+                        "FALLBACK_DATA_DIR": str(shared_data), "LOGGING__FILE": ""}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "eval.json"
+    assert main(["eval-model", "--cases", str(cases), "--out", str(out)]) == 0
+    said = capsys.readouterr()
+    assert f"Evaluating {DERIVED} (ollama) at {url} on 1 cases" in said.err
+    assert f"Model: {DERIVED}, 1 cases" in said.out
+    assert json.loads(out.read_text(encoding="utf-8"))["model"] == DERIVED
+    assert [r["model"] for r in fake.requests] == [DERIVED]

@@ -142,3 +142,43 @@ def test_window_pins_once_per_turn_and_honours_the_token_budget() -> None:
         _window_turn(messages, f"long {i} " + "x" * 400, n=50, budget=400)
     window = _window(messages, 50, 400, lambda: "ctx")
     assert sum(approx_tokens(m) for m in window) <= 400 and window[0].content.startswith("long 5")
+
+
+def test_a_later_context_sends_only_what_changed() -> None:
+    from prompts.window import CHANGED_ONLY, context_since
+
+    position = {"ticket": 7, "type": "BUY", "size": 0.1, "symbol": "XAUUSD", "open_price": 2000.0,
+                "stop_loss": 1990.0, "take_profit": 2020.0, "profit": 5.0}  # fmt: skip
+    market = {"symbol": "XAUUSD", "current_price": 2001.0, "amd_phase": "accumulation"}
+    portfolio = {"balance": 10000, "equity": 10005, "positions": [position]}
+    at = datetime(2026, 3, 2, 8, 5, tzinfo=UTC)
+    first = live_context(market, portfolio, LIMITS, at)
+    later = live_context({**market, "current_price": 2003.5}, portfolio, LIMITS, at.replace(minute=10))
+    delta = context_since(first, later)
+    assert context_since(None, first) == first
+    assert delta.splitlines() == [
+        "## Contexto actual / Current context" + CHANGED_ONLY,
+        "Time (UTC): 2026-03-02 08:10",
+        "current_price: 2003.5",
+    ]  # the portfolio and the risk limits did not change: left out
+    # A closed position is a line that went away: the portfolio section is sent whole.
+    closed = live_context(market, {"balance": 10005, "equity": 10005, "positions": []}, LIMITS, at)
+    sent = context_since(first, closed)
+    assert "Balance: $10,005.00" in sent and "Open positions: 0" in sent and "Daily P&L: $0.00" in sent
+    assert "Risk limits" not in sent and "current_price" not in sent
+    assert context_since(first, first) == "## Contexto actual / Current context" + CHANGED_ONLY
+
+
+def test_the_window_sends_the_first_context_whole_and_a_failed_answer_as_its_note() -> None:
+    from prompts.window import CHANGED_ONLY, LIVE_CONTEXT, MODEL_VIEW, as_sent
+
+    ctx = [f"## Contexto actual / Current context\nTime (UTC): 08:0{i}\nsymbol: XAUUSD" for i in (0, 5)]
+    messages: list[BaseMessage] = [
+        HumanMessage("q0", id="h0", additional_kwargs={LIVE_CONTEXT: ctx[0]}),
+        AIMessage("The language model's answer could not be used (…)", additional_kwargs={MODEL_VIEW: "(x)"}),
+        HumanMessage("q1", id="h1", additional_kwargs={LIVE_CONTEXT: ctx[1]}),
+    ]
+    sent = [m.content for m in as_sent(messages)]
+    header = "## Contexto actual / Current context"
+    assert sent == [ctx[0], "q0", "(x)", f"{header}{CHANGED_ONLY}\nTime (UTC): 08:05", "q1"]
+    assert as_sent(messages[2:])[0].content == ctx[1]  # the window's first turn: whole

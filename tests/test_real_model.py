@@ -27,7 +27,7 @@ from graph.copilot import Copilot
 from graph.llm import build_chat_model
 from graph.model_errors import FailureCategory, ModelUnavailable, reset_chat_outcomes
 from graph.nodes.reason import MODEL_DOWN, MODEL_UNUSABLE
-from graph.openai_model import CopilotChatOpenAI, openai_model_kwargs
+from graph.openai_model import ACCEPTED, CopilotChatOpenAI, openai_model_kwargs
 from graph.openai_server import openai_model_status
 from graph.threads import thread_id
 from server.app import create_app
@@ -282,6 +282,47 @@ async def test_a_history_with_tool_calls_is_answered_with_no_tools_bound(
     ]
     reply = await model.ainvoke(history)
     assert reply.text.strip(), reply
+
+
+class Payloads(CopilotChatOpenAI):
+    """The real client, keeping every chat-completions payload it sends."""
+
+    sent: list[dict[str, Any]] = Field(default_factory=list)
+
+    def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        self.sent.append(payload)
+        return payload
+
+
+async def test_json_mode_sends_the_format_the_server_takes_and_keeps_its_prefix_past_the_tool_limit(
+    plain: LlamaServer, settings: Settings
+) -> None:
+    """llama-cpp-python takes `response_format` json_object only (HTTP 500 to json_schema): known by its
+    tokenizer route, the first JSON-mode request already asks for it. A call without tools after calls with
+    them (the reason node's last one past `context.max_tool_rounds`) keeps the JSON instructions and the
+    tool list where they were, so the prompt's prefix holds, and its format allows no tool call (an answer
+    in `content`)."""
+    ACCEPTED.clear()
+    model = Payloads(**openai_model_kwargs(real_settings(settings, plain, "json")))
+    history = [HumanMessage("What is the gold signal?")]
+    firsts = []
+    for runnable in (model.bind_tools([get_signal_tool()]), model):
+        firsts.append(len(model.sent))
+        try:
+            await runnable.ainvoke(history)
+        except ModelUnavailable as exc:  # a 135M model's reply may be cut off or unusable: not the point
+            assert exc.category in (FailureCategory.TRUNCATED, FailureCategory.BAD_REPLY), exc
+    formats = [p["extra_body"]["response_format"]["type"] for p in model.sent]
+    assert formats and set(formats) == {"json_object"}, formats  # json_schema never tried
+    with_tools, without = (model.sent[i] for i in firsts)
+    assert without["messages"] == with_tools["messages"]
+    assert "## Tool calling (JSON)" in with_tools["messages"][0]["content"]
+    calls = [
+        p["extra_body"]["response_format"]["schema"]["properties"]["tool_calls"]
+        for p in (with_tools, without)
+    ]
+    assert "maxItems" not in calls[0] and calls[1]["maxItems"] == 0
 
 
 async def test_a_prompt_over_the_servers_context_is_a_clear_failure(

@@ -19,7 +19,7 @@ from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
 from graph.answers import NOTHING_WAITING
-from graph.context import Context
+from graph.context import Context, required
 from graph.deps import Deps, Node
 from graph.messages import render_message, text, tool_results_since_turn
 from graph.model_errors import FailureCategory, ModelUnavailable
@@ -35,7 +35,7 @@ from graph.slash import (
 )
 from graph.state import State
 from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context
-from prompts.window import as_sent, model_window
+from prompts.window import MODEL_VIEW, as_sent, model_window
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ UNUSABLE = (FailureCategory.TRUNCATED, FailureCategory.BAD_REPLY)
 PREFS_ELSEWHERE = (
     "/prefs works in the web page, `copilot chat` and Telegram (the copilot answers it, not the graph)."
 )
+NO_ANSWER = "(no answer: {})"  # what the model sees of a turn it gave no usable answer to
 TOOL_LIMIT = "I reached the limit of tool calls for one message; ask again to continue."
 
 
@@ -79,7 +80,7 @@ def rendered_results(messages: list[AnyMessage]) -> str:
 
 
 def prompt(
-    deps: Deps, state: State, with_tools: bool, ctx: Context | None = None
+    deps: Deps, state: State, with_tools: bool, ctx: Context
 ) -> tuple[list[BaseMessage], HumanMessage | None]:
     """Static system prompt, then the history window with the live context inside the trader's turn.
 
@@ -100,20 +101,26 @@ def prompt(
     def live() -> str:
         now = deps.services.clock.now()
         # The trader's preferences (tools.preferences): their risk per trade and language.
-        run = ctx or Context()
-        limits = trader_limits(settings.risk, run.risk_per_trade_pct)
+        limits = trader_limits(settings.risk, ctx.risk_per_trade_pct)
         market, portfolio = state.get("market"), state.get("portfolio")
-        return live_context(market, portfolio, limits, now, run.language, run.session_symbol)
+        return live_context(market, portfolio, limits, now, ctx.language, ctx.session_symbol)
 
     history, pinned = model_window(state.get("messages", []), settings.context.max_history, budget, live)
     return [system, *as_sent(history)], pinned
 
 
-async def ask_model(deps: Deps, state: State, ctx: Context | None = None) -> list[AIMessage | HumanMessage]:
-    """The model's reply, preceded by the trader's message when this call pinned its live context."""
+async def ask_model(
+    deps: Deps, state: State, pins: list[HumanMessage], ctx: Context
+) -> list[AIMessage | HumanMessage]:
+    """The model's reply, preceded by the trader's message when this call pinned its live context (also put
+    in `pins` before the call, so a failed call still stores it: the turn keeps the context and window start
+    it was sent with, and the next request renders it byte-identically instead of breaking the KV-cache
+    prefix there)."""
     over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
     runnable: Runnable[Any, Any] = deps.model if over_limit else deps.bound_model
     messages, pinned = prompt(deps, state, with_tools=not over_limit, ctx=ctx)
+    if pinned is not None:
+        pins.append(pinned)
     try:
         reply = await runnable.ainvoke(messages)
     except ModelUnavailable:
@@ -139,11 +146,13 @@ def make_reason(deps: Deps) -> Node:
                 return reply
         if state.get("slash") and isinstance(last, ToolMessage):
             return State(messages=[AIMessage(content=rendered_results(messages))])
-        template = MODEL_DOWN
+        ctx = required(runtime.context)  # fail closed: no run without its trader
+        template, category = MODEL_DOWN, "error"
+        pins: list[HumanMessage] = []
         try:
-            return State(messages=[*await ask_model(deps, state, runtime.context)])
+            return State(messages=[*await ask_model(deps, state, pins, ctx)])
         except ModelUnavailable as exc:
-            error = str(exc)
+            error, category = str(exc), exc.category.value
             template = MODEL_UNUSABLE if exc.category in UNUSABLE else MODEL_DOWN
         except Exception as exc:  # any model failure: the trader gets a message, the thread stays usable
             log.exception("model call failed")
@@ -151,6 +160,8 @@ def make_reason(deps: Deps) -> Node:
         fallback = template.format(error=error)
         if isinstance(last, ToolMessage):
             fallback = rendered_results(messages) + "\n\n" + fallback
-        return State(messages=[AIMessage(content=fallback)], notice="model_unavailable")
+        # The model later sees a short note, not the trader's ~100-token explanation (prompts/window.py).
+        answer = AIMessage(content=fallback, additional_kwargs={MODEL_VIEW: NO_ANSWER.format(category)})
+        return State(messages=[*pins, answer], notice="model_unavailable")
 
     return reason

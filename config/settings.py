@@ -18,6 +18,7 @@ from pydantic_settings.exceptions import SettingsError
 from config.sources import LenientEnvSource, UserYamlSource, merge_symbol_names
 from config.validation import ConfigError, settings_error_line
 from config.values import (
+    Timeframe,
     check_api_keys,
     check_metrics_key,
     check_redis_url,
@@ -25,7 +26,6 @@ from config.values import (
     check_service_url,
     check_telegram_chats,
 )
-from tools.schemas import Timeframe
 
 DEFAULT_YAML = Path(__file__).with_name("default.yaml")
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
-from graph.threads import ID_PATTERN
-from tools.market.clock import ReplayStartError, replay_start
-from tools.redis_clients import check_url
+from config.redis_urls import check_url
 
+# The candle timeframes the market data, the signals and the settings know.
+Timeframe = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
+TIMEFRAMES: tuple[str, ...] = get_args(Timeframe)
+# User and session ids become parts of Redis keys and thread ids: plain characters only (one rule, used by the
+# HTTP API's validation too).
+ID_PATTERN = r"^[A-Za-z0-9_.@\-]{1,128}$"
+AUTO_START_BEFORE_END = timedelta(days=30)  # replay.start "auto": this long before the history's end
 # What an X-API-Key header or a bearer token can carry unchanged: visible ASCII, no spaces (HTTP trims them).
 _KEY = re.compile(r"[\x21-\x7e]+")
 _USER = re.compile(ID_PATTERN)
@@ -81,3 +87,26 @@ def check_telegram_chats(chats: dict[int, str], api_keys: dict[str, str]) -> Non
                 f"telegram.allowed_chats: chat {chat} maps to {user!r}, not a user of server.api_keys "
                 f"(users: {known})"
             )
+
+
+class ReplayStartError(ValueError):
+    """replay.start (REPLAY__START) is not 'auto' or an ISO time inside the loaded history; says which."""
+
+
+def replay_start(start: str, history_start: datetime, history_end: datetime) -> datetime:
+    """Resolve settings.replay.start ("auto" or an ISO UTC datetime) inside [history_start, history_end]."""
+    if start.strip().lower() == "auto":
+        return max(history_end - AUTO_START_BEFORE_END, history_start)
+    try:
+        value = datetime.fromisoformat(start.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ReplayStartError(
+            f"replay.start (REPLAY__START): expected 'auto' or an ISO UTC datetime, got {start!r}"
+        ) from None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if not history_start <= value <= history_end:
+        raise ReplayStartError(
+            f"replay.start (REPLAY__START): {value:%Y-%m-%d %H:%M} UTC is outside the loaded history "
+            f"({history_start:%Y-%m-%d %H:%M} to {history_end:%Y-%m-%d %H:%M} UTC)"
+        )
+    return value

@@ -7,9 +7,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from config.values import TIMEFRAMES
 from graph.approval import MAX_LOTS, MAX_PRICE, Decision, Proposal
 from graph.schemas import ChatResult
-from tools.schemas import TIMEFRAMES, JsonObject, Side, TradeIdea
+from tools.schemas import JsonObject, Side, TradeIdea
 from tools.trading_tools import MAX_BARS, trade_call_args
 
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{2,11}$")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-# User and session ids become parts of Redis keys and thread ids: plain characters only (one rule, used by the
-# HTTP API's validation too).
-ID_PATTERN = r"^[A-Za-z0-9_.@\-]{1,128}$"
+from config.values import ID_PATTERN
+
 _ID = re.compile(ID_PATTERN)
 
 

@@ -11,10 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from config import ConfigError, Settings, load_settings
+from config.values import TIMEFRAMES, ReplayStartError
 from server.redis_embedded import EmbeddedRedis, RedisStartError
 from server.startup_checks import StartupError, check_log_file, check_redis, listen_port
-from tools.market.clock import ReplayStartError
-from tools.schemas import TIMEFRAMES
 
 
 def embedded_redis(settings: Settings) -> EmbeddedRedis:

@@ -19,11 +19,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from config import Settings
+from config.values import replay_start
 from graph.messages import render_result
 from tools.market.clock import (
     clock_release,
     replay_keys,
-    replay_start,
     reset_replay_clock,
     running_server,
     shared_replay_clock,

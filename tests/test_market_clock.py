@@ -10,14 +10,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from config import Settings
+from config.values import ReplayStartError, replay_start
 from tools.market.clock import (
     ManualClock,
     ReplayClock,
-    ReplayStartError,
     clock_heartbeat,
     clock_release,
     replay_keys,
-    replay_start,
     reset_replay_clock,
     running_server,
     server_running,

@@ -14,10 +14,18 @@ import httpx
 import pytest
 
 from config import Settings
+from config.redis_urls import parse_sentinel_url
 from server.app import create_app
-from tests.api_support import api_settings, as_user, buy_command, running_app, scripted_model, user_keys
+from tests.support.api_support import (
+    api_settings,
+    as_user,
+    buy_command,
+    running_app,
+    scripted_model,
+    user_keys,
+)
 from tests.support.redis_topologies import kill9, sentinel_deployment, wait_until
-from tools.redis_clients import parse_sentinel_url, sync_client
+from tools.redis_clients import sync_client
 
 
 def test_a_sentinel_url_is_parsed_and_refused_when_malformed() -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from tools.schemas import TIMEFRAMES, Timeframe
+from config.values import TIMEFRAMES, Timeframe
 
 if TYPE_CHECKING:
     from tools.services import Services

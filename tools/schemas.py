@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 # The one list of timeframes (charts, tools, slash commands, settings, the CLI).
-Timeframe = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
-TIMEFRAMES: tuple[str, ...] = get_args(Timeframe)
 TIMEFRAME_MINUTES: dict[str, int] = {"1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440}
 SignalAction = Literal["LONG", "SHORT", "HOLD"]
 # A JSON object as it came: a tool call's arguments from the model, a model's dump held in the graph state.

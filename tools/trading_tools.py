@@ -18,8 +18,9 @@ from langgraph.prebuilt import ToolRuntime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 
 from config.validation import error_parts
+from config.values import Timeframe
 from graph.context import Context, required
-from tools.schemas import AlertRequest, JsonObject, Side, Timeframe, TradeIdea
+from tools.schemas import AlertRequest, JsonObject, Side, TradeIdea
 from tools.services import Services
 
 READ_ONLY_TOOLS: frozenset[str] = frozenset(

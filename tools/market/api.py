@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, PlainSerializer
 
+from config.values import Timeframe
 from tools.protocols import MarketData, ServiceError, UnknownSymbolError
-from tools.schemas import Bar, Timeframe
+from tools.schemas import Bar
 
 MAX_BARS = 5000
 

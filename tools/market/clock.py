@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
+from config.values import replay_start
+
 if TYPE_CHECKING:
     from config import Settings
 
-AUTO_START_BEFORE_END = timedelta(days=30)
 
 HEARTBEAT_MIN_SECONDS = 15.0
 # Set by `copilot serve` for its workers: the URL their heartbeat advertises (and `copilot portfolio` reads).
@@ -80,10 +81,6 @@ _HEARTBEAT = TypeAdapter(ServerHeartbeat)
 _Stored = TypeVar("_Stored", ClockAnchor, ServerHeartbeat)
 
 
-class ReplayStartError(ValueError):
-    """replay.start (REPLAY__START) is not 'auto' or an ISO time inside the loaded history; says which."""
-
-
 def _require_utc(value: datetime, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware (UTC), got naive {value.isoformat()}")
@@ -140,25 +137,6 @@ class ReplayClock:
     def now(self) -> datetime:
         elapsed = (self._wall() - self.wall_anchor) * self.speed
         return min(self.history_anchor + elapsed, self.history_end)
-
-
-def replay_start(start: str, history_start: datetime, history_end: datetime) -> datetime:
-    """Resolve settings.replay.start ("auto" or an ISO UTC datetime) inside [history_start, history_end]."""
-    if start.strip().lower() == "auto":
-        return max(history_end - AUTO_START_BEFORE_END, history_start)
-    try:
-        value = datetime.fromisoformat(start.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ReplayStartError(
-            f"replay.start (REPLAY__START): expected 'auto' or an ISO UTC datetime, got {start!r}"
-        ) from None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if not history_start <= value <= history_end:
-        raise ReplayStartError(
-            f"replay.start (REPLAY__START): {value:%Y-%m-%d %H:%M} UTC is outside the loaded history "
-            f"({history_start:%Y-%m-%d %H:%M} to {history_end:%Y-%m-%d %H:%M} UTC)"
-        )
-    return value
 
 
 def replay_keys(settings: Settings) -> tuple[str, str]:

@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
+from config.values import Timeframe
 from server.api.deps import CurrentUser, KnownSymbol, ServicesDep, SettingsDep
 from server.api.responses import READ, SYMBOL
 from tools.protocols import ServiceError, UnknownSymbolError
-from tools.schemas import Signal, Timeframe
+from tools.schemas import Signal
 
 router = APIRouter(prefix="/api", tags=["market"])
 

@@ -181,6 +181,14 @@ class ServerSettings(_Section):
         return self
 
 
+class ScaleSettings(_Section):
+    """Running N workers on one Redis (README "Running at scale")."""
+
+    # The lease of the deployment's one ticker (tools/leader.py): a standby takes over within it after the
+    # holder dies; the holder renews it every third of it.
+    leader_lease_seconds: float = Field(10.0, ge=1, le=120)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_nested_delimiter="__", extra="forbid", case_sensitive=False)
 
@@ -195,6 +203,7 @@ class Settings(BaseSettings):
     replay: ReplaySettings = ReplaySettings()
     broker: BrokerSettings = BrokerSettings()
     server: ServerSettings = ServerSettings()
+    scale: ScaleSettings = ScaleSettings()
     symbols: dict[str, SymbolSpecSettings] = {}
     # A full Redis URL (production); when set, no embedded Redis is started.
     redis_url: str | None = None

@@ -32,6 +32,7 @@ from server.csp import HEADERS, page_policy
 from server.metrics import Metrics
 from server.middleware import BodyLimit, CatchAll, RequestMetrics, SecurityHeaders
 from server.ticker import run_ticker
+from tools.leader import Leader
 from tools.locks import Leases
 from tools.protocols import ServiceError
 
@@ -69,9 +70,14 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
                 wait_seconds=settings.server.busy_wait_seconds,
             )
             runs = RunRegistry(locks, app.state.metrics)
+            # One ticker per deployment: the worker holding this lease scans the accounts, the others wait.
+            ticker = Leader(
+                redis, f"{settings.redis.prefix}leader:ticker", settings.scale.leader_lease_seconds, "ticker"
+            )
+            app.state.ticker = ticker
             app.state.locks, app.state.runs, app.state.copilot = locks, runs, copilot
             tasks = [
-                asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds)),
+                asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds, ticker)),
                 asyncio.create_task(_sweep(copilot, locks)),
             ]
             # The real ChatOllama: load the model in the background (an OpenAI server loads it at its start).

@@ -88,6 +88,8 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
             finally:
                 for task in tasks:
                     task.cancel()
+                if (hub := getattr(app.state, "notice_hub", None)) is not None:
+                    await hub.aclose()  # the live pages' shared notice reader (server/api/routes/events.py)
                 # Runs in flight get a moment to reach their checkpoint; what is cut is reconciled later.
                 await runs.drain(DRAIN_SECONDS)
                 app.state.copilot = None

@@ -90,7 +90,8 @@ class Leader:
                     if not renewed:
                         log.warning("%s: lease lost; stopping the work", self._label)
                         self._leading = False
-                        task = await _cancel(task)
+                        await _cancel(task)
+                        task = None
                 if self._leading and (task is None or task.done()):
                     if task is not None and not task.cancelled() and task.exception() is not None:
                         failure = task.exception()

@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 # AMX to processes kills the server on the first prompt (general protection fault in ggml_backend_amx_mul_mat).
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test setup setup-dev redis browser node js web-vendor lint bench clean studio notebooks
+.PHONY: run test setup setup-dev redis browser haproxy node js web-vendor lint bench clean studio notebooks scale
 
 ## What `make run` needs: the project and its runtime dependencies only (quick).
 $(STAMP): pyproject.toml
@@ -41,6 +41,12 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+## Debian's HAProxy for `make scale` and the load-balancer tests (`make run` does not need it).
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { \
+	  echo "Installing Debian's haproxy for the load-balancer tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+
 ## Debian's Node.js and npm for the web page's linter (the page itself needs no Node: its chart library is
 ## vendored in server/web/vendor, so `make run` works without them).
 node:
@@ -62,6 +68,11 @@ web-vendor: js
 run: setup
 	$(VENV)/bin/copilot serve
 
+## N workers (default 3) on one Redis behind HAProxy on the server port: README "Running at scale".
+WORKERS ?= 3
+scale: setup haproxy
+	$(PY) -m server.scale --workers $(WORKERS)
+
 ## LangGraph Studio on the copilot graph: `langgraph dev` (in-memory runtime) at http://127.0.0.1:2024.
 ## It starts the embedded Redis unless REDIS_URL is set, and trades on its own paper account (prefix llm:studio:).
 studio: setup-dev
@@ -71,7 +82,7 @@ studio: setup-dev
 notebooks: setup-dev
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_ARGS)
 
-test: setup-dev browser js
+test: setup-dev browser haproxy js
 	$(VENV)/bin/pytest -q
 
 lint: setup-dev js

@@ -87,6 +87,7 @@ class Deployment:
     workers: int = 3
     port: int = 0
     command: Callable[[int], list[str]] = serve_command
+    worker_env: Callable[[int, int], dict[str, str]] | None = None  # (worker index, port) -> extra env
     worker_ports: list[int] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     haproxy: subprocess.Popen[bytes] | None = None
@@ -118,7 +119,7 @@ class Deployment:
         return self
 
     def _spawn(self, i: int, port: int) -> subprocess.Popen[bytes]:
-        env = {**self.env, "FAULT_PORT": str(port)}  # tests/fault_server.py reads its port there
+        env = {**self.env, **(self.worker_env(i, port) if self.worker_env else {})}
         out = self.log(i).open("ab")
         return subprocess.Popen(self.command(port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip

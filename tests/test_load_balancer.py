@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -181,7 +182,7 @@ def test_fills_sl_tp_closes_and_alerts_happen_once_with_one_ticker_and_reach_eve
             tickets = []
             for _ in range(2):
                 session = f"s-{uuid.uuid4().hex[:8]}"
-                answer = approve(c, session, propose(c, session, sl_usd=3, tp_usd=3))
+                answer = approve(c, session, propose(c, session, sl_usd=3, tp_usd=6))
                 assert answer.json()["order"]["status"] == "executed", answer.text
                 tickets.append(int(answer.json()["order"]["ticket"]))
             bid = float(c.get("/api/quote/XAUUSD").json()["bid"])
@@ -227,7 +228,7 @@ def test_a_standby_takes_the_ticker_over_after_kill9_of_its_holder(lb: Deploymen
     user = "u6"
     with client(lb.url, user) as c:  # the new holder closes positions at SL/TP (HAProxy skips the dead one)
         session = f"s-{uuid.uuid4().hex[:8]}"
-        answer = approve(c, session, propose(c, session, sl_usd=3, tp_usd=3))
+        answer = approve(c, session, propose(c, session, sl_usd=3, tp_usd=6))
         assert answer.status_code == 200, answer.text
         wait_until(
             "the new ticker to close the position", lambda: not c.get("/api/portfolio").json()["positions"]
@@ -261,11 +262,14 @@ def test_a_worker_killed_mid_run_leaves_its_session_to_another_worker_within_one
         lease = r.pttl(f"{prefix(lb)}lock:{PAUSED_USER}:{session}")
     assert 0 < lease <= RUN_LEASE * 1000  # what the next worker waits for at most
     lb.kill9(0)
+    killed = time.monotonic()
     with client(lb.url, PAUSED_USER) as c:
         again = approve(c, session, proposal_id)
         assert again.status_code == 200, again.text
+        print(f"kill -9 → the approval carried out by another worker: {time.monotonic() - killed:.1f} s")
         said = again.json()["response"]
-        assert said.startswith("EXECUTED") or "nothing was executed" in said, said
+        executed = "EXECUTED:" in said
+        assert executed or "nothing was executed" in said, said
         follow = c.post("/api/chat", json={"message": "/portfolio", "session_id": session})
         assert follow.status_code == 200, follow.text
         state = c.get(f"/api/sessions/{session}").json()
@@ -273,4 +277,4 @@ def test_a_worker_killed_mid_run_leaves_its_session_to_another_worker_within_one
     orders = [
         o for o in filled_orders(lb.env["REDIS_URL"], prefix(lb), PAUSED_USER) if o["key"] == proposal_id
     ]
-    assert len(orders) == (1 if said.startswith("EXECUTED") else 0)
+    assert len(orders) == (1 if executed else 0)

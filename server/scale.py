@@ -88,6 +88,7 @@ class Deployment:
     port: int = 0
     command: Callable[[int], list[str]] = serve_command
     worker_env: Callable[[int, int], dict[str, str]] | None = None  # (worker index, port) -> extra env
+    root: Path = ROOT  # the checkout the workers run (a benchmark compares two)
     worker_ports: list[int] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     haproxy: subprocess.Popen[bytes] | None = None
@@ -121,8 +122,14 @@ class Deployment:
     def _spawn(self, i: int, port: int) -> subprocess.Popen[bytes]:
         env = {**self.env, **(self.worker_env(i, port) if self.worker_env else {})}
         out = self.log(i).open("ab")
-        return subprocess.Popen(self.command(port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            self.command(port),
+            cwd=self.root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def restart(self, i: int, wait_seconds: float = 120) -> None:
         """Start worker `i` again on its port (after it was killed)."""

@@ -93,11 +93,15 @@ lint: setup-dev js
 
 ## The copilot beside the stock LangGraph stack (and itself on InMemorySaver), through HTTP: bench/bench_stack.py;
 ## then on a real model (SmolLM2-135M, llama-cpp-python's server): bench_model and `copilot eval-model`.
-bench: setup-dev
+SOAK_MINUTES ?= 15
+## The commit bench_scale compares with (the last one before issue 21's single ticker and shared notice reader).
+SCALE_BASE ?= 6e94ac1
+bench: setup-dev haproxy
 	$(PY) -m bench.bench_stack
 	$(PY) -m bench.bench_import
 	$(PY) -m bench.bench_api --runs 20
 	$(PY) -m bench.bench_notices --runs 20
+	$(PY) -m bench.bench_scale --compare-ref $(SCALE_BASE) --soak-minutes $(SOAK_MINUTES)
 	$(PY) -m bench.bench_prompt
 	$(PY) -m bench.bench_model
 	$(PY) -m bench.eval_small_model --out var/eval/smollm2-135m.json

@@ -344,6 +344,7 @@ def main() -> None:
     parser.add_argument(
         "--compare", type=Path, default=None, help="another checkout measured beside this one"
     )
+    parser.add_argument("--compare-ref", default=None, help="a git commit measured beside this one")
     parser.add_argument("--idle-seconds", type=float, default=30)
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--pages-seconds", type=float, default=20)

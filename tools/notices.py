@@ -150,7 +150,8 @@ class NoticeHub:
 
     redis: Redis
     prefix: str
-    block_ms: int = 5000
+    # Below the client's socket timeout (redis-py's default is 5 s, and a blocked read longer than it fails).
+    block_ms: int = 2000
     failure: Exception | None = None  # the reader's last error, None once it reads again
     _pages: dict[str, set[Subscription]] = field(default_factory=dict)
     _positions: dict[str, str] = field(default_factory=dict)

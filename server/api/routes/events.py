@@ -175,13 +175,12 @@ async def events(
                     for chunk in await feed.frames(fresh_after):
                         yield chunk
                     next_poll = loop.time() + POLL_SECONDS
-                    try:  # the missed notices (once, and again after Redis was away)
+                    try:  # the missed notices (once; again next poll if Redis was away)
                         if not page.caught_up:
                             notices = await page.catch_up()
-                        if hub.failure is not None:
+                        if hub.failure is not None:  # the reader resumes from where it was: say so only
                             raise hub.failure
-                    except Exception as exc:  # Redis away: say so (once); the reader retries
-                        page.caught_up = False
+                    except Exception as exc:  # Redis away: say so (once)
                         for chunk in feed.failed("notices", exc):
                             yield chunk
                 notices += await page.next(next_poll - loop.time())

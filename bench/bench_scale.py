@@ -119,18 +119,30 @@ def rss_mb(pid: int) -> float:
 # --- idle ---------------------------------------------------------------------------------------------------
 
 
-def idle(codes: dict[str, Path], seconds: float) -> None:
+def idle(codes: dict[str, Path], seconds: float, accounts: int) -> None:
     rows = []
     for label, code in codes.items():
         for workers in (1, 3):
-            with tempfile.TemporaryDirectory() as tmp, deployment(code, workers, Path(tmp)) as d:
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                deployment(code, workers, Path(tmp), users=accounts) as d,
+            ):
+                for i in range(accounts):  # accounts with an open position, for the ticker to scan
+                    with httpx.Client(base_url=d.url, timeout=60, headers={"X-API-Key": f"key-u{i}"}) as c:
+                        ask = float(c.get("/api/quote/XAUUSD").json()["ask"])
+                        approve(c, "idle", f"/buy XAUUSD 0.01 sl {ask - 60:.2f} tp {ask + 120:.2f}")
                 time.sleep(5)  # past the start (sweep, leader election, first passes)
                 with redis.Redis.from_url(d.env["REDIS_URL"]) as r:
                     total, per = rate(r, seconds)
                 top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])[:6])
-                rows.append([label, workers, f"{total:.2f}", top])
-    print(f"\nIdle deployment behind HAProxy (health check every 2 s per worker), over {seconds:.0f} s:\n")
-    print_table(["code", "workers", "Redis commands/s", "by command (/s)"], rows)
+                rows.append([label, workers, f"{total:.2f}", f"{total - per.get('ping', 0):.2f}", top])
+    spread = f"{accounts} accounts with an open position" if accounts else "no account"
+    print(
+        f"\nIdle deployment behind HAProxy ({spread}; health check every 2 s per worker), {seconds:.0f} s:\n"
+    )
+    print_table(
+        ["code", "workers", "Redis commands/s", "without the health checks' PING", "by command (/s)"], rows
+    )
 
 
 # --- pages --------------------------------------------------------------------------------------------------
@@ -346,6 +358,7 @@ def main() -> None:
     )
     parser.add_argument("--compare-ref", default=None, help="a git commit measured beside this one")
     parser.add_argument("--idle-seconds", type=float, default=30)
+    parser.add_argument("--idle-accounts", type=int, default=20, help="accounts with a position while idle")
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--pages-seconds", type=float, default=20)
     parser.add_argument("--accounts", type=int, default=0)
@@ -372,7 +385,7 @@ def main() -> None:
 def measure(args: argparse.Namespace, codes: dict[str, Path]) -> None:
     parts = set(args.part.split(","))
     if "idle" in parts:
-        idle(codes, args.idle_seconds)
+        idle(codes, args.idle_seconds, args.idle_accounts)
     if "pages" in parts:
         pages(codes, args.pages, args.pages_seconds, args.accounts)
     if "soak" in parts:

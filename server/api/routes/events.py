@@ -34,6 +34,9 @@ router = APIRouter(prefix="/api", tags=["events"])
 log = logging.getLogger("copilot.events")
 
 POLL_SECONDS = 1.0
+# An account without open positions changes only by a fill (a notice, which re-reads it at once): its
+# portfolio frame is re-read this often only as a safety net, not every POLL_SECONDS.
+FLAT_SECONDS = 10.0
 STREAM_SECONDS = 30.0
 
 EVENTS_DOC = """Server-Sent Events for the current user:
@@ -64,13 +67,18 @@ class SharedPolls:
     _results: dict[tuple[str, str], tuple[float, asyncio.Future[Any]]] = field(default_factory=dict)
 
     async def get(
-        self, key: tuple[str, str], read: Callable[[], Awaitable[Any]], fresh_after: float = 0.0
+        self,
+        key: tuple[str, str],
+        read: Callable[[], Awaitable[Any]],
+        fresh_after: float = 0.0,
+        max_age: float | None = None,
     ) -> Any:
         """The shared result, read again if older than `max_age` or begun before `fresh_after` (loop time:
         a page's opening, a notice that changed the account)."""
         now = asyncio.get_running_loop().time()
         held = self._results.get(key)
-        if held is None or now - held[0] >= self.max_age or held[0] < fresh_after:
+        age = self.max_age if max_age is None else max_age
+        if held is None or now - held[0] >= age or held[0] < fresh_after:
             if len(self._results) > 1000:  # forget what no page asked for lately
                 self._results = {k: v for k, v in self._results.items() if now - v[0] < 60}
             future = asyncio.ensure_future(read())
@@ -97,6 +105,7 @@ class Feed:
     symbol: str
     polls: SharedPolls
     portfolio: str = ""
+    positions: bool = True  # the last portfolio had open positions (its P&L moves with the market)
     market_down: str | None = None  # the reason the last `market` frame gave for no quote
     problem: str | None = None
 
@@ -130,11 +139,13 @@ class Feed:
                 ("portfolio", self.account),
                 lambda: self.services.broker.get_portfolio(self.account),
                 fresh_after,
+                None if self.positions else FLAT_SECONDS,
             )
             portfolio = held.model_dump(mode="json")
         except Exception as exc:  # Redis or the trading service away: say so, keep the stream
             return self.failed("portfolio", exc)
         self.problem = None
+        self.positions = bool(portfolio.get("positions"))
         fingerprint = json.dumps(portfolio, sort_keys=True)
         if fingerprint == self.portfolio:
             return []

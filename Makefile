@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 # AMX to processes kills the server on the first prompt (general protection fault in ggml_backend_amx_mul_mat).
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test setup setup-dev redis browser node js web-vendor lint bench clean studio notebooks
+.PHONY: run test setup setup-dev redis browser haproxy node js web-vendor lint bench clean studio notebooks scale
 
 ## What `make run` needs: the project and its runtime dependencies only (quick).
 $(STAMP): pyproject.toml
@@ -41,6 +41,12 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+## Debian's HAProxy for `make scale` and the load-balancer tests (`make run` does not need it).
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { \
+	  echo "Installing Debian's haproxy for the load-balancer tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+
 ## Debian's Node.js and npm for the web page's linter (the page itself needs no Node: its chart library is
 ## vendored in server/web/vendor, so `make run` works without them).
 node:
@@ -66,6 +72,11 @@ web-vendor: js
 run: setup
 	$(VENV)/bin/copilot serve
 
+## N workers (default 3) on one Redis behind HAProxy on the server port: README "Running at scale".
+WORKERS ?= 3
+scale: setup haproxy
+	$(PY) -m server.scale --workers $(WORKERS)
+
 ## LangGraph Studio on the copilot graph: `langgraph dev` (in-memory runtime) at http://127.0.0.1:2024.
 ## It starts the embedded Redis unless REDIS_URL is set, and trades on its own paper account (prefix llm:studio:).
 studio: setup-dev
@@ -75,7 +86,7 @@ studio: setup-dev
 notebooks: setup-dev
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_ARGS)
 
-test: setup-dev browser js
+test: setup-dev browser haproxy js
 	$(VENV)/bin/pytest -q
 
 lint: setup-dev js
@@ -86,12 +97,16 @@ lint: setup-dev js
 
 ## The copilot beside the stock LangGraph stack (and itself on InMemorySaver), through HTTP: bench/bench_stack.py;
 ## then on a real model (SmolLM2-135M, llama-cpp-python's server): bench_model and `copilot eval-model`.
-bench: setup-dev
+SOAK_MINUTES ?= 15
+## The commit bench_scale compares with (the last one before issue 21's single ticker and shared notice reader).
+SCALE_BASE ?= 6e94ac1
+bench: setup-dev haproxy
 	$(PY) -m bench.bench_stack
 	$(PY) -m bench.bench_checkpoint --turns 200 --compare
 	$(PY) -m bench.bench_import
 	$(PY) -m bench.bench_api --runs 20
 	$(PY) -m bench.bench_notices --runs 20
+	$(PY) -m bench.bench_scale --compare-ref $(SCALE_BASE) --soak-minutes $(SOAK_MINUTES)
 	$(PY) -m bench.bench_prompt
 	$(PY) -m bench.bench_model
 	$(PY) -m bench.eval_small_model --out var/eval/smollm2-135m.json

@@ -209,6 +209,14 @@ class TelegramSettings(_Section):
         return bool(self.bot_token.get_secret_value())
 
 
+class ScaleSettings(_Section):
+    """Running N workers on one Redis (README "Running at scale")."""
+
+    # The lease of the deployment's one ticker (tools/leader.py): a standby takes over within it after the
+    # holder dies; the holder renews it every third of it.
+    leader_lease_seconds: float = Field(10.0, ge=1, le=120)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_nested_delimiter="__", extra="forbid", case_sensitive=False)
 
@@ -225,6 +233,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     server: ServerSettings = ServerSettings()
     telegram: TelegramSettings = TelegramSettings()
+    scale: ScaleSettings = ScaleSettings()
     symbols: dict[str, SymbolSpecSettings] = {}
     # A full Redis URL (production); when set, no embedded Redis is started.
     redis_url: str | None = None

@@ -33,6 +33,7 @@ from server.csp import HEADERS, page_policy
 from server.metrics import Metrics
 from server.middleware import BodyLimit, CatchAll, RequestMetrics, SecurityHeaders
 from server.ticker import run_ticker
+from tools.leader import Leader
 from tools.locks import Leases
 from tools.protocols import ServiceError
 from tools.redis_clients import async_client
@@ -71,9 +72,14 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
                 wait_seconds=settings.server.busy_wait_seconds,
             )
             runs = RunRegistry(locks, app.state.metrics)
+            # One ticker per deployment: the worker holding this lease scans the accounts, the others wait.
+            ticker = Leader(
+                redis, f"{settings.redis.prefix}leader:ticker", settings.scale.leader_lease_seconds, "ticker"
+            )
+            app.state.ticker = ticker
             app.state.locks, app.state.runs, app.state.copilot = locks, runs, copilot
             tasks = [
-                asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds)),
+                asyncio.create_task(run_ticker(copilot.services, settings.broker.tick_seconds, ticker)),
                 asyncio.create_task(_sweep(copilot, locks)),
             ]
             if settings.telegram.enabled:  # the poller runs on whichever worker holds its lease
@@ -89,6 +95,8 @@ def _lifespan(settings: Settings, given: Copilot | None, chat_model: BaseChatMod
                 for task in tasks:
                     task.cancel()
                 await asyncio.wait(tasks, timeout=DRAIN_SECONDS)  # the bot releases its poller lease
+                if (hub := getattr(app.state, "notice_hub", None)) is not None:
+                    await hub.aclose()  # the live pages' shared notice reader (server/api/routes/events.py)
                 # Runs in flight get a moment to reach their checkpoint; what is cut is reconciled later.
                 await runs.drain(DRAIN_SECONDS)
                 app.state.copilot = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from tools.leader import Leader
 from tools.market.clock import clock_heartbeat
 from tools.services import Services
 
@@ -36,14 +37,29 @@ async def tick(services: Services) -> tuple[int, int]:
     return closed, fired
 
 
-async def run_ticker(services: Services, every_seconds: float) -> None:
-    """Each pass also renews this server's claim on the shared replay clock (when it replays history)."""
-    replaying = not services.settings.services.data_url
+async def run_ticker(services: Services, every_seconds: float, leader: Leader | None = None) -> None:
+    """Each pass also renews this server's claim on the shared replay clock (when it replays history). With
+    `leader`, only the worker holding the deployment's ticker lease scans the accounts (one ticker per
+    deployment); every worker still renews the clock's heartbeat (one SET per pass), so a standby taking the
+    lease over finds the clock claimed."""
+    if leader is None:
+        await _passes(services, every_seconds, beat=True, scan=True)
+        return
+    heartbeat = asyncio.create_task(_passes(services, every_seconds, beat=True, scan=False))
+    try:
+        await leader.run(lambda: _passes(services, every_seconds, beat=False, scan=True))
+    finally:
+        heartbeat.cancel()
+
+
+async def _passes(services: Services, every_seconds: float, beat: bool, scan: bool) -> None:
+    beat = beat and not services.settings.services.data_url  # only a replayed history has a clock
     while True:
         try:
-            if replaying:
+            if beat:
                 await clock_heartbeat(services.redis, services.settings)
-            await tick(services)
+            if scan:
+                await tick(services)
         except Exception:  # a failed pass must not stop the next one
             log.exception("ticker pass failed")
         await asyncio.sleep(every_seconds)

@@ -12,9 +12,12 @@ long after its last notice: notices are for live delivery; the ledger (`/api/tra
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.asyncio.client import Pipeline, Redis
@@ -83,3 +86,155 @@ def _notice(entry_id: Any, fields: dict[Any, Any]) -> Notice:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _after(entry_id: str, cursor: str) -> bool:
+    """Stream ids compare as (ms, seq) pairs."""
+    a, b = entry_id.split("-", 1), cursor.split("-", 1)
+    return (int(a[0]), int(a[1])) > (int(b[0]), int(b[1]))
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One open page's share of a NoticeHub: the notices of its account, newest after `cursor`, once."""
+
+    hub: NoticeHub
+    account: str
+    cursor: str
+    queue: asyncio.Queue[Notice] = field(default_factory=asyncio.Queue)
+    caught_up: bool = False
+    received: float = 0.0  # loop time of the latest notice handed to this page
+
+    async def catch_up(self) -> list[Notice]:
+        """What the stream holds after `cursor` now (no wait): a reconnect's missed notices. Raises when
+        Redis is away (call again later: `caught_up` stays False)."""
+        missed: list[Notice] = []
+        self.received = asyncio.get_running_loop().time()
+        while True:
+            batch = await read_notices(self.hub.redis, self.hub.prefix, self.account, self.cursor, None)
+            missed += self._take(batch)
+            if len(batch) < 100:
+                self.caught_up = True
+                return missed
+
+    async def next(self, wait_seconds: float) -> list[Notice]:
+        """The notices the hub's reader delivered (waiting up to `wait_seconds` for the first), newer than the
+        cursor only: a notice the catch-up already gave is not given again."""
+        try:
+            first = await asyncio.wait_for(self.queue.get(), max(wait_seconds, 0.001))
+        except TimeoutError:
+            return []
+        batch = [first]
+        while not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return self._take(batch)
+
+    def _take(self, notices: list[Notice]) -> list[Notice]:
+        fresh = []
+        for notice in notices:
+            if _after(notice.id, self.cursor):
+                fresh.append(notice)
+                self.cursor = notice.id
+        return fresh
+
+
+@dataclass
+class NoticeHub:
+    """One blocking XREAD per process over the notice streams of every account with an open page, fanned out
+    to each page's queue: 100 pages cost one reader, not 100 (README "Running at scale").
+
+    The reader starts at the stream's newest id when an account's first page subscribes; a page catches up
+    from its own cursor (its Last-Event-ID) after subscribing, and a page drops what is not newer than its
+    cursor, so the overlap of the two is given once. When the set of accounts changes the blocked read is
+    cancelled and started again over the new set."""
+
+    redis: Redis
+    prefix: str
+    # Below the client's socket timeout (redis-py's default is 5 s, and a blocked read longer than it fails).
+    block_ms: int = 2000
+    failure: Exception | None = None  # the reader's last error, None once it reads again
+    _pages: dict[str, set[Subscription]] = field(default_factory=dict)
+    _positions: dict[str, str] = field(default_factory=dict)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _reader: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, account: str, cursor: str) -> AsyncIterator[Subscription]:
+        subscription = Subscription(self, account, cursor)
+        self._pages.setdefault(account, set()).add(subscription)
+        try:
+            if account not in self._positions:
+                with contextlib.suppress(Exception):  # Redis away: the reader retries
+                    await self._start_at_newest(account)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read())
+            yield subscription
+        finally:
+            pages = self._pages.get(account, set())
+            pages.discard(subscription)
+            if not pages:
+                self._pages.pop(account, None)
+                self._positions.pop(account, None)
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    @property
+    def pages(self) -> int:
+        return sum(len(p) for p in self._pages.values())
+
+    async def _start_at_newest(self, account: str) -> None:
+        newest = await last_id(self.redis, self.prefix, account)
+        if account in self._pages and account not in self._positions:
+            self._positions[account] = newest
+            self._changed.set()
+
+    async def _read(self) -> None:
+        while self._pages:
+            try:
+                for account in [a for a in self._pages if a not in self._positions]:
+                    await self._start_at_newest(account)
+                streams: dict[Any, Any] = {notices_key(self.prefix, a): p for a, p in self._positions.items()}
+                self._changed.clear()
+                if not streams:
+                    await asyncio.sleep(0.1)
+                    continue
+                read = asyncio.ensure_future(self.redis.xread(streams, count=100, block=self.block_ms))
+                changed = asyncio.ensure_future(self._changed.wait())
+                try:
+                    await asyncio.wait({read, changed}, return_when=asyncio.FIRST_COMPLETED)
+                except BaseException:  # the hub closes: drop the blocked read with it
+                    read.cancel()
+                    raise
+                finally:
+                    changed.cancel()
+                if not read.done():  # an account came or went: read again over the new set
+                    read.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await read
+                    continue
+                self._deliver(read.result())
+                self.failure = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: pages say so; read again in a moment from the same ids
+                self.failure = exc
+                await asyncio.sleep(1.0)
+
+    def _deliver(self, reply: Any) -> None:
+        start = len(notices_key(self.prefix, ""))
+        for key, entries in reply or []:
+            account = _text(key)[start:]
+            for entry_id, fields in entries:
+                if account in self._positions:
+                    self._positions[account] = _text(entry_id)
+                if not fields:
+                    continue
+                notice = _notice(entry_id, fields)
+                now = asyncio.get_running_loop().time()
+                for page in self._pages.get(account, ()):
+                    page.received = now
+                    page.queue.put_nowait(notice)

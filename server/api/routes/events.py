@@ -1,10 +1,12 @@
 """The trader's live feed: one Server-Sent Events stream per page with quotes, P&L, fills, SL/TP and alerts.
 
 Two parts that fail apart. The account's notices (fills, SL/TP closes, triggered alerts) come from its Redis
-Stream (tools/notices.py), written once by whoever commits the event, in any process; the stream is read
-with a blocking XREAD from the client's `Last-Event-ID`, and each notice's SSE id is its stream entry id, so a
-reconnect gets exactly what it missed, once. The market (the page's symbol) and the portfolio are re-read
-about once a second: a symbol whose quote fails (a stale history, no data, an unknown name) says so in one
+Stream (tools/notices.py), written once by whoever commits the event, in any process; one blocking XREAD per
+process (tools/notices.NoticeHub) reads the streams of every account with an open page and hands each notice
+to each page; a page first catches up from the client's `Last-Event-ID`, and each notice's SSE id is its
+stream entry id, so a reconnect gets exactly what it missed, once. The market (the page's symbol) and the
+portfolio are re-read about once a second, once per process for all the pages of a symbol or an account
+(SharedPolls): a symbol whose quote fails (a stale history, no data, an unknown name) says so in one
 `market` frame and the notices keep flowing. A stream ends after `STREAM_SECONDS` and the page reconnects,
 so a server stopping never waits on an idle tab for long.
 """
@@ -14,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -25,13 +27,16 @@ from graph.context import DEFAULT_SYMBOL
 from server.api.deps import AccountDep, ServicesDep
 from server.api.responses import LIVE
 from server.api.runs import SSE_HEADERS
-from tools.notices import last_id, read_notices, valid_id
+from tools.notices import NoticeHub, last_id, valid_id
 from tools.services import Services
 
 router = APIRouter(prefix="/api", tags=["events"])
 log = logging.getLogger("copilot.events")
 
 POLL_SECONDS = 1.0
+# An account without open positions changes only by a fill (a notice, which re-reads it at once): its
+# portfolio frame is re-read this often only as a safety net, not every POLL_SECONDS.
+FLAT_SECONDS = 10.0
 STREAM_SECONDS = 30.0
 
 EVENTS_DOC = """Server-Sent Events for the current user:
@@ -53,18 +58,59 @@ def frame(name: str, data: Any, event_id: str | None = None) -> bytes:
 
 
 @dataclass
+class SharedPolls:
+    """What the pages of one process read about once a second, read once for all of them: a result younger
+    than `max_age` seconds is given again (an error too), and pages asking at the same moment share one
+    read. Keyed by ("quote", symbol) and ("portfolio", account)."""
+
+    max_age: float
+    _results: dict[tuple[str, str], tuple[float, asyncio.Future[Any]]] = field(default_factory=dict)
+
+    async def get(
+        self,
+        key: tuple[str, str],
+        read: Callable[[], Awaitable[Any]],
+        fresh_after: float = 0.0,
+        max_age: float | None = None,
+    ) -> Any:
+        """The shared result, read again if older than `max_age` or begun before `fresh_after` (loop time:
+        a page's opening, a notice that changed the account)."""
+        now = asyncio.get_running_loop().time()
+        held = self._results.get(key)
+        age = self.max_age if max_age is None else max_age
+        if held is None or now - held[0] >= age or held[0] < fresh_after:
+            if len(self._results) > 1000:  # forget what no page asked for lately
+                self._results = {k: v for k, v in self._results.items() if now - v[0] < 60}
+            future = asyncio.ensure_future(read())
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved by a page
+            held = self._results[key] = (now, future)
+        return await asyncio.shield(held[1])
+
+
+def live(request: Request, services: Services) -> tuple[NoticeHub, SharedPolls]:
+    """The process's notice reader and shared polls (made by the first page)."""
+    state = request.app.state
+    if getattr(state, "notice_hub", None) is None:
+        state.notice_hub = NoticeHub(services.redis, services.settings.redis.prefix)
+        state.shared_polls = SharedPolls(POLL_SECONDS * 0.9)
+    return state.notice_hub, state.shared_polls
+
+
+@dataclass
 class Feed:
     """The market and portfolio part of one stream, and what it last said (so it says a change once)."""
 
     services: Services
     account: str
     symbol: str
+    polls: SharedPolls
     portfolio: str = ""
+    positions: bool = True  # the last portfolio had open positions (its P&L moves with the market)
     market_down: str | None = None  # the reason the last `market` frame gave for no quote
     problem: str | None = None
 
-    async def frames(self) -> list[bytes]:
-        return [*await self._market(), *await self._portfolio()]
+    async def frames(self, fresh_after: float = 0.0) -> list[bytes]:
+        return [*await self._market(), *await self._portfolio(fresh_after)]
 
     async def _market(self) -> list[bytes]:
         now = self.services.clock.now().isoformat()
@@ -72,7 +118,9 @@ class Feed:
             if self.symbol not in self.services.specs:
                 known = ", ".join(sorted(self.services.specs))
                 raise LookupError(f"unknown symbol '{self.symbol}'; known: {known}")
-            quote = await self.services.market.get_quote(self.symbol)
+            quote = await self.polls.get(
+                ("quote", self.symbol), lambda: self.services.market.get_quote(self.symbol)
+            )
         except Exception as exc:  # this symbol's market only: the account's part goes on
             reason = str(exc) or type(exc).__name__
             if reason == self.market_down:
@@ -85,12 +133,19 @@ class Feed:
         market = {"symbol": self.symbol, "available": True, "bid": quote.bid, "ask": quote.ask}
         return [frame("market", {**market, "quote_time": quote.time.isoformat(), "now": now})]
 
-    async def _portfolio(self) -> list[bytes]:
+    async def _portfolio(self, fresh_after: float) -> list[bytes]:
         try:
-            portfolio = (await self.services.broker.get_portfolio(self.account)).model_dump(mode="json")
+            held = await self.polls.get(
+                ("portfolio", self.account),
+                lambda: self.services.broker.get_portfolio(self.account),
+                fresh_after,
+                None if self.positions else FLAT_SECONDS,
+            )
+            portfolio = held.model_dump(mode="json")
         except Exception as exc:  # Redis or the trading service away: say so, keep the stream
             return self.failed("portfolio", exc)
         self.problem = None
+        self.positions = bool(portfolio.get("positions"))
         fingerprint = json.dumps(portfolio, sort_keys=True)
         if fingerprint == self.portfolio:
             return []
@@ -106,16 +161,6 @@ class Feed:
         return [frame("problem", {"message": message})]
 
 
-async def notice_frames(
-    services: Services, account: str, cursor: str, wait_ms: int
-) -> tuple[str, list[bytes]]:
-    """The account's notices after `cursor` (waiting up to `wait_ms` for one), and the new cursor."""
-    notices = await read_notices(services.redis, services.settings.redis.prefix, account, cursor, wait_ms)
-    for notice in notices:
-        cursor = notice.id
-    return cursor, [frame(n.kind, n.data, n.id) for n in notices]
-
-
 @router.get("/events", response_class=StreamingResponse, description=EVENTS_DOC, responses=LIVE)
 async def events(
     request: Request,
@@ -125,29 +170,34 @@ async def events(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Live quotes, P&L, fills, SL/TP closes and alerts of your account, pushed as they happen."""
-    feed = Feed(services, account, symbol.strip().upper())
+    hub, polls = live(request, services)
+    feed = Feed(services, account, symbol.strip().upper(), polls)
     cursor = valid_id(last_event_id) or await last_id(services.redis, services.settings.redis.prefix, account)
 
     async def body() -> AsyncIterator[bytes]:
-        nonlocal cursor
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STREAM_SECONDS
         yield f"retry: 1000\nid: {cursor}\n\n".encode()  # the position, for a reconnect before any notice
-        next_poll = loop.time()
-        while loop.time() < deadline and not await request.is_disconnected():
-            if loop.time() >= next_poll:
-                for chunk in await feed.frames():
-                    yield chunk
-                next_poll = loop.time() + POLL_SECONDS
-            wait_ms = max(1, int((next_poll - loop.time()) * 1000))
-            try:
-                cursor, chunks = await notice_frames(services, account, cursor, wait_ms)
-            except Exception as exc:  # Redis away: say so (once), retry when the next poll is due
-                for chunk in feed.failed("notices", exc):
-                    yield chunk
-                await asyncio.sleep(max(0.0, next_poll - loop.time()))
-                continue
-            for chunk in chunks:
-                yield chunk
+        async with hub.subscribe(account, cursor) as page:
+            next_poll = fresh_after = loop.time()  # a page opens on the portfolio as it is now
+            while loop.time() < deadline and not await request.is_disconnected():
+                notices = []
+                if loop.time() >= next_poll:
+                    for chunk in await feed.frames(fresh_after):
+                        yield chunk
+                    next_poll = loop.time() + POLL_SECONDS
+                    try:  # the missed notices (once; again next poll if Redis was away)
+                        if not page.caught_up:
+                            notices = await page.catch_up()
+                        if hub.failure is not None:  # the reader resumes from where it was: say so only
+                            raise hub.failure
+                    except Exception as exc:  # Redis away: say so (once)
+                        for chunk in feed.failed("notices", exc):
+                            yield chunk
+                notices += await page.next(next_poll - loop.time())
+                for notice in notices:
+                    yield frame(notice.kind, notice.data, notice.id)
+                if notices:  # a fill or an alert changed the account: its portfolio frame follows at once
+                    fresh_after, next_poll = page.received, loop.time()
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -21,7 +21,7 @@ import graph.copilot as copilot_module
 from bench.harness import private_services
 from bench.table import p50, p95, print_table
 from graph.copilot import Copilot
-from graph.fake_model import ScriptedChatModel, tool_call
+from graph.model.fake import ScriptedChatModel, tool_call
 from tools.market.clock import ManualClock
 
 

@@ -19,7 +19,7 @@ import httpx
 
 from bench.harness import private_app
 from bench.table import p50, p95, print_table
-from graph.fake_model import ScriptedChatModel
+from graph.model.fake import ScriptedChatModel
 
 RELAXED = {
     "min_confidence": 0.0,

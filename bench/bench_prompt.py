@@ -4,7 +4,7 @@ Usage: .venv/bin/python -m bench.bench_prompt [--turns 20] [--legacy]
 Starts a private embedded Redis Stack and runs a scripted session (questions with tool rounds, plain
 questions, slash commands) through the real graph, Redis checkpointer and services. The scripted model
 records every prompt; each is converted to Ollama's wire format by langchain_ollama's own converter (JSON mode
-through graph.llm's rewrite) and rendered with bench/ollama_render.py for llama3.1, the copilot's derived
+via the model client) and rendered with bench/ollama_render.py for llama3.1, the copilot's derived
 llama3.1 template (`copilot model install`, "l3.1c") and qwen2.5 (native tools) and llama3 (JSON mode). Per
 request: answer header last, live context in the last user turn, tool list present (stock llama3.1 only when
 the last message is the trader's), and prefix reuse = the share of the prompt's characters equal to the
@@ -36,8 +36,8 @@ from bench.ollama_render import (
     tool_list_present,
 )
 from graph.copilot import Copilot
-from graph.fake_model import ScriptedChatModel, tool_call
-from graph.json_mode import to_json_mode
+from graph.model.fake import ScriptedChatModel, tool_call
+from graph.model.json_mode import to_json_mode
 from tools.market.clock import ManualClock
 from tools.trading_tools import make_tools
 

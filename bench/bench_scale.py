@@ -39,8 +39,8 @@ import redis
 
 from bench.table import p50, print_table
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
 from server.scale import Deployment
+from tools.redis_embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -41,7 +41,7 @@ import redis
 from bench.harness import stop_process, wait_http
 from bench.table import p50, p95, print_table
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
+from tools.redis_embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -94,7 +94,7 @@ async def _app(kind: str, redis_url: str, ollama: str, prefix: str, data_dir: st
 
     from graph.builder import build_graph
     from graph.copilot import Copilot
-    from graph.llm import build_chat_model
+    from graph.model.client import build_chat_model
     from tools.services import build_services
 
     client = aioredis.from_url(settings.effective_redis_url, decode_responses=True)

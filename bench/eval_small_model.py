@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.harness import SHARED_DATA
 from bench.llama_server import MODEL_NAME, llama_server
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
+from tools.redis_embedded import EmbeddedRedis
 
 # The categories `make bench` runs, 22 of the 44 cases (all 44 take ~2× as long on 2 CPU cores): signals,
 # trade proposals, trades to refuse and plain questions, in both languages. `--only` with no category: all.

@@ -19,7 +19,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from server.in_thread import free_port, serve_in_thread
-from server.redis_embedded import EmbeddedRedis
+from tools.redis_embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -11,7 +11,7 @@ with the library models llama3.1, llama3 and qwen2.5, and the copilot's derived 
   message is "last" only if nothing follows it. The tool list is written inside the last message, and only if
   that message is a user message; the answer header `<|start_header_id|>assistant<|end_header_id|>` follows
   a last user or tool (`ipython`) message only.
-- llama3.1-copilot (graph/ollama_model.py, `copilot model install`): llama3.1 with the tool list once, at the
+- llama3.1-copilot (`copilot model install`, graph/model/ollama_model.py): llama3.1, the tool list once at the
   end of the system block, and every user turn plain, so each prompt starts with the whole previous one.
 - llama3 (legacy `.System`/`.Prompt`/`.Response` template, no tools; JSON mode): messages are folded into
   (system, prompt, response) triples, each rendered with the template; tool messages are dropped; the final
@@ -140,7 +140,7 @@ def _system_block(
 def _llama31(
     system: str, messages: list[Message], tools: list[dict[str, Any]], in_system: bool = False
 ) -> str:
-    """llama3.1; `in_system`: the copilot's derived template (graph/ollama_model.py), which lists the tools
+    """llama3.1; `in_system`: the derived template (graph/model/ollama_model.py), which lists the tools
     once at the end of the system block and renders every user turn plain."""
     preamble = (
         "\n\nCutting Knowledge Date: December 2023\n\nWhen you receive a tool call response, use the "

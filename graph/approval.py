@@ -42,7 +42,7 @@ class VerdictSummary(TypedDict):
 
 
 class ProposalTerms(TypedDict):
-    """A priced trade: what would be sent and what it risks (graph.proposals prices it; the audit trail
+    """A priced trade: what would be sent and what it risks (graph.risk.proposals prices it; the audit trail
     records it for blocked proposals too)."""
 
     kind: ProposalKind
@@ -68,7 +68,7 @@ class ProposalTerms(TypedDict):
 
 
 class Proposal(ProposalTerms):
-    """A trade that passed the risk gate and waits for the trader's decision (graph.proposals builds it)."""
+    """A trade that passed the risk gate and waits for the trader's decision (graph.risk.proposals)."""
 
     proposal_id: str
     verdict: VerdictSummary

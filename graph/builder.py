@@ -10,7 +10,6 @@ from langgraph.graph import START, StateGraph
 
 from config import Settings
 from graph.audit import AuditTrail
-from graph.context import Context
 from graph.deps import Deps, wall_clock
 from graph.nodes.ask_again import make_ask_again
 from graph.nodes.execute import make_execute
@@ -28,6 +27,7 @@ from graph.routing import (
     after_tools,
 )
 from graph.state import State
+from tools.context import Context
 from tools.services import Services
 
 

@@ -12,6 +12,7 @@ from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
 from langgraph.checkpoint.redis.key_registry import CheckpointKeyRegistry
 from langgraph.checkpoint.redis.util import to_storage_safe_id
 from redis.asyncio.cluster import RedisCluster
+from redisvl.exceptions import RedisSearchError
 from redisvl.query import FilterQuery
 from redisvl.query.filter import Tag
 
@@ -86,10 +87,24 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[AsyncRedisSaver
     )
     saver.serde = CachedConstructorSerializer()
     try:
-        async with saver:
+        await _set_up(saver)
+        async with saver:  # sets up again: the indexes exist now, so it only checks
             yield saver
     finally:
         await client.aclose()
+
+
+async def _set_up(saver: AsyncRedisSaver, attempts: int = 3) -> None:
+    """Create the indexes, tolerating workers that start together on a fresh Redis: each checks that an index
+    is missing, then creates it, so the losers of that race get "Index already exists"; the next try finds
+    it."""
+    for attempt in range(attempts):
+        try:
+            await saver.asetup()
+            return
+        except RedisSearchError as exc:
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
 
 
 # Pending writes on these channels mark a checkpoint that is never pruned: the approval's interrupt (the

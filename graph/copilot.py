@@ -23,7 +23,6 @@ from graph.approval import Decision, Proposal
 from graph.approval_reply import BadDecision, check_resume
 from graph.builder import build_graph
 from graph.checkpointer import DURABILITY_CHAT, DURABILITY_DECISION, open_checkpointer, prune_thread
-from graph.context import DEFAULT_SYMBOL, Context
 from graph.deps import wall_clock
 from graph.recovery.notes import (
     OpenTurn,
@@ -54,6 +53,7 @@ from graph.slash import (
 )
 from graph.streaming import Event, to_events
 from graph.threads import account_for, thread_id
+from tools.context import DEFAULT_SYMBOL, Context
 from tools.preferences import BadPreference, PreferenceStore, preferences_text
 from tools.redis_clients import async_client
 from tools.schemas import JsonObject
@@ -132,8 +132,8 @@ class Copilot(SessionViews):
             services = await build_services(settings, redis, clock_owner=clock_owner)
         model = chat_model
         if model is None:
-            from graph.llm import build_chat_model
-            from graph.ollama_model import with_copilot_model
+            from graph.model.client import build_chat_model
+            from graph.model.ollama_model import with_copilot_model
 
             settings = await with_copilot_model(settings)  # `<model>-copilot` when Ollama has it
             model = build_chat_model(settings)
@@ -546,9 +546,9 @@ class Copilot(SessionViews):
         if self.chat_model is not None:
             return "ok"
         if self.settings.llm.provider == "openai":
-            from graph.openai_server import openai_model_status
+            from graph.model.openai_server import openai_model_status
 
             return await openai_model_status(self.settings)
-        from graph.ollama_server import model_status
+        from graph.model.ollama_server import model_status
 
         return await model_status(self.settings)

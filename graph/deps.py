@@ -17,9 +17,9 @@ from langgraph.runtime import Runtime
 
 from config import Settings
 from graph.audit import AuditTrail
-from graph.context import Context
 from graph.state import State
 from prompts.system import schema_tokens
+from tools.context import Context
 from tools.services import Services
 from tools.trading_tools import make_tools
 

@@ -16,8 +16,8 @@ from langchain_core.messages import ToolMessage
 from graph import answers
 from graph.answers import STILL_WAITING
 from graph.approval import Fact, PendingCall, Proposal
-from graph.context import Context
 from graph.deps import Deps
+from tools.context import Context
 
 __all__ = ["STILL_WAITING", "abandoned", "expired", "expired_fact", "held_message"]
 

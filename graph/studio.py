@@ -26,12 +26,12 @@ from langgraph.graph.state import CompiledStateGraph
 
 from config import Settings, load_settings
 from graph.builder import build_graph
-from graph.llm import build_chat_model
+from graph.model.client import build_chat_model
 from tools.redis_clients import async_client
 from tools.services import Services, build_services
 
 if TYPE_CHECKING:
-    from server.redis_embedded import EmbeddedRedis
+    from tools.redis_embedded import EmbeddedRedis
 
 STUDIO_PREFIX = "studio:"
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def embedded_redis(settings: Settings) -> EmbeddedRedis | None:
     """The embedded Redis Stack of these settings (None when REDIS_URL names a server)."""
     if not settings.embedded_redis:
         return None
-    from server.redis_embedded import EmbeddedRedis
+    from tools.redis_embedded import EmbeddedRedis
 
     return EmbeddedRedis(
         port=settings.redis.port, data_dir=Path(settings.redis.data_dir), bind=settings.redis.host
@@ -88,7 +88,7 @@ async def _shared() -> tuple[Services, BaseChatModel]:
 
 
 async def make_graph(config: RunnableConfig) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Graph factory named in langgraph.json; the runtime context (graph.context.Context) is set per run."""
+    """Graph factory named in langgraph.json; the runtime context (tools.context.Context) is set per run."""
     services, model = await _shared()
     return build_graph(services, services.settings, model).compile(name="copilot")
 

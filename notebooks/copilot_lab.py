@@ -35,7 +35,7 @@ from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 from config import Settings, load_settings  # noqa: E402
 from graph.copilot import Copilot  # noqa: E402
-from server.redis_embedded import EmbeddedRedis  # noqa: E402
+from tools.redis_embedded import EmbeddedRedis  # noqa: E402
 from tools.market.clock import ManualClock  # noqa: E402
 from tools.services import Services, build_services  # noqa: E402
 
@@ -88,7 +88,7 @@ def scripted_or_ollama(replies: list[Any]) -> Any:
     """The scripted model with `replies`, or None (= ChatOllama from settings) when asked for Ollama."""
     if os.environ.get("COPILOT_NOTEBOOK_MODEL", "").lower() == "ollama":
         return None
-    from graph.fake_model import ScriptedChatModel
+    from graph.model.fake import ScriptedChatModel
 
     return ScriptedChatModel(replies=replies)
 

@@ -114,7 +114,7 @@ async def _sweep(copilot: Copilot, locks: Leases) -> None:
 
 
 async def _warm_up(settings: Settings) -> None:
-    from graph.ollama_server import warm_up
+    from graph.model.ollama_server import warm_up
 
     log.info("model warm-up: %s", await warm_up(settings))
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from config import ConfigError, Settings, load_settings
 from config.values import TIMEFRAMES, ReplayStartError
-from server.redis_embedded import EmbeddedRedis, RedisStartError
 from server.startup_checks import StartupError, check_log_file, check_redis, listen_port
+from tools.redis_embedded import EmbeddedRedis, RedisStartError
 
 
 def embedded_redis(settings: Settings) -> EmbeddedRedis:
@@ -199,7 +199,7 @@ def cmd_eval_model(settings: Settings, args: argparse.Namespace) -> int:
         print(f"[{n}/{len(cases)}] {outcome.case.id}: {mark} ({outcome.total_s:.1f} s)", file=sys.stderr)
 
     check_redis(settings)  # before the first progress line, so a dead REDIS_URL is the only line
-    from graph.ollama_model import with_copilot_model
+    from graph.model.ollama_model import with_copilot_model
 
     settings = asyncio.run(with_copilot_model(settings))  # the model chatted with: `<model>-copilot` if any
     llm = settings.llm
@@ -214,11 +214,11 @@ def cmd_eval_model(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
-    """`install`: create `<llm.model>-copilot` on Ollama (graph/ollama_model.py); `status`: which model the
+    """`install`: create `<llm.model>-copilot` on Ollama (graph.model.ollama_model); `status`: which model the
     copilot chats with."""
     import asyncio
 
-    from graph.ollama_model import InstallError, copilot_model_name, copilot_model_present, install
+    from graph.model.ollama_model import InstallError, copilot_model_name, copilot_model_present, install
 
     llm, name = settings.llm, copilot_model_name(settings.llm.model)
     if args.action == "status":

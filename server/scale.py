@@ -107,12 +107,8 @@ class Deployment:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self.worker_ports = [free_port() for _ in range(self.workers)]
-        # The first worker alone, then the others: workers starting at once on a fresh Redis race to create
-        # the checkpointer's search index (langgraph-checkpoint-redis asetup) and the losers fail to start
-        # with "Index already exists".
-        self.procs.append(self._spawn(0, self.worker_ports[0]))
-        self.wait_healthy(self.worker_url(0), 0, wait_seconds)
-        for i, port in enumerate(self.worker_ports[1:], 1):
+        # All at once, as a deployment starts (graph.checkpointer tolerates the race to create the indexes).
+        for i, port in enumerate(self.worker_ports):
             self.procs.append(self._spawn(i, port))
         config = self.workdir / "haproxy.cfg"
         config.write_text(haproxy_config(self.port, self.worker_ports))

@@ -13,9 +13,8 @@ import redis.asyncio as aioredis
 
 from config import Settings, load_settings
 from graph.copilot import Copilot
-from graph.fake_model import ScriptedChatModel
+from graph.model.fake import ScriptedChatModel
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
 from tests.support import ROOT
 from tests.support.api_support import ApiServer, Script, api_settings, running_app
 from tests.support.broker_support import World, world
@@ -28,6 +27,7 @@ from tools.broker.factory import build_broker
 from tools.broker.paper import PaperBroker
 from tools.market.clock import ManualClock
 from tools.market.specs import load_specs
+from tools.redis_embedded import EmbeddedRedis
 from tools.services import Services
 from tools.signals.factory import build_signals
 

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from config import Settings
 from tests.support.broker_support import World, bars_between
-from tools.alerts import RedisAlerts
+from tools.broker.alerts import RedisAlerts
 from tools.protocols import UnknownSymbolError
 from tools.schemas import AlertRequest
 

@@ -13,7 +13,6 @@ import redis
 
 from config import Settings
 from server.app import create_app
-from server.redis_embedded import EmbeddedRedis
 from tests.support.api_support import (
     ApiServer,
     Script,
@@ -28,6 +27,7 @@ from tests.support.api_support import (
 from tests.support.locks import WatchedLocks
 from tests.support.serving import serve_app
 from tools.locks import Leases
+from tools.redis_embedded import EmbeddedRedis
 
 USERS = user_keys("ana", "beto", "carla", "dora")
 METRICS_KEY = "metrics-key-0123456789"  # /metrics of a keyed server answers to this key only

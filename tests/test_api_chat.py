@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.redis_embedded import EmbeddedRedis
 from tests.support.api_support import Script, api_settings, buy_command, error_text, running_app, sse_events
+from tools.redis_embedded import EmbeddedRedis
 
 MAX_CHARS = 500
 MAX_BODY = 4096

@@ -8,9 +8,9 @@ import httpx
 
 from server.app import create_app
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
 from tests.support.api_support import api_settings
 from tests.support.serving import serve_app
+from tools.redis_embedded import EmbeddedRedis
 
 
 def test_degraded_when_the_model_server_or_redis_is_down(shared_data: Path, tmp_path: Path) -> None:

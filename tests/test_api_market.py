@@ -14,10 +14,10 @@ from fastapi import FastAPI
 
 from server.api.performance import performance
 from server.app import create_app
-from server.redis_embedded import EmbeddedRedis
 from tests.support.api_support import Script, api_settings, current_ask, scripted_model
 from tests.support.serving import serve_app
 from tools.broker.ledger import ClosedTrade
+from tools.redis_embedded import EmbeddedRedis
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.redis_embedded import EmbeddedRedis
 from tests.support.api_support import Script, api_settings, buy_command, running_app, sse_events
+from tools.redis_embedded import EmbeddedRedis
 
 
 @pytest.fixture

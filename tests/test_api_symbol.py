@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from server.redis_embedded import EmbeddedRedis
 from tests.support.api_support import Script, api_settings, running_app
+from tools.redis_embedded import EmbeddedRedis
 
 
 def test_a_message_without_symbol_keeps_the_sessions_symbol(

@@ -18,7 +18,7 @@ from config import Settings
 from server.in_thread import free_port
 from tests.support.broker_support import bars_between, world
 from tests.support.serving import serve_app
-from tools.alerts import RedisAlerts
+from tools.broker.alerts import RedisAlerts
 from tools.broker.api import router
 from tools.broker.factory import build_broker
 from tools.broker.http import HttpAlerts, HttpBroker

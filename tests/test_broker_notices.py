@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from config import Settings
 from tests.support.broker_support import World
-from tools.alerts import RedisAlerts
+from tools.broker.alerts import RedisAlerts
 from tools.broker.ledger import Keys
 from tools.broker.paper import PaperBroker
 from tools.notices import MAX_NOTICES, Notice, last_id, notices_key, read_notices, valid_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -86,3 +87,16 @@ def test_the_cached_serializer_revives_what_the_stock_one_does() -> None:
     for _ in range(2):
         with pytest.raises(ValueError, match="Cannot import Thing"):
             cached._constructor_class(bogus)
+
+
+async def test_workers_starting_together_on_a_fresh_redis_all_open_the_checkpointer(redis_url: str) -> None:
+    """N workers starting at once race to create the search indexes (each checks, then creates): the ones
+    that lose the race used to exit with "Index already exists". All must open, on one set of indexes."""
+    prefix = f"race{uuid.uuid4().hex[:8]}:"
+    settings = load_settings(redis_url=redis_url, redis={"prefix": prefix}, logging={"file": None})
+
+    async def open_one() -> bool:
+        async with open_checkpointer(settings) as saver:
+            return await saver.checkpoints_index.exists()
+
+    assert await asyncio.gather(*(open_one() for _ in range(6))) == [True] * 6

@@ -7,7 +7,7 @@ import pytest
 
 from server.cli import main
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
+from tools.redis_embedded import EmbeddedRedis
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ import httpx
 import redis
 
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
 from tests.support import ROOT
 from tests.support.api_support import buy_command
 from tests.support.serving import serve, wait_healthy
+from tools.redis_embedded import EmbeddedRedis
 
 DEMO_START = "2026-03-02T10:00:00Z"
 

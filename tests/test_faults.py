@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from server.redis_embedded import EmbeddedRedis
 from tests.support.faults import (
     Cluster,
     approve_and_fault,
@@ -30,6 +29,7 @@ from tests.support.faults import (
     wait_for,
     wait_for_audit,
 )
+from tools.redis_embedded import EmbeddedRedis
 
 POINTS = ("before_send", "after_send", "after_execute")
 TRIALS_PER_POINT = 5

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from config import Settings
 from graph.copilot import Copilot, NoPendingApproval
-from graph.fake_model import ScriptedChatModel, tool_call
+from graph.model.fake import ScriptedChatModel, tool_call
 from tests.support.graph import SESSION, USER, CopilotFactory, WallClock, audit_of, buy_levels, positions
 from tools.market.clock import ManualClock
 from tools.services import Services, build_services
@@ -359,9 +359,9 @@ async def test_execute_refuses_without_a_recorded_approval(services: Services, s
     from langchain_core.runnables.config import var_child_runnable_config
     from langgraph.runtime import Runtime
 
-    from graph.context import Context
     from graph.deps import Deps
     from graph.nodes.execute import make_execute
+    from tools.context import Context
 
     deps = Deps(services, settings, ScriptedChatModel(replies=["ok"]), audit_of(services), lambda: None)  # type: ignore[arg-type]
     execute = make_execute(deps)

@@ -12,9 +12,9 @@ from langgraph.types import Command
 
 from config import Settings
 from graph.builder import build_graph
-from graph.context import Context
-from graph.fake_model import ScriptedChatModel
+from graph.model.fake import ScriptedChatModel
 from tests.support.graph import WallClock, buy_levels
+from tools.context import Context
 from tools.services import Services
 
 CONTEXT = Context(user_id="alice", account_id="acct-edit-trade")

@@ -15,9 +15,8 @@ from langgraph.types import Command
 from config import Settings
 from graph.audit import AuditTrail
 from graph.builder import build_graph
-from graph.context import Context, MissingContext
 from graph.deps import Deps
-from graph.fake_model import ScriptedChatModel
+from graph.model.fake import ScriptedChatModel
 from graph.nodes.ask_again import make_ask_again
 from graph.nodes.execute import make_execute
 from graph.nodes.human_approval import make_human_approval
@@ -26,6 +25,7 @@ from graph.nodes.risk_gate import make_risk_gate
 from graph.nodes.tools import tool_runner
 from graph.state import State
 from tests.support.graph import WallClock, buy_levels, positions
+from tools.context import Context, MissingContext
 from tools.services import Services
 from tools.trading_tools import make_tools
 

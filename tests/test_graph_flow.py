@@ -8,8 +8,8 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from graph.fake_model import ScriptedChatModel, tool_call
-from graph.model_errors import FailureCategory, ModelUnavailable
+from graph.model.errors import FailureCategory, ModelUnavailable
+from graph.model.fake import ScriptedChatModel, tool_call
 from graph.nodes.reason import NO_ANSWER
 from prompts.system import SYSTEM_PROMPT
 from tests.support.graph import SESSION, USER, CopilotFactory, buy_levels

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from graph.fake_model import tool_call
+from graph.model.fake import tool_call
 from tests.support.graph import (
     LOW_CONFIDENCE,
     MANIPULATION,

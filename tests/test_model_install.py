@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from bench.ollama_render import LLAMA31_TEMPLATE
-from graph.model_errors import reset_chat_outcomes
-from graph.ollama_model import COPILOT_TEMPLATE, copilot_model_name, create_model, with_copilot_model
-from graph.ollama_server import model_status, warm_up
+from graph.model.errors import reset_chat_outcomes
+from graph.model.ollama_model import COPILOT_TEMPLATE, copilot_model_name, create_model, with_copilot_model
+from graph.model.ollama_server import model_status, warm_up
 from server.app import create_app
 from server.cli import main
 from tests.support.api_support import api_settings
@@ -87,7 +87,7 @@ def test_install_errors_say_what_to_do(
     assert fake.create_requests == []  # nothing was asked of /api/create, so nothing is pulled
 
     # Ollama refuses the request (a template it cannot parse): its own error, and no model.
-    monkeypatch.setattr("graph.ollama_model.COPILOT_TEMPLATE", "{{ if .Tools }}unclosed")
+    monkeypatch.setattr("graph.model.ollama_model.COPILOT_TEMPLATE", "{{ if .Tools }}unclosed")
     assert copilot(monkeypatch, url, "install") == 2
     err = capsys.readouterr().err
     assert (

@@ -18,10 +18,10 @@ from langchain_core.messages import (
 
 from config import Settings, load_settings
 from config.settings import RiskSettings
-from graph.json_mode import tool_call_schema
-from graph.llm import build_chat_model
-from graph.model_errors import ModelUnavailable
-from graph.ollama_server import detect_tool_mode, model_status
+from graph.model.client import build_chat_model
+from graph.model.errors import ModelUnavailable
+from graph.model.json_mode import tool_call_schema
+from graph.model.ollama_server import detect_tool_mode, model_status
 from prompts import SYSTEM_PROMPT, live_context
 from server.in_thread import free_port
 from tests.support.ollama import NATIVE, PLAIN, TOOLS

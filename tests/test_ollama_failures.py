@@ -15,16 +15,16 @@ import pytest
 from langchain_core.messages import AIMessageChunk, BaseMessageChunk, HumanMessage
 
 from config import Settings, load_settings
-from graph.json_mode import JsonReplyParser
-from graph.llm import build_chat_model
-from graph.model_errors import (
+from graph.model.client import build_chat_model
+from graph.model.errors import (
     ChatOutcomes,
     FailureCategory,
     ModelUnavailable,
     recent_chat_failure,
     reset_chat_outcomes,
 )
-from graph.ollama_server import model_status
+from graph.model.json_mode import JsonReplyParser
+from graph.model.ollama_server import model_status
 from server.in_thread import free_port
 from tests.support.ollama import NATIVE, PLAIN, TOOLS
 from tests.support.ollama_double import OllamaDouble, Reply

@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from config import load_settings
-from graph.model_errors import FailureCategory
-from graph.openai_model import build_openai_model
+from graph.model.errors import FailureCategory
+from graph.model.openai_model import build_openai_model
 
 URL = "http://127.0.0.1:8000/v1"
 

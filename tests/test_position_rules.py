@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from config import load_settings
-from graph.position_rules import Modify, check_modify, risk_at_stop
+from graph.risk.positions import Modify, check_modify, risk_at_stop
 from tools.market.specs import load_specs
 from tools.schemas import Portfolio, Position
 

@@ -15,7 +15,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 
 from config.settings import RiskSettings
-from graph.proposals import trader_limits
+from graph.risk.proposals import trader_limits
 from graph.slash import PrefsCommand, SlashError, parse_slash
 from prompts.system import LANGUAGE_LINES, live_context
 from tests.support.api_support import (

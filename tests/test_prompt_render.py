@@ -33,8 +33,8 @@ from bench.ollama_render import (
 )
 from config import Settings, load_settings
 from graph.copilot import Copilot
-from graph.llm import build_chat_model
-from graph.ollama_model import COPILOT_TEMPLATE
+from graph.model.client import build_chat_model
+from graph.model.ollama_model import COPILOT_TEMPLATE
 from prompts import SYSTEM_PROMPT
 from prompts.window import LIVE_CONTEXT
 from tests.support.graph import USER, WallClock

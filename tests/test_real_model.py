@@ -1,5 +1,5 @@
 """A real language model in the loop: llama-cpp-python's OpenAI-compatible server on SmolLM2-135M-Instruct,
-reached through the real ChatOpenAI (graph/openai_model.py), in both server modes: the model's own template
+through the real ChatOpenAI (graph/model/openai_model.py), in both server modes: the model's own template
 (no tools: the copilot's JSON tool mode) and llama-cpp-python's function-calling format (native tools).
 
 Nothing here scripts what the model says: the assertions hold whatever a 135M model emits (its wrong tools,
@@ -24,11 +24,11 @@ from pydantic import Field
 
 from config import Settings, load_settings
 from graph.copilot import Copilot
-from graph.llm import build_chat_model
-from graph.model_errors import FailureCategory, ModelUnavailable, reset_chat_outcomes
+from graph.model.client import build_chat_model
+from graph.model.errors import FailureCategory, ModelUnavailable, reset_chat_outcomes
+from graph.model.openai_model import ACCEPTED, CopilotChatOpenAI, openai_model_kwargs
+from graph.model.openai_server import openai_model_status
 from graph.nodes.reason import MODEL_DOWN, MODEL_UNUSABLE
-from graph.openai_model import ACCEPTED, CopilotChatOpenAI, openai_model_kwargs
-from graph.openai_server import openai_model_status
 from graph.threads import thread_id
 from server.app import create_app
 from server.in_thread import free_port

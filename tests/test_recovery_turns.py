@@ -1,4 +1,4 @@
-"""A chat turn whose worker died (graph/recovery.py): its note is left behind with the checkpoint it started
+"""A chat turn whose worker died (graph/recovery/): its note is left behind with the checkpoint it started
 from, and the next access runs it again from there, or says it failed with its category."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
+from tools.redis_embedded import EmbeddedRedis
 
 
 def test_session_server_has_json_search_timeseries(redis_server: EmbeddedRedis) -> None:

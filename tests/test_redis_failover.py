@@ -108,7 +108,7 @@ async def test_the_starting_503_says_when_to_retry(settings: Settings) -> None:
 
 def test_every_redis_client_comes_from_the_factory() -> None:
     """So REDIS_URL's topology (Sentinel included) reaches every client: no module of the product makes one
-    itself (server/redis_embedded.py, which pings the local server it runs on its port, is the exception)."""
+    itself (tools/redis_embedded.py, which pings the local server it runs on its port, is the exception)."""
     root = Path(__file__).resolve().parents[1]
     makers = re.compile(r"\bfrom_url\(|\bRedis\(|\bRedisCluster\(|\bSentinel\(")
     found = []

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from config import Settings, load_settings
-from graph.risk import RiskInputs, TradeIdea, Verdict, evaluate, size_for_risk
+from graph.risk.rules import RiskInputs, TradeIdea, Verdict, evaluate, size_for_risk
 from tools.schemas import Portfolio, Position, Quote, Signal, SignalAction, SymbolSpec
 
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import load_settings
-from graph.risk import RiskInputs, TradeIdea, evaluate
+from graph.risk.rules import RiskInputs, TradeIdea, evaluate
 from tools.broker.pricing import pnl_usd
 from tools.market.specs import load_specs
 from tools.schemas import Portfolio, Quote, Signal

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.model_errors import reset_chat_outcomes
+from graph.model.errors import reset_chat_outcomes
 from prompts import SYSTEM_PROMPT
 from server.app import create_app
 from tests.support.api_support import api_settings
@@ -127,7 +127,7 @@ def test_the_server_loads_the_model_at_start(
 
 async def test_warm_up_reports_what_happened(double: tuple[OllamaDouble, str], tmp_path: Path) -> None:
     from config import load_settings
-    from graph.ollama_server import warm_up
+    from graph.model.ollama_server import warm_up
     from server.in_thread import free_port
 
     _, ollama_url = double

@@ -19,9 +19,9 @@ import redis
 
 from config import load_settings
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis, ensure_libssl, stack_root
 from tests.support import ROOT
 from tests.support.serving import wait_healthy
+from tools.redis_embedded import EmbeddedRedis, ensure_libssl, stack_root
 
 EURJPY = (
     '{"digits": 3, "pip_size": 0.01, "contract_size": 100000, "min_lot": 0.01, "max_lot": 10, '

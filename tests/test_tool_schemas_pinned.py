@@ -12,7 +12,7 @@ from langchain_core.messages import SystemMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_ollama import ChatOllama
 
-from graph.json_mode import to_json_mode
+from graph.model.json_mode import to_json_mode
 from tools.services import Services
 from tools.trading_tools import make_tools
 

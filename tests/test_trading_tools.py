@@ -21,13 +21,13 @@ from langgraph.graph.state import CompiledStateGraph
 
 from config import load_settings
 from graph.audit import AuditTrail
-from graph.context import Context
 from graph.deps import Deps
-from graph.fake_model import ScriptedChatModel
+from graph.model.fake import ScriptedChatModel
 from graph.nodes.tools import make_tools_node, tool_runner
 from graph.state import State
-from server.redis_embedded import EmbeddedRedis
+from tools.context import Context
 from tools.market.clock import ManualClock
+from tools.redis_embedded import EmbeddedRedis
 from tools.schemas import Signal
 from tools.services import Services, build_services
 from tools.trading_tools import (

@@ -20,7 +20,6 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from server.app import create_app
-from server.redis_embedded import EmbeddedRedis
 from tests.support import ROOT
 from tests.support.api_support import (
     Script,
@@ -32,6 +31,7 @@ from tests.support.api_support import (
 )
 from tests.support.browser import chromium
 from tests.support.serving import serve_app
+from tools.redis_embedded import EmbeddedRedis
 
 SHOTS = Path(os.environ.get("COPILOT_SCREENSHOTS", ROOT / "var" / "screenshots"))
 DESKTOP = {"width": 1366, "height": 768}

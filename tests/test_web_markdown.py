@@ -18,9 +18,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from server.app import create_app
-from server.redis_embedded import EmbeddedRedis
 from tests.support.api_support import Script, api_settings, buy_command, scripted_model
 from tests.support.serving import serve_app
+from tools.redis_embedded import EmbeddedRedis
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from config.values import TIMEFRAMES, Timeframe
+from tools.context import DEFAULT_SYMBOL
 
 if TYPE_CHECKING:
     from tools.services import Services
@@ -32,7 +33,6 @@ NotifyKind = Literal["fills", "closes", "alerts", "expiries"]
 NOTIFY_KINDS: tuple[str, ...] = get_args(NotifyKind)
 ALL_NOTICES: list[NotifyKind] = ["fills", "closes", "alerts", "expiries"]
 FIELDS = ("language", "symbol", "timeframe", "risk_per_trade_pct", "notify")
-DEFAULT_SYMBOL = "XAUUSD"  # graph.context.DEFAULT_SYMBOL (not imported: tools/ never imports graph/)
 DEFAULT_TIMEFRAME: Timeframe = "15m"
 
 

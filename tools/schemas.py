@@ -118,7 +118,7 @@ class TradeIdea(BaseModel):
     (a proposal's `side`, `size_lots`, `stop_loss`, `take_profit`); the tool schema and the broker's
     `/api/trade` body keep their own names (`action`, `size`) as aliases at those boundaries.
 
-    No bounds here: a missing or misplaced stop is a risk rule's to say (graph.risk); `size_lots` None means
+    No bounds here: a missing or misplaced stop is a rule's to say (graph.risk.rules); `size_lots` None means
     sized from the risk % per trade."""
 
     # NaN/inf prices or sizes pass `gt=0`-style checks inconsistently and break the money arithmetic.

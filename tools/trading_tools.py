@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from config.validation import error_parts
 from config.values import Timeframe
-from graph.context import Context, required
+from tools.context import Context, required
 from tools.schemas import AlertRequest, JsonObject, Side, TradeIdea
 from tools.services import Services
 

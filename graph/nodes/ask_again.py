@@ -14,10 +14,10 @@ from langgraph.runtime import Runtime
 from graph.answers import render
 from graph.approval import PendingCall
 from graph.approval_reply import shown_args
-from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.pending import STILL_WAITING, expired, expired_fact
 from graph.state import State
+from tools.context import Context, required
 
 
 def make_ask_again(deps: Deps) -> Node:

@@ -12,11 +12,11 @@ from langgraph.runtime import Runtime
 
 from graph.answers import ACCOUNT_BUSY, fact_message, sent_text, unknown_outcome_text
 from graph.approval import Fact, Outcome, Proposal
-from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
-from graph.proposals import price_trade
+from graph.risk.proposals import price_trade
 from graph.state import State
 from tools.broker.pricing import entry_price
+from tools.context import Context, required
 from tools.locks import LeaseHeld, Leases
 from tools.schemas import OrderRequest, OrderResult, TradeIdea
 

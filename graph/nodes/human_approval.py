@@ -18,10 +18,10 @@ from langgraph.types import interrupt
 from graph.answers import expired_reason, fact_message
 from graph.approval import Decision, Fact
 from graph.approval_reply import BadDecision, ProposalExpired, approval_request, edited_call, read_decision
-from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.pending import expired_fact
 from graph.state import State
+from tools.context import Context, required
 
 
 def make_human_approval(deps: Deps) -> Node:

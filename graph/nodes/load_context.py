@@ -13,11 +13,11 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from graph.answers import fact_message
-from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.messages import removals
 from graph.pending import expired, expired_fact, held_message
 from graph.state import TURN_RESET, State
+from tools.context import Context, required
 from tools.schemas import JsonObject
 
 log = logging.getLogger(__name__)

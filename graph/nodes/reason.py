@@ -19,11 +19,10 @@ from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
 from graph.answers import NOTHING_WAITING
-from graph.context import Context, required
 from graph.deps import Deps, Node
 from graph.messages import render_message, text, tool_results_since_turn
-from graph.model_errors import FailureCategory, ModelUnavailable
-from graph.proposals import trader_limits
+from graph.model.errors import FailureCategory, ModelUnavailable
+from graph.risk.proposals import trader_limits
 from graph.slash import (
     DecisionCommand,
     HelpCommand,
@@ -36,6 +35,7 @@ from graph.slash import (
 from graph.state import State
 from prompts.system import SYSTEM_PROMPT, approx_tokens, live_context
 from prompts.window import MODEL_VIEW, as_sent, model_window
+from tools.context import Context, required
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def prompt(
     settings = deps.settings
     system = SystemMessage(SYSTEM_PROMPT)
     fixed = approx_tokens(system) + (deps.tool_tokens if with_tools else 0)
-    # A model that measured its server's tokenizer (graph.openai_model) says how many real tokens one
+    # A model that measured its server's tokenizer (graph.model.openai_model) says how many real tokens one
     # estimated token is; the window is sized in estimated tokens.
     scale = float(getattr(deps.model, "token_scale", 1.0))
     room = int((settings.llm.num_ctx - settings.inference.max_tokens) / scale)

@@ -11,12 +11,12 @@ from langgraph.runtime import Runtime
 from graph.answers import ONE_AT_A_TIME, fact_message, render
 from graph.approval import Fact, PendingCall, VerdictSummary
 from graph.approval_reply import shown_args
-from graph.context import Context, required
 from graph.deps import Deps, Node, run_thread_id
 from graph.messages import open_tool_calls
 from graph.pending import abandoned
-from graph.proposals import Blocked, Priced, price_position, price_trade
+from graph.risk.proposals import Blocked, Priced, price_position, price_trade
 from graph.state import State
+from tools.context import Context, required
 from tools.schemas import JsonObject, TradeIdea
 from tools.trading_tools import (
     PROPOSAL_TOOLS,

@@ -12,10 +12,10 @@ from langgraph.config import get_config, get_stream_writer
 from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
 
-from graph.context import Context
 from graph.deps import Deps, Node
 from graph.messages import open_tool_calls
 from graph.state import State
+from tools.context import Context
 from tools.protocols import ServiceError
 from tools.trading_tools import PROPOSAL_TOOLS
 

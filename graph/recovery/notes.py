@@ -62,7 +62,7 @@ def checkpoint_of(snapshot: StateSnapshot) -> str | None:
 
 
 def failure_category(exc: BaseException) -> str:
-    """A model failure's category (graph.model_errors), else the exception's kind."""
+    """A model failure's category (graph.model.errors), else the exception's kind."""
     category = getattr(exc, "category", None)
     return str(getattr(category, "value", category) or type(exc).__name__)
 

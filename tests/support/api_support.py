@@ -14,7 +14,7 @@ import httpx
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from config import Settings, load_settings
-from graph.fake_model import ScriptedChatModel, tool_call
+from graph.model.fake import ScriptedChatModel, tool_call
 from server.app import create_app
 from tests.support.serving import serve_app
 

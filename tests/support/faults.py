@@ -20,10 +20,10 @@ import httpx
 import redis
 
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis
 from tests.support import ROOT
 from tests.support.api_support import buy_command
 from tests.support.serving import wait_healthy
+from tools.redis_embedded import EmbeddedRedis
 
 
 @dataclass

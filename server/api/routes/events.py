@@ -23,10 +23,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from graph.context import DEFAULT_SYMBOL
 from server.api.deps import AccountDep, ServicesDep
 from server.api.responses import LIVE
 from server.api.runs import SSE_HEADERS
+from tools.context import DEFAULT_SYMBOL
 from tools.notices import NoticeHub, last_id, valid_id
 from tools.services import Services
 

@@ -8,7 +8,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from graph.model_errors import recent_chat_failure
+from graph.model.errors import recent_chat_failure
 from server.api.deps import MetricsDep, MetricsReader
 from server.api.models import HealthResponse
 

@@ -21,8 +21,8 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.utils.function_calling import ToolDescription
 
-from graph.json_mode import JSON_REPLY, RETRY_PROMPT, JsonReplyParser, check_tool_calls, to_json_mode
-from graph.model_errors import FailureCategory, ModelUnavailable, bad_reply_message, chat_outcomes
+from graph.model.errors import FailureCategory, ModelUnavailable, bad_reply_message, chat_outcomes
+from graph.model.json_mode import JSON_REPLY, RETRY_PROMPT, JsonReplyParser, check_tool_calls, to_json_mode
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
@@ -128,7 +128,7 @@ def aiter_closing(stream: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
 
 class RecordedCalls:
     """Mixin for the providers' chat models (before the LangChain class in the bases): `_astream` runs the
-    provider's `_chosen_stream` and records the call's outcome (graph.model_errors.chat_outcomes), a
+    provider's `_chosen_stream` and records the call's outcome (graph.model.errors.chat_outcomes), a
     categorised failure also logged. The provider says where it sends (`_base`) and which model
     (`_served_model`)."""
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 
 import httpx
 
-from graph.model_errors import (
+from graph.model.errors import (
     FailureCategory,
     ModelUnavailable,
     down_message,

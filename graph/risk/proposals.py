@@ -1,7 +1,7 @@
 """Pricing: a proposal's terms, with the market and the account as they are now, become a risk Verdict and
 the typed Proposal the trader approves. `price_trade` and `price_position` read the quote, the account and
-the signal from the services themselves (never from the model); the rules live in graph.risk (new trades)
-and graph.position_rules (closing and modifying a position). No graph framework here: the risk gate and
+the signal from the services themselves (never from the model); the rules are graph.risk.rules (new trades)
+and graph.risk.positions (closing and modifying a position). No graph framework here: the risk gate and
 execute's re-check both call it."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 
 from config.settings import RiskSettings
 from graph.approval import Proposal, ProposalKind, ProposalTerms, Side
-from graph.position_rules import Modify, check_modify, risk_at_stop
-from graph.risk import RiskInputs, RuleResult, TradeIdea, Verdict, evaluate, verdict_of
+from graph.risk.positions import Modify, check_modify, risk_at_stop
+from graph.risk.rules import RiskInputs, RuleResult, TradeIdea, Verdict, evaluate, verdict_of
 from tools.broker.pricing import mark_price
 from tools.schemas import Portfolio, Position, Quote, Signal, SymbolSpec
 from tools.services import Services
@@ -78,7 +78,7 @@ class Priced:
 
 
 def price_open(idea: TradeIdea, inputs: RiskInputs, limits: RiskSettings) -> Priced:
-    """A new trade: every risk rule of graph.risk, sized to the risk cap when no size is given."""
+    """A new trade: every risk rule of graph.risk.rules, sized to the risk cap when no size is given."""
     signal = inputs.signal
     return Priced(
         verdict=evaluate(idea, inputs, limits),
@@ -115,7 +115,7 @@ def price_close(position: Position, spec: SymbolSpec, quote: Quote, portfolio: P
 
 
 def price_modify(change: Modify, spec: SymbolSpec, portfolio: Portfolio, limits: RiskSettings) -> Priced:
-    """New SL and/or TP for an open position, checked by graph.position_rules."""
+    """New SL and/or TP for an open position, checked by graph.risk.positions."""
     checks = check_modify(change, spec, portfolio, limits)
     return _position_priced("modify", change, checks, spec, portfolio)
 

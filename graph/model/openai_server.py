@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 from langchain_core.messages import BaseMessage, SystemMessage
 
-from graph.model_errors import recent_chat_failure
+from graph.model.errors import recent_chat_failure
 from prompts.system import approx_text_tokens, approx_tokens, trim_history
 
 if TYPE_CHECKING:
     from config import Settings
-    from graph.ollama_server import LlmStatus
+    from graph.model.ollama_server import LlmStatus
 
 log = logging.getLogger(__name__)
 

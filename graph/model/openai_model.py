@@ -20,9 +20,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr, SecretStr
 
-from graph.json_mode import tool_call_schema
-from graph.json_stream import Piece, RecordedCalls, aiter_closing, json_tool_stream
-from graph.model_errors import (
+from graph.model.errors import (
     FailureCategory,
     ModelUnavailable,
     bad_reply_message,
@@ -31,7 +29,9 @@ from graph.model_errors import (
     slow_message,
     too_long_message,
 )
-from graph.openai_server import Tokenizer, fit_to_context, openai_down_message, openai_missing_message
+from graph.model.json_mode import tool_call_schema
+from graph.model.json_stream import Piece, RecordedCalls, aiter_closing, json_tool_stream
+from graph.model.openai_server import Tokenizer, fit_to_context, openai_down_message, openai_missing_message
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
@@ -335,7 +335,7 @@ class CopilotChatOpenAI(RecordedCalls, ChatOpenAI):
         calls: bool = True,
         **kwargs: Any,
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        """The JSON-mode reply through graph.json_stream, constrained by `response_format` where the server
+        """The JSON-mode reply (graph.model.json_stream), constrained by `response_format` where the server
         takes one (FORMATS), else by the instructions alone; `calls` False: no tool call allowed."""
         tools = kwargs.pop("tools")
         kwargs.pop("tool_choice", None)

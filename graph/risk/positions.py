@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.settings import RiskSettings
-from graph.risk import RuleResult, judged, max_risk_usd, move_usd
+from graph.risk.rules import RuleResult, judged, max_risk_usd, move_usd
 from tools.broker.pricing import LevelKind, wrong_side
 from tools.schemas import Portfolio, Position, SymbolSpec
 

@@ -28,9 +28,7 @@ from langchain_core.utils.function_calling import ToolDescription
 from langchain_ollama import ChatOllama
 from pydantic import PrivateAttr
 
-from graph.json_mode import tool_call_schema
-from graph.json_stream import Piece, RecordedCalls, aiter_closing, json_tool_stream
-from graph.model_errors import (
+from graph.model.errors import (
     FailureCategory,
     ModelUnavailable,
     cut_message,
@@ -40,7 +38,9 @@ from graph.model_errors import (
     slow_message,
     too_long_message,
 )
-from graph.ollama_server import ToolMode, detect_tool_mode
+from graph.model.json_mode import tool_call_schema
+from graph.model.json_stream import Piece, RecordedCalls, aiter_closing, json_tool_stream
+from graph.model.ollama_server import ToolMode, detect_tool_mode
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
@@ -211,7 +211,7 @@ class CopilotChatOllama(RecordedCalls, ChatOllama):
         run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        """The JSON-mode reply through graph.json_stream, its tool calls forced by Ollama's `format`."""
+        """The JSON-mode reply through graph.model.json_stream, its tool calls forced by Ollama's `format`."""
         tools: list[ToolDescription] = kwargs.pop("tools")
         schema = tool_call_schema([t["function"]["name"] for t in tools])
 
@@ -261,9 +261,9 @@ def build_chat_model(
     settings: Settings, tool_mode: Literal["auto", "native", "json"] | None = None
 ) -> BaseChatModel:
     """The configured provider's chat model (ChatOllama, or ChatOpenAI for llm.provider openai: see
-    graph.openai_model); tool_mode defaults to settings.llm.tool_mode (auto asks)."""
+    graph.model.openai_model); tool_mode defaults to settings.llm.tool_mode (auto asks)."""
     if settings.llm.provider == "openai":
-        from graph.openai_model import build_openai_model
+        from graph.model.openai_model import build_openai_model
 
         return build_openai_model(settings, tool_mode)
     inference = settings.inference

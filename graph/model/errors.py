@@ -102,7 +102,7 @@ def down_message(base_url: str) -> str:
 
 
 def missing_message(model: str, base_url: str) -> str:
-    if model.endswith("-copilot"):  # graph/ollama_model.py's derived model, gone since the copilot started
+    if model.endswith("-copilot"):  # the derived model (graph/model/ollama_model.py), since deleted
         return f"model '{model}' is not installed on {base_url}: run `copilot model install` and restart"
     return f"model '{model}' is not installed on {base_url}: run `ollama pull {model}`"
 

@@ -1,0 +1,1 @@
+"""The hard risk rules, the rules about open positions, and the pricing of proposals."""

@@ -29,12 +29,11 @@ from tests.support.api_support import (
     running_app,
     scripted_model,
 )
-from tests.support.browser import chromium
+from tests.support.browser import DESKTOP, chromium, open_page
 from tests.support.serving import serve_app
 from tools.redis_embedded import EmbeddedRedis
 
 SHOTS = Path(os.environ.get("COPILOT_SCREENSHOTS", ROOT / "var" / "screenshots"))
-DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
 # Node names the status line must never show (it says what happens in plain words).
 NODE_NAMES = re.compile(r"load_context|risk_gate|human_approval|\breason\b|\btools\b|execute_trade")
@@ -71,18 +70,6 @@ def base_url(
 def browser() -> Iterator[Browser]:
     with chromium() as browser:
         yield browser
-
-
-def open_page(browser: Browser, url: str, viewport: dict[str, int]) -> Iterator[Page]:
-    context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(url)
-    expect(page.locator("#live")).to_have_text("live", timeout=15_000)
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 @pytest.fixture

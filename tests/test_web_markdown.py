@@ -15,16 +15,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from server.app import create_app
 from tests.support.api_support import Script, api_settings, buy_command, scripted_model
+from tests.support.browser import chromium, open_page
 from tests.support.serving import serve_app
 from tools.redis_embedded import EmbeddedRedis
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-DESKTOP = {"width": 1366, "height": 768}
 
 MARKDOWN_REPLY = """**BUY** XAUUSD, *carefully*:
 
@@ -101,26 +98,8 @@ def base_url(app: FastAPI) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with chromium() as browser:
         yield browser
-        browser.close()
-
-
-def open_page(browser: Browser, url: str, session: str | None = None) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
-    if session is not None:  # what the page remembers as its session (localStorage), before it loads
-        context.add_init_script(f"localStorage.setItem('copilot.session', {session!r})")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(url)
-    expect(page.locator("#live")).to_have_text("live", timeout=15_000)
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 @pytest.fixture
@@ -128,7 +107,7 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
     with httpx.Client(base_url=base_url, timeout=30) as client:  # the local user's preferences: defaults
         reset = {"language": None, "symbol": None, "timeframe": None, "risk_per_trade_pct": None}
         client.put("/api/preferences", json={**reset, "notify": None}).raise_for_status()
-    yield from open_page(browser, base_url, f"md-{uuid.uuid4().hex[:8]}")
+    yield from open_page(browser, base_url, session=f"md-{uuid.uuid4().hex[:8]}")
 
 
 def send(page: Page, text: str) -> None:
@@ -174,7 +153,7 @@ def test_hostile_html_in_a_model_reply_runs_nothing(page: Page) -> None:
 
 
 def test_a_hostile_session_name_runs_nothing(browser: Browser, base_url: str) -> None:
-    pages = open_page(browser, base_url, SESSION_NAME)
+    pages = open_page(browser, base_url, session=SESSION_NAME)
     page = next(pages)
     try:
         expect(page.locator("#session-title")).to_have_text(f"session {SESSION_NAME}")

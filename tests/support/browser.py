@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
+DESKTOP = {"width": 1366, "height": 768}
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -32,3 +33,21 @@ def chromium() -> Iterator[Browser]:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         yield browser
         browser.close()
+
+
+def open_page(
+    browser: Browser, url: str, viewport: dict[str, int] = DESKTOP, session: str | None = None
+) -> Iterator[Page]:
+    """The web page, live (its feed connected); `session`: what it remembers as its session (localStorage),
+    set before it loads. Fails the test on any JavaScript error the page raised."""
+    context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+    if session is not None:
+        context.add_init_script(f"localStorage.setItem('copilot.session', {session!r})")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    expect(page.locator("#live")).to_have_text("live", timeout=15_000)
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"

@@ -87,9 +87,9 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[AsyncRedisSaver
     )
     saver.serde = CachedConstructorSerializer()
     try:
-        await _set_up(saver)
-        async with saver:  # sets up again: the indexes exist now, so it only checks
-            yield saver
+        await _set_up(saver)  # what `async with saver` does, the index race tolerated
+        await saver.aset_client_info()
+        yield saver
     finally:
         await client.aclose()
 

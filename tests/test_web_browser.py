@@ -362,7 +362,9 @@ def test_api_key_is_asked_for_and_remembered(
         expect(page.locator("#key-form")).to_be_visible()  # the server said 401
         page.fill("#api-key", "web-key-0123456789")
         page.click("#key-form button")
-        expect(page.locator("#key-form")).to_be_hidden()
+        expect(page.locator("#key-form")).to_be_hidden(
+            timeout=15_000
+        )  # a loaded machine: the page reloads its data
         expect(page.locator("#live")).to_have_text("live", timeout=15_000)  # the live feed sends the key too
         send(page, "hola con clave")
         expect(page.locator(".msg.assistant").last).to_have_text("Echo: hola con clave")

@@ -10,7 +10,6 @@ user); the market replays 60 times faster than the wall clock so SL/TP levels ar
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -23,10 +22,10 @@ import httpx
 import pytest
 import redis
 
-from server.in_thread import free_port
 from server.scale import Deployment
 from tests.support.api_support import buy_command
 from tests.support.balancer import Page, client, closed_trades, filled_orders, wait_until
+from tests.support.serving import process_env
 
 LEADER_LEASE = 3.0
 RUN_LEASE = 6.0
@@ -38,26 +37,24 @@ def lb(
     redis_server: object, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     tmp = tmp_path_factory.mktemp("lb")
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,  # type: ignore[attr-defined]
-        "REDIS__PREFIX": f"t{uuid.uuid4().hex[:10]}:",
-        "DATA_DIR": str(tmp / "data"),
-        "FALLBACK_DATA_DIR": str(shared_data),
-        "LOGGING__FILE": "",
-        "LLM__BASE_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens: slash commands only
-        "SERVER__API_KEYS": json.dumps({f"key-u{i}": f"u{i}" for i in range(100)}),
-        "SERVER__RUN_LEASE_SECONDS": str(RUN_LEASE),
-        "SCALE__LEADER_LEASE_SECONDS": str(LEADER_LEASE),
-        "BROKER__TICK_SECONDS": "0.5",
-        "REPLAY__START": "2026-03-02T10:00:00Z",
-        "REPLAY__SPEED": "60",
-        "RISK__MIN_CONFIDENCE": "0",
-        "RISK__BLOCKED_AMD_PHASES": "[]",
-        "RISK__BLOCK_AGAINST_SIGNAL": "false",
-        "RISK__MAX_PRICE_DRIFT_PCT": "5",
-        "FAULT_PAUSE": "300",
-    }
+    env = process_env(
+        redis_server.url,  # type: ignore[attr-defined]
+        shared_data,
+        tmp,
+        **{
+            "SERVER__API_KEYS": json.dumps({f"key-u{i}": f"u{i}" for i in range(100)}),
+            "SERVER__RUN_LEASE_SECONDS": str(RUN_LEASE),
+            "SCALE__LEADER_LEASE_SECONDS": str(LEADER_LEASE),
+            "BROKER__TICK_SECONDS": "0.5",
+            "REPLAY__START": "2026-03-02T10:00:00Z",
+            "REPLAY__SPEED": "60",
+            "RISK__MIN_CONFIDENCE": "0",
+            "RISK__BLOCKED_AMD_PHASES": "[]",
+            "RISK__BLOCK_AGAINST_SIGNAL": "false",
+            "RISK__MAX_PRICE_DRIFT_PCT": "5",
+            "FAULT_PAUSE": "300",
+        },
+    )
     for name in ("FAULT_POINT", "FAULT_POINTS", "FAULT_MARKER"):
         env.pop(name, None)
 

@@ -18,7 +18,7 @@ import pytest
 
 from server.in_thread import free_port
 from tests.support.api_support import buy_command
-from tests.support.serving import serve, wait_healthy
+from tests.support.serving import process_env, serve, wait_healthy
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +26,16 @@ def servers(
     redis_server: object, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[str]]:
     tmp = tmp_path_factory.mktemp("serve")
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,  # type: ignore[attr-defined]
-        "REDIS__PREFIX": f"t{uuid.uuid4().hex[:10]}:",
-        "DATA_DIR": str(tmp / "data"),
-        "FALLBACK_DATA_DIR": str(shared_data),
-        "LOGGING__FILE": "",
-        "LLM__BASE_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens: slash commands only
-        # A trader's explicit /buy passes whatever the replayed market's signal says at this moment.
-        "RISK__MIN_CONFIDENCE": "0",
-        "RISK__BLOCKED_AMD_PHASES": "[]",
-    }
+    env = process_env(
+        redis_server.url,  # type: ignore[attr-defined]
+        shared_data,
+        tmp,
+        **{
+            # A trader's explicit /buy passes whatever the replayed market's signal says at this moment.
+            "RISK__MIN_CONFIDENCE": "0",
+            "RISK__BLOCKED_AMD_PHASES": "[]",
+        },
+    )
     procs, urls = [], []
     for workers in (2, 1):
         port, log = free_port(), tmp / f"serve-{workers}.log"

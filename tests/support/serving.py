@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+import uuid
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from server.in_thread import serve_in_thread
+from server.in_thread import free_port, serve_in_thread
 from tests.support import ROOT
 
 
@@ -52,3 +54,19 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, name: str =
 def tail(log: Path, chars: int = 3000) -> str:
     """The end of a process's log ("" before it exists)."""
     return log.read_text(errors="replace")[-chars:] if log.is_file() else ""
+
+
+def process_env(redis_url: str, shared_data: Path, tmp: Path, **more: str) -> dict[str, str]:
+    """A `copilot serve` process's environment in the tests: the session's Redis under a fresh key prefix,
+    data under `tmp` with the real history as fallback, no log file, a model URL where nothing listens (slash
+    commands only), then `more`."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "REDIS__PREFIX": f"t{uuid.uuid4().hex[:10]}:",
+        "DATA_DIR": str(tmp / "data"),
+        "FALLBACK_DATA_DIR": str(shared_data),
+        "LOGGING__FILE": "",
+        "LLM__BASE_URL": f"http://127.0.0.1:{free_port()}",
+        **more,
+    }

@@ -72,10 +72,14 @@ def test_a_standby_takes_the_poller_over_after_kill_9(
                 "lots": 0.1,
                 "price": 2050.5,
             }
-            client.xadd(notices, {"kind": "fill", "data": json.dumps(fill)})
+            first_id = client.xadd(notices, {"kind": "fill", "data": json.dumps(fill)})
             double.wait_for(
                 lambda: any("#7" in m.text for m in double.chat_messages(TRADER)), what="A's notice"
             )
+            # Killed only once A noted the delivery: a kill between the send and that write repeats the
+            # notice (at least once, never lost), which test_telegram_cards pins down on its own.
+            cursor = f"{prefix}telegram:cursor:{TRADER}"
+            double.wait_for(lambda: client.get(cursor) == first_id, what="A's cursor past #7")
 
             os.killpg(holder.pid, signal.SIGKILL)
             holder.wait(10)

@@ -4,18 +4,21 @@ Usage: .venv/bin/python -m bench.bench_checkpoint [--turns 200] [--durability ex
 Starts a private embedded Redis Stack, runs one thread of `turns` chat turns (each a tool round trip:
 model -> get_portfolio -> model) through the real graph and AsyncRedisSaver, prints latency per block and
 the session's Redis footprint (keys and their MEMORY USAGE sum, as bench_stack counts it); `--keep-last`
-is settings.checkpoints.keep_last (0 = no pruning, the behaviour before it existed).
+is settings.checkpoints.keep_last (0 = no pruning, the behaviour before it existed). Also where the bytes
+of the newest checkpoint go: its stored messages per kind, and the live-context text among them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime
 
 from langchain_core.messages import BaseMessage
+from langchain_core.messages.base import message_to_dict
 
 import graph.copilot as copilot_module
 from bench.harness import private_services
@@ -26,8 +29,10 @@ from tools.market.clock import ManualClock
 
 
 def reply(messages: list[BaseMessage]) -> object:
-    # Alternate: a tool call, then a 60-word answer once the tool result is in.
-    if type(messages[-2]).__name__ == "ToolMessage":
+    # Alternate: a tool call, then a 60-word answer once the tool result is in. (Until the live context moved
+    # into the trader's turn the last message was that context; since then [-2] was the call, so every turn
+    # ran all max_tool_rounds rounds.)
+    if type(messages[-1]).__name__ == "ToolMessage":
         return "Gold holds above the weekly open; " + "the portfolio is flat and risk is unused. " * 8
     return tool_call("get_portfolio", {}, f"call_{uuid.uuid4().hex[:8]}")
 
@@ -46,6 +51,8 @@ async def run(turns: int, durability: str, keep_last: int) -> tuple[int, int]:
                 latencies.append((time.perf_counter() - start) * 1000)
             state = await copilot.state("bench", "s1")
             stored = len(state.messages) if state else 0
+            snapshot = await copilot.graph.aget_state(copilot._config("bench", "s1"))
+            breakdown(list(snapshot.values.get("messages", [])))
         keys = [k async for k in redis.scan_iter(count=1000)]
         size = sum([int(await redis.memory_usage(k, samples=0) or 0) for k in keys])
         memory = (await redis.info("memory"))["used_memory_human"]
@@ -60,6 +67,25 @@ async def run(turns: int, durability: str, keep_last: int) -> tuple[int, int]:
         rows.append([f"{i + 1}–{i + len(chunk)}", f"{p50(chunk):.1f} ms", f"{p95(chunk):.1f} ms"])
     print_table(["turns", "median", "p95"], rows)
     return len(keys), size
+
+
+def breakdown(messages: list[BaseMessage]) -> None:
+    """The newest checkpoint's messages as JSON bytes per kind, and the live-context text among them
+    (pinned inline on the trader's messages, or only a reference to its text stored outside)."""
+    per_kind: dict[str, list[int]] = {}
+    live = 0
+    for message in messages:
+        size = len(json.dumps(message_to_dict(message), default=str).encode())
+        per_kind.setdefault(message.type, []).append(size)
+        text = message.additional_kwargs.get("live_context")
+        live += len(json.dumps(text).encode()) if text else 0
+    total = sum(sum(v) for v in per_kind.values())
+    rows = [
+        [k, str(len(v)), f"{sum(v) / 1e3:.1f} KB", f"{100 * sum(v) / total:.0f} %"]
+        for k, v in per_kind.items()
+    ]
+    rows.append(["of which live-context text", "", f"{live / 1e3:.1f} KB", f"{100 * live / total:.0f} %"])
+    print_table(["newest checkpoint's messages", "count", "JSON", "share"], rows)
 
 
 async def compare(turns: int, keep_last: int) -> None:

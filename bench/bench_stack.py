@@ -10,6 +10,9 @@ port, own data dir, AOF everysec as in production) and three servers, each in it
 One httpx client drives them in turn, phase by phase (so a slow spell of this shared machine hits all three),
 and prints one table: each figure for the three, the copilot/baseline ratio and the issue's target.
 
+--session-only: only the copilot and only its one long session (--turns): its Redis keys and bytes, per
+kind of key (checkpoint documents, their writes, the live-context texts, the rest).
+
 --profile TURNS: only the copilot, cProfile switched on inside its server process (signals, after start-up
 and a warm-up) for TURNS turns of one session; prints the top functions by cumulative and own time.
 """
@@ -219,6 +222,20 @@ def redis_footprint(server: EmbeddedRedis, before: set[bytes], session: str) -> 
     mine = (after - before) | {k for k in after if session.encode() in k}
     size = sum(int(client.memory_usage(k, samples=0) or 0) for k in mine)
     return len(mine), size, int(client.info("memory")["used_memory"])
+
+
+def footprint_by_kind(server: EmbeddedRedis, before: set[bytes], session: str) -> dict[str, tuple[int, int]]:
+    """The session's keys as redis_footprint counts them, per kind (the key's name after the prefix, up to
+    its next ':'): kind -> (keys, MEMORY USAGE bytes)."""
+    client = redis.Redis(host=server.bind, port=server.port)
+    after = set(client.scan_iter(count=1000))
+    kinds: dict[str, tuple[int, int]] = {}
+    for key in (after - before) | {k for k in after if session.encode() in k}:
+        parts = key.decode(errors="replace").split(":")
+        kind = parts[1] if len(parts) > 1 else parts[0]
+        keys, size = kinds.get(kind, (0, 0))
+        kinds[kind] = (keys + 1, size + int(client.memory_usage(key, samples=0) or 0))
+    return kinds
 
 
 def command_stats(server: EmbeddedRedis) -> dict[str, tuple[int, int]]:
@@ -527,6 +544,34 @@ def run(args: argparse.Namespace) -> None:
     print(f"load average after: {load()}")
 
 
+def session_only(args: argparse.Namespace) -> None:
+    """The copilot's Redis per long session, alone: README's bench_stack row without the other phases."""
+    print(f"bench_stack --session-only {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}")
+    with standin_ollama("bench-session-") as (tmp, ollama):
+        stack = start_stack("copilot", tmp, ollama)
+        try:
+
+            async def drive_one() -> None:
+                async with httpx.AsyncClient(timeout=120) as client:
+                    for _ in range(3):
+                        await chat(client, stack, f"warm-{uuid.uuid4().hex[:6]}")
+                    stack.results.pop("bad_turns", None)
+                    session = f"long-{uuid.uuid4().hex[:8]}"
+                    before = redis_keys(stack.redis)
+                    for _ in range(args.turns):
+                        await chat(client, stack, session)
+                    keys, size, _ = redis_footprint(stack.redis, before, session)
+                    kinds = footprint_by_kind(stack.redis, before, session)
+                print(f"Redis per {args.turns}-turn session: {keys} keys, {size / 1e6:.2f} MB")
+                rows = [[k, n, f"{b / 1e3:.1f} KB"] for k, (n, b) in sorted(kinds.items())]
+                print_table(["kind of key", "keys", "MEMORY USAGE"], rows)
+                print(f"bad turns: {stack.results.get('bad_turns', 0)}")
+
+            asyncio.run(drive_one())
+        finally:
+            stop_stack(stack)
+
+
 async def profiled_turns(stack: Stack, turns: int) -> None:
     async with httpx.AsyncClient(timeout=120) as client:
         for _ in range(3):
@@ -639,13 +684,16 @@ def main() -> None:
     parser.add_argument("--session-turns", type=int, default=10)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--profile", type=int, default=0, metavar="TURNS")
+    parser.add_argument("--session-only", action="store_true", help="only the copilot's long session")
     args = parser.parse_args()
     if args.command == "serve":
         asyncio.run(serve(args.kind, int(args.port), args.redis_url, args.ollama, args.prefix, args.data_dir))
         return
     if args.quick:
         args.turns, args.session_turns, args.samples = 40, 3, 5
-    if args.profile:
+    if args.session_only:
+        session_only(args)
+    elif args.profile:
         profile(args)
     else:
         run(args)

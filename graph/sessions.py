@@ -13,6 +13,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
 from config import Settings
+from graph import live_contexts
 from graph.recovery.notes import RunNotes
 from graph.results import checkpoint_info, interrupted, session_state
 from graph.schemas import CheckpointInfo, SessionState
@@ -96,7 +97,7 @@ class SessionViews:
             await self.checkpointer.adelete_thread(tid)
         prefix = self.settings.redis.prefix
         await self.services.redis.srem(f"{prefix}sessions:{user_id}", session_id)
-        await self.services.redis.delete(f"{prefix}session:{tid}")
+        await self.services.redis.delete(f"{prefix}session:{tid}", *live_contexts.keys(prefix, tid))
         await self.notes.forget(tid)
         return existed
 

@@ -18,10 +18,12 @@ from langchain_core.messages import (
 from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
+from graph import live_contexts
 from graph.answers import NOTHING_WAITING
-from graph.deps import Deps, Node
+from graph.deps import Deps, Node, run_thread_id
 from graph.messages import render_message, text, tool_results_since_turn
 from graph.model.errors import FailureCategory, ModelUnavailable
+from graph.nodes.load_context import stored_message_cap
 from graph.risk.proposals import trader_limits
 from graph.slash import (
     DecisionCommand,
@@ -118,8 +120,18 @@ async def ask_model(
     prefix there)."""
     over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
     runnable: Runnable[Any, Any] = deps.model if over_limit else deps.bound_model
-    messages, pinned = prompt(deps, state, with_tools=not over_limit, ctx=ctx)
+    redis, thread = deps.services.redis, run_thread_id()
+    # The turns' live contexts are stored outside the checkpoint (graph.live_contexts): back inline here.
+    stored = await live_contexts.hydrate(redis, deps.prefix, thread, state.get("messages", []))
+    messages, pinned = prompt(
+        deps, State(**{**state, "messages": stored}), with_tools=not over_limit, ctx=ctx
+    )
     if pinned is not None:
+        settings = deps.settings
+        keep = (
+            stored_message_cap(deps) + settings.checkpoints.keep_last if settings.checkpoints.keep_last else 0
+        )
+        pinned = await live_contexts.store(redis, deps.prefix, thread, pinned, settings.redis.ttl, keep)
         pins.append(pinned)
     try:
         reply = await runnable.ainvoke(messages)

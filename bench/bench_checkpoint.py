@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.base import message_to_dict
@@ -52,7 +53,7 @@ async def run(turns: int, durability: str, keep_last: int) -> tuple[int, int]:
             state = await copilot.state("bench", "s1")
             stored = len(state.messages) if state else 0
             snapshot = await copilot.graph.aget_state(copilot._config("bench", "s1"))
-            breakdown(list(snapshot.values.get("messages", [])))
+            breakdown(snapshot.values)
         keys = [k async for k in redis.scan_iter(count=1000)]
         size = sum([int(await redis.memory_usage(k, samples=0) or 0) for k in keys])
         memory = (await redis.info("memory"))["used_memory_human"]
@@ -69,23 +70,24 @@ async def run(turns: int, durability: str, keep_last: int) -> tuple[int, int]:
     return len(keys), size
 
 
-def breakdown(messages: list[BaseMessage]) -> None:
-    """The newest checkpoint's messages as JSON bytes per kind, and the live-context text among them
-    (pinned inline on the trader's messages, or only a reference to its text stored outside)."""
+def breakdown(values: dict[str, Any]) -> None:
+    """The newest checkpoint's state as JSON bytes: its messages per kind, the live-context text among them
+    (pinned inline on the trader's messages, or only a reference to its text stored outside), and the other
+    channels that are not empty."""
     per_kind: dict[str, list[int]] = {}
     live = 0
-    for message in messages:
+    for message in values.get("messages", []):
         size = len(json.dumps(message_to_dict(message), default=str).encode())
         per_kind.setdefault(message.type, []).append(size)
         text = message.additional_kwargs.get("live_context")
         live += len(json.dumps(text).encode()) if text else 0
-    total = sum(sum(v) for v in per_kind.values())
-    rows = [
-        [k, str(len(v)), f"{sum(v) / 1e3:.1f} KB", f"{100 * sum(v) / total:.0f} %"]
-        for k, v in per_kind.items()
-    ]
-    rows.append(["of which live-context text", "", f"{live / 1e3:.1f} KB", f"{100 * live / total:.0f} %"])
-    print_table(["newest checkpoint's messages", "count", "JSON", "share"], rows)
+    others = {k: len(json.dumps(v, default=str).encode()) for k, v in values.items() if k != "messages" and v}
+    total = sum(sum(v) for v in per_kind.values()) + sum(others.values())
+    rows = [[f"messages: {k}", str(len(v)), f"{sum(v) / 1e3:.1f} KB"] for k, v in per_kind.items()]
+    rows.append(["of which live-context text", "", f"{live / 1e3:.1f} KB"])
+    rows += [[k, "", f"{v / 1e3:.1f} KB"] for k, v in others.items()]
+    rows = [[*r, f"{100 * float(r[2].split()[0]) * 1e3 / total:.0f} %"] for r in rows]
+    print_table(["newest checkpoint's state", "count", "JSON", "share"], rows)
 
 
 async def compare(turns: int, keep_last: int) -> None:

@@ -558,13 +558,30 @@ def session_only(args: argparse.Namespace) -> None:
                     stack.results.pop("bad_turns", None)
                     session = f"long-{uuid.uuid4().hex[:8]}"
                     before = redis_keys(stack.redis)
+                    commands = command_stats(stack.redis)
                     for _ in range(args.turns):
                         await chat(client, stack, session)
+                    after = command_stats(stack.redis)
                     keys, size, _ = redis_footprint(stack.redis, before, session)
                     kinds = footprint_by_kind(stack.redis, before, session)
                 print(f"Redis per {args.turns}-turn session: {keys} keys, {size / 1e6:.2f} MB")
                 rows = [[k, n, f"{b / 1e3:.1f} KB"] for k, (n, b) in sorted(kinds.items())]
                 print_table(["kind of key", "keys", "MEMORY USAGE"], rows)
+                turns = args.turns
+                delta = {
+                    k: (c - commands.get(k, (0, 0))[0], u - commands.get(k, (0, 0))[1])
+                    for k, (c, u) in after.items()
+                }
+                delta = {k: v for k, v in delta.items() if v[0] > 0}
+                top = sorted(delta.items(), key=lambda kv: kv[1][1], reverse=True)[:8]
+                print(
+                    f"Redis per turn: {sum(c for c, _ in delta.values()) / turns:.1f} commands, "
+                    f"{sum(u for _, u in delta.values()) / turns / 1000:.2f} ms server time"
+                )
+                print_table(
+                    ["command", "calls per turn", "ms per turn"],
+                    [[k, f"{c / turns:.2f}", f"{u / turns / 1000:.3f}"] for k, (c, u) in top],
+                )
                 print(f"bad turns: {stack.results.get('bad_turns', 0)}")
 
             asyncio.run(drive_one())

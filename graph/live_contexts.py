@@ -83,6 +83,13 @@ async def hydrate(
     return out
 
 
+def needs_pin(messages: Sequence[AnyMessage]) -> bool:
+    """The newest trader message has no live context yet (hydrated messages): the model call about to be made
+    pins one (prompts.window.model_window), made from the market and portfolio snapshots."""
+    newest = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
+    return newest is not None and LIVE_CONTEXT not in newest.additional_kwargs
+
+
 def _text(value: object) -> str:
     if value is None:
         return ""

@@ -17,7 +17,8 @@ from tools.schemas import JsonObject
 
 class State(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]
-    # Live context snapshots (an Analysis and a Portfolio as JSON); they never enter `messages`.
+    # Live context snapshots (an Analysis and a Portfolio as JSON): no longer kept (reason fetches them when
+    # it pins a turn's live context, graph.live_contexts); load_context clears what earlier versions stored.
     market: JsonObject | None
     portfolio: JsonObject | None
     # The proposal tool call being gated, the proposal awaiting approval and this run's last gate verdict.

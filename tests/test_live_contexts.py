@@ -60,6 +60,10 @@ async def test_each_context_is_stored_once_and_the_prompts_stay_byte_identical(
             assert first[: len(last)] == last
         humans = [m for m in await stored_messages(copilot) if isinstance(m, HumanMessage)]
         assert len(humans) == 3
+        # Nor the snapshots it is made of: reason fetched them for the context the model got.
+        values = (await copilot.graph.aget_state(copilot._config(USER, SESSION))).values
+        assert values.get("market") is None and values.get("portfolio") is None
+        assert "current_price: " in str(calls[0][-2].content) and "## Portfolio" in str(calls[0][-2].content)
         assert all(LIVE_CONTEXT not in m.additional_kwargs for m in humans)  # not in the checkpoint
         texts = await redis_client.hgetall(texts_key(key_prefix, TID))
         assert sorted(texts) == sorted(str(m.additional_kwargs[LIVE_CONTEXT_REF]) for m in humans)
@@ -148,3 +152,30 @@ async def test_the_texts_are_trimmed_to_the_newest_and_kept_inline_when_redis_fa
     newest = await hydrate(down, key_prefix, "t", stored[:2])
     assert newest[0].additional_kwargs == {LIVE_CONTEXT: ""} and newest[1].additional_kwargs == {}
     await down.aclose()
+
+
+async def test_a_session_of_an_earlier_version_renders_its_inline_contexts_and_drops_its_snapshots(
+    make_copilot: CopilotFactory, clock: Any
+) -> None:
+    """Checkpoints written before: the text inline on the message, the snapshots in the state."""
+    old = HumanMessage("old question", additional_kwargs={LIVE_CONTEXT: f"{MARK}\nTime (UTC): earlier"})
+    async with make_copilot([round_trip]) as copilot:
+        config = copilot._config(USER, SESSION)
+        earlier = {
+            "messages": [old, AIMessage("old answer")],
+            "market": {"symbol": "XAUUSD"},
+            "portfolio": {},
+        }
+        await copilot.graph.aupdate_state(config, earlier, as_node="reason")
+        await chat_turns(copilot, clock, 1)
+        sent = model_of(copilot).calls[0]
+        assert [m.content for m in sent[1:4]] == [
+            f"{MARK}\nTime (UTC): earlier",
+            "old question",
+            "old answer",
+        ]
+        assert CHANGED_ONLY in str(sent[-2].content)  # the new turn's context: its changes since the old one
+        values = (await copilot.graph.aget_state(config)).values
+        assert (
+            values.get("market") is None and values["messages"][0].additional_kwargs == old.additional_kwargs
+        )

@@ -1,4 +1,5 @@
-"""load_context: reset the turn, fetch cached market/portfolio snapshots, bound the stored conversation."""
+"""load_context: reset the turn, bound the stored conversation; and the cached market/portfolio snapshots the
+reason node fetches when it pins a turn's live context."""
 
 from __future__ import annotations
 
@@ -64,7 +65,11 @@ async def context_snapshots(deps: Deps, ctx: Context) -> State:
 def make_load_context(deps: Deps) -> Node:
     async def load_context(state: State, runtime: Runtime[Context]) -> State:
         ctx = required(runtime.context)
-        update = State(**TURN_RESET, **await context_snapshots(deps, ctx))
+        update = State(**TURN_RESET)
+        if state.get("market") is not None or state.get("portfolio") is not None:
+            # Stored by earlier versions: reason fetches the snapshots when it pins a turn, so no checkpoint
+            # needs to keep them (graph.live_contexts).
+            update["market"] = update["portfolio"] = None
         messages = list(state.get("messages", []))
         reorder: list[BaseMessage] = []
         answer = await _answer_pending(deps, ctx, state, update) if _waiting(state, messages) else None

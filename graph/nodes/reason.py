@@ -23,7 +23,7 @@ from graph.answers import NOTHING_WAITING
 from graph.deps import Deps, Node, run_thread_id
 from graph.messages import render_message, text, tool_results_since_turn
 from graph.model.errors import FailureCategory, ModelUnavailable
-from graph.nodes.load_context import stored_message_cap
+from graph.nodes.load_context import context_snapshots, stored_message_cap
 from graph.risk.proposals import trader_limits
 from graph.slash import (
     DecisionCommand,
@@ -123,9 +123,10 @@ async def ask_model(
     redis, thread = deps.services.redis, run_thread_id()
     # The turns' live contexts are stored outside the checkpoint (graph.live_contexts): back inline here.
     stored = await live_contexts.hydrate(redis, deps.prefix, thread, state.get("messages", []))
-    messages, pinned = prompt(
-        deps, State(**{**state, "messages": stored}), with_tools=not over_limit, ctx=ctx
-    )
+    seen = State(**{**state, "messages": stored})
+    if live_contexts.needs_pin(stored):  # the snapshots the new live context is made of (not checkpointed)
+        seen.update(await context_snapshots(deps, ctx))
+    messages, pinned = prompt(deps, seen, with_tools=not over_limit, ctx=ctx)
     if pinned is not None:
         settings = deps.settings
         keep = (

@@ -84,6 +84,10 @@ class CheckpointSettings(_Section):
     # The newest checkpoints kept per thread (0 = keep all until the TTL); a checkpoint holding an approval's
     # interrupt or its decision is kept besides (graph.checkpointer.prune_thread).
     keep_last: int = Field(20, ge=0)
+    # Pruning (two index searches) runs after every `prune_every`-th run of a session (at most keep_last / 2;
+    # and its first), and then keeps `keep_last - prune_every + 1`, so between prunes a session of chat turns
+    # stays within keep_last (graph.copilot.Copilot._prune).
+    prune_every: int = Field(4, ge=1)
 
 
 class ToolSettings(_Section):

@@ -113,9 +113,14 @@ PROTECTED_CHANNELS = ("__interrupt__", "decision")
 MAX_DOCS = 10_000  # per thread and query, as the saver's own aprune
 
 
-async def prune_thread(saver: AsyncRedisSaver, thread_id: str, keep_last: int) -> int:
+async def prune_thread(
+    saver: AsyncRedisSaver, thread_id: str, keep_last: int, keep_protected: int | None = None
+) -> int:
     """Delete the thread's checkpoints older than its `keep_last` newest (per namespace), except those with
-    an interrupt or a decision among their writes; returns how many were deleted (0 = keep_last 0: all kept).
+    an interrupt or a decision among their writes that are among the namespace's newest `keep_protected`
+    such checkpoints (default: `keep_last`, at least 2); returns how many were deleted (0 = keep_last 0: all
+    kept). A waiting approval's interrupt is the newest of them (each turn that waits on it interrupts again,
+    its decision comes after it), so it always stays; older ones only accumulated with the session's length.
 
     The saver's own `aprune(keep_last=…)` cannot spare a checkpoint, so this is that method with an exception
     list: the same index queries and the same keys (the checkpoint document, its write documents, its
@@ -123,6 +128,7 @@ async def prune_thread(saver: AsyncRedisSaver, thread_id: str, keep_last: int) -
     functions. tests/test_checkpoint_pruning.py pins it to `aprune` on the key layout."""
     if keep_last <= 0:
         return 0
+    spare = max(keep_last if keep_protected is None else keep_protected, 2)
     safe_thread = to_storage_safe_id(thread_id)
     checkpoints = await saver.checkpoints_index.search(
         FilterQuery(
@@ -153,8 +159,11 @@ async def prune_thread(saver: AsyncRedisSaver, thread_id: str, keep_last: int) -
     doomed: list[str] = []
     evicted = 0
     for ns, ids in by_ns.items():
-        for checkpoint_id in sorted(ids, reverse=True)[keep_last:]:  # ids are time-ordered (uuid6)
-            if (ns, checkpoint_id) in protected:
+        newest_first = sorted(ids, reverse=True)  # ids are time-ordered (uuid6)
+        spared = {c for c in newest_first if (ns, c) in protected}
+        spared = set(sorted(spared, reverse=True)[:spare])
+        for checkpoint_id in newest_first[keep_last:]:
+            if checkpoint_id in spared:
                 continue
             evicted += 1
             doomed.append(saver._make_redis_checkpoint_key(safe_thread, ns, checkpoint_id))

@@ -406,13 +406,27 @@ class Copilot(SessionViews):
         return chat_result(end.snapshot(), before)
 
     async def _prune(self, config: RunnableConfig) -> None:
-        """After a run: the thread's old checkpoints go (settings.checkpoints.keep_last; interrupts and
-        decisions stay). Best effort: a failure only leaves them until the next run or the TTL."""
+        """After a run: the thread's old checkpoints go (settings.checkpoints; interrupts and decisions stay,
+        the newest of them). Only after the session's first run and every `prune_every`-th (at most
+        keep_last / 2; counted in its session hash: one HINCRBY instead of two index searches), down to
+        `keep_last - prune_every + 1`, so chat turns never leave more than keep_last. Best effort: a failure
+        only leaves them until the next prune or the TTL."""
         if not isinstance(self.checkpointer, AsyncRedisSaver):
             return
         tid = str(config["configurable"]["thread_id"])
+        settings = self.settings.checkpoints
+        if settings.keep_last <= 0:
+            return
         try:
-            await prune_thread(self.checkpointer, tid, self.settings.checkpoints.keep_last)
+            every = min(settings.prune_every, max(settings.keep_last // 2, 1))
+            if every > 1:
+                runs = await self.services.redis.hincrby(
+                    f"{self.settings.redis.prefix}session:{tid}", "runs", 1
+                )
+                if runs != 1 and runs % every:
+                    return
+            keep = max(settings.keep_last - every + 1, 1)
+            await prune_thread(self.checkpointer, tid, keep, keep_protected=max(settings.keep_last, 2))
         except Exception as exc:
             log.warning("could not prune the checkpoints of %s: %s", tid, exc)
 

@@ -192,3 +192,40 @@ async def test_a_long_session_keeps_its_window_and_its_approval(
     assert any(w[1] == "decision" for t in spared for w in t.pending_writes or [])
     keys = [k async for k in redis_client.scan_iter(match=f"{settings.redis.prefix}checkpoint*{tid}*")]
     assert len(keys) < 40
+
+
+async def test_only_the_newest_protected_checkpoints_stay(redis_url: str) -> None:
+    """Interrupts and decisions older than the window stay only while among the newest `keep_protected` of
+    them (the newest, a waiting approval's, always), so they no longer pile up with the session's length."""
+    async with open_checkpointer(prefixed(redis_url)) as saver:
+        tid = "u:many"
+        channels = {
+            1: "__interrupt__",
+            3: "decision",
+            5: "__interrupt__",
+            7: "__interrupt__",
+            11: "__interrupt__",
+        }
+        ids = await chain(saver, tid, 12, channels)
+        assert await prune_thread(saver, tid, 2, keep_protected=2) == 9
+        listed = [t.config["configurable"]["checkpoint_id"] async for t in saver.alist(config_of(tid))]
+        assert listed == [ids[11], ids[10], ids[7]]  # the newest two, then the next protected one
+        assert await prune_thread(saver, tid, 1) == 1  # keep_protected defaults to keep_last, at least 2
+        listed = [t.config["configurable"]["checkpoint_id"] async for t in saver.alist(config_of(tid))]
+        assert listed == [ids[11], ids[7]]
+
+
+async def test_pruning_runs_every_few_runs_and_the_session_stays_within_keep_last(
+    make_copilot: CopilotFactory, redis_client: aioredis.Redis, settings: Settings
+) -> None:
+    """checkpoints.prune_every 3 with keep_last 6: pruned after runs 1, 3, 6 and 9 (counted in the session
+    hash), each time down to 6 - 3 + 1 = 4, so the session never holds more than 6 after a run."""
+    async with make_copilot(["ok"], checkpoints={"keep_last": 6, "prune_every": 3}) as copilot:
+        assert copilot.checkpointer is not None
+        tid = thread_id(USER, SESSION)
+        counts = []
+        for _ in range(9):
+            await copilot.chat(USER, SESSION, "/portfolio")
+            counts.append(len([t async for t in copilot.checkpointer.alist(config_of(tid))]))
+        assert counts == [1, 2, 3, 4, 5, 4, 5, 6, 4]
+        assert await redis_client.hget(f"{settings.redis.prefix}session:{tid}", "runs") == "9"

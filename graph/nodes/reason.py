@@ -117,7 +117,9 @@ async def ask_model(
     """The model's reply, preceded by the trader's message when this call pinned its live context (also put
     in `pins` before the call, so a failed call still stores it: the turn keeps the context and window start
     it was sent with, and the next request renders it byte-identically instead of breaking the KV-cache
-    prefix there)."""
+    prefix there). The stored turns carry a reference to their live-context text, which is put back here
+    for the prompt; a turn pinned now has its text written once to the session's hash and the reference
+    stored in its place (graph.live_contexts)."""
     over_limit = state.get("tool_rounds", 0) >= deps.settings.context.max_tool_rounds
     runnable: Runnable[Any, Any] = deps.model if over_limit else deps.bound_model
     redis, thread = deps.services.redis, run_thread_id()

@@ -83,7 +83,7 @@ async def test_an_older_checkpoint_in_the_kept_window_renders_the_prompt_it_was_
 ) -> None:
     """Time travel: each kept checkpoint, its texts put back, renders exactly its turn's last request (the
     window pinned on the turn; no live context needed again)."""
-    async with make_copilot([round_trip], checkpoints={"keep_last": 4}) as copilot:
+    async with make_copilot([round_trip], checkpoints={"keep_last": 4, "prune_every": 1}) as copilot:
         await chat_turns(copilot, clock, 8)
         calls = model_of(copilot).calls
         history = [s async for s in copilot.graph.aget_state_history(copilot._config(USER, SESSION))]

@@ -6,7 +6,9 @@ turn's block was stored again in every checkpoint that still had the turn. Inste
 the text once, in a per-thread hash `{prefix}live_context:{thread}` (message id → text, the session's TTL),
 and the stored message keeps only a reference (`additional_kwargs["live_context_ref"]`, the hash field).
 Before each model call the node puts the texts back on its in-memory copy of the messages (`hydrate`), so
-prompts/window.py renders byte for byte what it rendered when the texts were inline.
+prompts/window.py renders byte for byte what it rendered when the texts were inline. The market and
+portfolio snapshots a text is made of are not kept in the state either: reason fetches them (the `ctx:`
+caches of graph.nodes.load_context.context_snapshots) only when it pins a turn (`needs_pin`).
 
 Which texts stay: a sorted set `{prefix}live_context_order:{thread}` orders the fields by when they were
 pinned, and only the newest `stored_message_cap + keep_last` stay. The oldest checkpoint pruning keeps

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import json
 import os
 import subprocess
@@ -255,58 +257,75 @@ def pages(codes: dict[str, Path], count: int, seconds: float, accounts: int) -> 
 # --- soak ---------------------------------------------------------------------------------------------------
 
 
-def soak(code: Path, sessions: int, minutes: float) -> None:
-    with tempfile.TemporaryDirectory() as tmp, deployment(code, 3, Path(tmp), users=sessions) as d:
-        stop = threading.Event()
-        samples: list[tuple[float, float]] = []  # (time, ms)
-        errors: list[str] = []
-        lock = threading.Lock()
+def failure(exc: Exception) -> str:
+    """What failed, by request: the exception, the method and path, the status when there is one."""
+    request = getattr(exc, "request", None)
+    response = getattr(exc, "response", None)
+    where = f" {request.method} {request.url.path}" if request is not None else ""
+    status = f" {response.status_code}" if response is not None else ""
+    return f"{type(exc).__name__}{where}{status}"
 
-        def trader(i: int) -> None:
-            session = f"soak-{i}"
-            with httpx.Client(base_url=d.url, timeout=60, headers={"X-API-Key": f"key-u{i}"}) as c:
-                n = 0
-                while not stop.is_set():
-                    n += 1
-                    start = time.perf_counter()
-                    try:
-                        turn(c, session, n)
-                    except Exception as exc:  # counted, the soak goes on
-                        with lock:
-                            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+
+def soak(code: Path, sessions: int, minutes: float, keep: Path | None = None) -> None:
+    with contextlib.ExitStack() as stack:
+        tmp = keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        d = stack.enter_context(deployment(code, 3, tmp, users=sessions))
+        soak_on(d, sessions, minutes)
+    if keep is not None:
+        print(f"workers' logs kept in {keep / 'lb'}")
+
+
+def soak_on(d: Deployment, sessions: int, minutes: float) -> None:
+    stop = threading.Event()
+    samples: list[tuple[float, float]] = []  # (time, ms)
+    errors: list[tuple[float, str, str]] = []  # (time, session, what failed)
+    lock = threading.Lock()
+
+    def trader(i: int) -> None:
+        session = f"soak-{i}"
+        with httpx.Client(base_url=d.url, timeout=60, headers={"X-API-Key": f"key-u{i}"}) as c:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                start = time.perf_counter()
+                try:
+                    turn(c, session, n)
+                except Exception as exc:  # counted, the soak goes on
                     with lock:
-                        samples.append((time.monotonic(), (time.perf_counter() - start) * 1000))
-                    time.sleep(1.0)
-
-        threads = [threading.Thread(target=trader, args=(i,), daemon=True) for i in range(sessions)]
-        began = time.monotonic()
-        for thread in threads:
-            thread.start()
-        rows = []
-        with redis.Redis.from_url(d.env["REDIS_URL"]) as r:
-            for minute in range(1, int(minutes) + 1):
-                time.sleep(max(0.0, began + minute * 60 - time.monotonic()))
+                        errors.append((time.monotonic(), session, failure(exc)))
                 with lock:
-                    window = [ms for t, ms in samples if began + (minute - 1) * 60 <= t < began + minute * 60]
-                    failed = len(errors)
-                rss = [rss_mb(p.pid) for p in d.procs]
-                memory = int(r.info("memory")["used_memory"]) / 2**20
-                rows.append(
-                    [
-                        minute,
-                        len(window),
-                        f"{p50(window):.0f}",
-                        f"{percentile(window, 0.99):.0f}",
-                        " / ".join(f"{m:.0f}" for m in rss),
-                        f"{memory:.1f}",
-                        int(r.dbsize()),
-                        failed,
-                    ]
-                )
-                print(f"  minute {minute}: {rows[-1]}", flush=True)
-        stop.set()
-        for thread in threads:
-            thread.join(60)
+                    samples.append((time.monotonic(), (time.perf_counter() - start) * 1000))
+                time.sleep(1.0)
+
+    threads = [threading.Thread(target=trader, args=(i,), daemon=True) for i in range(sessions)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    rows = []
+    with redis.Redis.from_url(d.env["REDIS_URL"]) as r:
+        for minute in range(1, int(minutes) + 1):
+            time.sleep(max(0.0, began + minute * 60 - time.monotonic()))
+            with lock:
+                window = [ms for t, ms in samples if began + (minute - 1) * 60 <= t < began + minute * 60]
+                failed = sum(began + (minute - 1) * 60 <= t < began + minute * 60 for t, _, _ in errors)
+            rss = [rss_mb(p.pid) for p in d.procs]
+            memory = int(r.info("memory")["used_memory"]) / 2**20
+            rows.append(
+                [
+                    minute,
+                    len(window),
+                    f"{p50(window):.0f}",
+                    f"{percentile(window, 0.99):.0f}",
+                    " / ".join(f"{m:.0f}" for m in rss),
+                    f"{memory:.1f}",
+                    int(r.dbsize()),
+                    failed,
+                ]
+            )
+            print(f"  minute {minute}: {rows[-1]}", flush=True)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
     print(f"\nSoak: {sessions} sessions via HAProxy, 3 workers, {minutes:g} min:\n")
     head = [
         "minute",
@@ -320,7 +339,14 @@ def soak(code: Path, sessions: int, minutes: float) -> None:
     ]
     print_table(head, rows)
     if errors:
-        print("first errors:", *sorted(set(errors))[:5], sep="\n  ")
+        kinds = collections.Counter(what for _, _, what in errors)
+        print("errors by request:", *(f"{n} × {what}" for what, n in kinds.most_common()), sep="\n  ")
+        spans: dict[str, list[float]] = collections.defaultdict(list)
+        for t, session, _ in errors:
+            spans[session].append(t)
+        print("sessions with errors (first → last error, s after the start):", *(
+            f"{session}: {len(ts)} errors, {min(ts) - began:.0f} → {max(ts) - began:.0f}"
+            for session, ts in sorted(spans.items())), sep="\n  ")  # fmt: skip
 
 
 def turn(c: httpx.Client, session: str, n: int) -> None:
@@ -364,6 +390,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=0)
     parser.add_argument("--soak-minutes", type=float, default=15)
     parser.add_argument("--soak-sessions", type=int, default=20)
+    parser.add_argument("--soak-keep", type=Path, default=None, help="keep the deployment's directory (logs)")
     args = parser.parse_args()
     codes = {"this": ROOT}
     if args.compare is not None:
@@ -389,7 +416,7 @@ def measure(args: argparse.Namespace, codes: dict[str, Path]) -> None:
     if "pages" in parts:
         pages(codes, args.pages, args.pages_seconds, args.accounts)
     if "soak" in parts:
-        soak(ROOT, args.soak_sessions, args.soak_minutes)
+        soak(ROOT, args.soak_sessions, args.soak_minutes, args.soak_keep)
 
 
 if __name__ == "__main__":

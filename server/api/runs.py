@@ -9,11 +9,13 @@ re-attach (`GET /api/sessions/{id}/run`) or read the result from the session. St
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
@@ -29,6 +31,7 @@ from tools.locks import LeaseHeld, Leases
 from tools.schemas import JsonObject
 
 log = logging.getLogger("copilot.server")
+SLOW_RUN_SECONDS = 20
 
 NOTHING_PENDING = "nothing in this session is waiting for your approval"
 NOT_FOUND = "no such session for this user"
@@ -62,6 +65,23 @@ def record_result(metrics: Metrics, kind: str, result: JsonObject | None) -> Non
     order = (result or {}).get("order")
     if order and not (result or {}).get("replayed"):  # a chat "/approve" counts as much as the endpoint
         metrics.orders.labels(str(order.get("status", "unknown"))).inc()
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where a suspended task waits: its chain of awaited coroutines and async generators, outermost first."""
+    where: list[str] = []
+    step: Any = task.get_coro()
+    while step is not None and len(where) < 40:
+        frame = getattr(step, "cr_frame", None) or getattr(step, "ag_frame", None)
+        if frame is not None:
+            where.append(f"{frame.f_code.co_name} ({'/'.join(frame.f_code.co_filename.rsplit('/', 2)[-2:])}:"
+                         f"{frame.f_lineno})")  # fmt: skip
+        nxt = getattr(step, "cr_await", None) or getattr(step, "ag_await", None)
+        if nxt is not None and not hasattr(nxt, "cr_frame") and not hasattr(nxt, "ag_frame"):
+            # an `async for`'s pending __anext__ (async_generator_asend) only refers to its generator
+            nxt = next((r for r in gc.get_referents(nxt) if hasattr(r, "ag_frame")), nxt)
+        step = nxt
+    return " -> ".join(where[-8:])
 
 
 def sse_frame(event: Event) -> bytes:
@@ -144,6 +164,7 @@ class RunRegistry:
     async def _drive(
         self, run: Run, user_id: str, session_id: str, token: str, events: Callable[[], AsyncIterator[Event]]
     ) -> None:
+        watchdog = asyncio.create_task(self._report_slow(run, session_id))
         try:
             async with self.locks.keep(user_id, session_id, token, on_cancel=run.task):
                 try:
@@ -161,10 +182,22 @@ class RunRegistry:
                     run.error = exc
                     run.push({"event": "error", "data": {"message": "the run failed; see the server log"}})
         finally:
+            watchdog.cancel()
             record_result(self.metrics, run.kind, run.final)
             if self._runs.get((user_id, session_id)) is run:
                 del self._runs[(user_id, session_id)]
             run.finish()
+
+    async def _report_slow(self, run: Run, session_id: str) -> None:
+        """A run still going after SLOW_RUN_SECONDS is logged once with where it waits (its await chain), so
+        a run that holds a session for long can be told apart from a busy machine."""
+        await asyncio.sleep(SLOW_RUN_SECONDS)
+        if run.task is None or run.task.done():
+            return
+        log.warning(
+            "run %s of session %s still going after %g s (events so far: %s); waiting in: %s",
+            run.kind, session_id, SLOW_RUN_SECONDS, [e["event"] for e in run.events][-5:], awaiting(run.task),
+        )  # fmt: skip
 
     async def cancel(self, user_id: str, session_id: str) -> str | None:
         """ "cancelled" (here), "cancelling" (asked the process that runs it), None when nothing runs."""

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from redis.asyncio.client import Pipeline, Redis
 
+from tools.keys import account_of_notices, notices_key
+
 NoticeKind = Literal["fill", "alert"]
 MAX_NOTICES = 1000
 _ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -33,10 +35,6 @@ class Notice:
     id: str  # the stream entry id
     kind: NoticeKind
     data: dict[str, Any]
-
-
-def notices_key(prefix: str, account_id: str) -> str:
-    return f"{prefix}notices:{account_id}"
 
 
 def queue_notice(pipe: Pipeline, key: str, ttl_seconds: int, kind: NoticeKind, data: Any) -> None:
@@ -225,9 +223,8 @@ class NoticeHub:
                 await asyncio.sleep(1.0)
 
     def _deliver(self, reply: Any) -> None:
-        start = len(notices_key(self.prefix, ""))
         for key, entries in reply or []:
-            account = _text(key)[start:]
+            account = account_of_notices(self.prefix, _text(key))
             for entry_id, fields in entries:
                 if account in self._positions:
                     self._positions[account] = _text(entry_id)

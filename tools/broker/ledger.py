@@ -130,7 +130,7 @@ def queue_writes(
 ) -> None:
     """Queue the effects after MULTI; they apply together or (on a WATCH conflict) not at all. Each fill is
     also the account's notice, in the same transaction: no fill without its notice, no notice twice."""
-    if not book.exists:  # the account's entry in the shared set of accounts is added before (register)
+    if not book.exists:  # its entry in the shared set of accounts: added before the transaction (_transact)
         pipe.hset(keys.account, "balance_usd", repr(book.balance_usd))
     if fx.balance_usd is not None:
         pipe.hset(keys.account, "balance_usd", repr(fx.balance_usd))

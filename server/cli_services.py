@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from config import Settings
 from config.values import replay_start
 from graph.messages import render_result
+from tools.key_migration import migrate_keys
 from tools.market.clock import (
     clock_release,
     replay_keys,
@@ -72,6 +73,7 @@ def release_clock(settings: Settings, url: str) -> None:
 async def _with_redis(settings: Settings, use: Callable[[aioredis.Redis], Awaitable[str]]) -> str:
     redis = async_client(settings.effective_redis_url)
     try:
+        await migrate_keys(redis, settings.redis.prefix)  # `copilot clock …` reads the clock's keys directly
         return await use(redis)
     finally:
         await redis.aclose()

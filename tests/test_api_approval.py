@@ -26,6 +26,7 @@ from tests.support.api_support import (
 )
 from tests.support.locks import WatchedLocks
 from tests.support.serving import serve_app
+from tools.keys import SessionKeys
 from tools.locks import Leases
 from tools.redis_embedded import EmbeddedRedis
 
@@ -266,7 +267,7 @@ def test_wait_policy_queues_the_second_message(
         assert settled.wait(30)
         assert polling.is_set() and "second" not in results, "the second message did not wait for the lock"
         with redis.Redis.from_url(settings.effective_redis_url, decode_responses=True) as sync:
-            held = list(sync.scan_iter(match=f"{settings.redis.prefix}lock:*:{session}"))
+            held = list(sync.scan_iter(match=SessionKeys(settings.redis.prefix, f"*:{session}").lease))
             assert len(held) == 1 and sync.get(held[0])  # the first run's lock, still held
         script.release.set()
         first.join(30)

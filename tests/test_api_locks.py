@@ -38,7 +38,7 @@ async def test_only_the_owner_token_releases(redis_client: aioredis.Redis, key_p
 async def test_lock_key_has_prefix_and_expiry(redis_client: aioredis.Redis, key_prefix: str) -> None:
     lk = locks(redis_client, key_prefix)
     await lk.acquire("alice", "s1")
-    key = f"{key_prefix}lock:alice:s1"
+    key = f"{key_prefix}{{sess:alice:s1}}:lease"  # the session's hash tag (tools/keys.py)
     ttl_ms = await redis_client.pttl(key)
     # A crashed worker's lock frees itself: it always carries an expiry of at most one lease.
     assert 0 < ttl_ms <= 30_000

@@ -265,8 +265,8 @@ async def test_accounts_start_with_the_configured_balance_and_keys_use_the_prefi
     quote = await market.get_quote("XAUUSD")
     await paper.place_order(buy(bid=quote.bid, account_id="fresh"), "p")
     keys = [k async for k in redis_client.scan_iter(match=f"{settings.redis.prefix}*")]
-    assert any(":paper:fresh:" in k for k in keys)
-    # The ledger under paper:, the account's notice stream (fills and alerts) under notices:.
-    assert all(
-        k.startswith((f"{settings.redis.prefix}paper:", f"{settings.redis.prefix}notices:")) for k in keys
-    )
+    # The ledger and the account's notice stream under the account's hash tag (one Cluster slot), and the
+    # shared set of accounts the ticker walks.
+    tagged = f"{settings.redis.prefix}{{acct:fresh}}:"
+    assert {k for k in keys if not k.startswith(tagged)} == {f"{settings.redis.prefix}paper:accounts"}
+    assert {tagged + "ledger:account", tagged + "ledger:positions", tagged + "notices"} <= set(keys)

@@ -7,6 +7,7 @@ import pytest
 
 from server.cli import main
 from server.in_thread import free_port
+from tools.keys import replay_keys
 from tools.redis_embedded import EmbeddedRedis
 
 
@@ -65,7 +66,7 @@ def test_clock_show_and_a_deliberate_reset(
 ) -> None:
     assert main(["clock", "show"]) == 0
     out = capsys.readouterr().out
-    assert f"anchor {key_prefix}replay:anchor: none stored" in out and "server: not running" in out
+    assert f"anchor {replay_keys(key_prefix)[0]}: none stored" in out and "server: not running" in out
     monkeypatch.setenv("REPLAY__START", "2018-01-02T10:00:00Z")
     assert main(["clock", "reset"]) == 0
     out = capsys.readouterr().out
@@ -88,13 +89,13 @@ def test_clock_reset_is_refused_while_a_server_owns_the_clock(
     import redis
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.set(f"{key_prefix}replay:anchor", '{"start": "auto", "speed": 1.0, "history": "x", "wall": "y"}')
-    client.set(f"{key_prefix}replay:server", '{"pid": 4242, "host": "h", "start": "auto"}', px=15_000)
+    client.set(replay_keys(key_prefix)[0], '{"start": "auto", "speed": 1.0, "history": "x", "wall": "y"}')
+    client.set(replay_keys(key_prefix)[1], '{"pid": 4242, "host": "h", "start": "auto"}', px=15_000)
     assert main(["clock", "reset"]) == 2
     err = capsys.readouterr().err
     assert "copilot clock: a running server owns the replay clock (pid 4242 on h" in err
     assert (
-        client.get(f"{key_prefix}replay:anchor")
+        client.get(replay_keys(key_prefix)[0])
         == '{"start": "auto", "speed": 1.0, "history": "x", "wall": "y"}'
     )
 
@@ -151,7 +152,7 @@ def test_portfolio_asks_the_running_server_with_its_api_key(
     with running_app(settings) as url:
         # What `copilot serve` advertises in its clock heartbeat (an in-process server does not say its URL).
         heartbeat = json.dumps({"pid": 1, "host": "h", "url": url, "start": "auto", "speed": 1.0})
-        redis.Redis.from_url(redis_url).set(f"{settings.redis.prefix}replay:server", heartbeat, px=15_000)
+        redis.Redis.from_url(redis_url).set(replay_keys(settings.redis.prefix)[1], heartbeat, px=15_000)
         assert main(["portfolio"]) == 2
         assert f"the server at {url} needs an API key: --api-key KEY" in capsys.readouterr().err
         assert main(["portfolio", "--api-key", "k-alice"]) == 0

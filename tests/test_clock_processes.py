@@ -22,6 +22,7 @@ from server.in_thread import free_port
 from tests.support import ROOT
 from tests.support.api_support import buy_command
 from tests.support.serving import serve, wait_healthy
+from tools.keys import replay_keys
 from tools.redis_embedded import EmbeddedRedis
 
 DEMO_START = "2026-03-02T10:00:00Z"
@@ -47,7 +48,7 @@ def test_cli_commands_never_move_a_running_servers_clock(
     redis_server: EmbeddedRedis, shared_data: Path, tmp_path: Path
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}:"
-    anchor_key, server_key = f"{prefix}replay:anchor", f"{prefix}replay:server"
+    anchor_key, server_key = replay_keys(prefix)
     terminal = {
         **{k: v for k, v in os.environ.items() if k not in ("REPLAY__START", "COPILOT_API_KEY")},
         "REDIS_URL": redis_server.url,

@@ -29,6 +29,7 @@ from tests.support.faults import (
     wait_for,
     wait_for_audit,
 )
+from tools.keys import SessionKeys
 from tools.redis_embedded import EmbeddedRedis
 
 POINTS = ("before_send", "after_send", "after_execute")
@@ -150,7 +151,7 @@ def test_a_killed_workers_session_is_free_within_one_lease(cluster: Cluster) -> 
         if busy.status_code == 409:  # the dead run's lease has not lapsed yet: the answer says when to retry
             assert 0 < int(busy.headers["retry-after"]) <= LEASE_SECONDS
         with cluster.sync_redis() as r:
-            while r.exists(f"{cluster.prefix}lock:{user}:{session}"):
+            while r.exists(SessionKeys(cluster.prefix, f"{user}:{session}").lease):
                 time.sleep(0.05)
         freed_after = time.monotonic() - killed_at
         assert freed_after <= LEASE_SECONDS + 1.0, f"session still locked {freed_after:.1f}s after the kill"

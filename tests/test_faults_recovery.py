@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from tests.support.faults import Cluster, check_trial, kill9, open_cluster, propose, settle, wait_for_audit
+from tools.keys import AccountKeys
 
 SEED = int(os.environ.get("FAULT_SEED", str(random.randrange(1_000_000))))
 # Every 5 ms over 0-60 ms, then every 40 ms to 400 ms: on a loaded 2-core machine an approval is
@@ -253,7 +254,7 @@ def test_an_approval_racing_each_kind_of_message_is_never_lost(cluster: Cluster)
     with cluster.sync_redis() as r:
         keys = Counter(
             json.loads(o)["key"]
-            for key in r.scan_iter(f"{cluster.prefix}paper:*:orders")
+            for key in r.scan_iter(AccountKeys(cluster.prefix, "*").orders)
             for o in r.lrange(key, 0, -1)
             if json.loads(o).get("status") == "filled"
         )
@@ -315,7 +316,7 @@ def test_a_chat_turn_killed_after_setting_its_alert_sets_it_once_when_run_again(
 
     def alerts() -> list[dict[str, object]]:
         with cluster.sync_redis() as r:
-            stored = [json.loads(v) for v in r.hvals(f"{cluster.prefix}alerts:paper-{user}")]
+            stored = [json.loads(v) for v in r.hvals(AccountKeys(cluster.prefix, f"paper-{user}").alerts)]
         return [a for a in stored if a["price"] == 9876.5]
 
     assert len(alerts()) == 1  # set before the kill

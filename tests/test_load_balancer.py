@@ -26,6 +26,7 @@ from server.scale import Deployment
 from tests.support.api_support import buy_command
 from tests.support.balancer import Page, client, closed_trades, filled_orders, wait_until
 from tests.support.serving import process_env
+from tools.keys import AccountKeys, SessionKeys
 
 LEADER_LEASE = 3.0
 RUN_LEASE = 6.0
@@ -196,7 +197,7 @@ def test_fills_sl_tp_closes_and_alerts_happen_once_with_one_ticker_and_reach_eve
             "tp",
         }
         with sync_redis(lb) as r:  # the alert fires at a tick of its own, maybe after the closes
-            key = f"{prefix(lb)}notices:paper-{user}"
+            key = AccountKeys(prefix(lb), f"paper-{user}").notices
             wait_until("the alert to fire", lambda: any(f["kind"] == "alert" for _, f in r.xrange(key)))
             time.sleep(4 * 0.5)  # four more ticks (BROKER__TICK_SECONDS): a second copy would be there now
             notices = r.xrange(key)
@@ -259,7 +260,7 @@ def test_a_worker_killed_mid_run_leaves_its_session_to_another_worker_within_one
         threading.Thread(target=send, daemon=True).start()
         wait_until("the run to reach its fault point", marker.exists, 60)
     with sync_redis(lb) as r:
-        lease = r.pttl(f"{prefix(lb)}lock:{PAUSED_USER}:{session}")
+        lease = r.pttl(SessionKeys(prefix(lb), f"{PAUSED_USER}:{session}").lease)
     assert 0 < lease <= RUN_LEASE * 1000  # what the next worker waits for at most
     lb.kill9(0)
     killed = time.monotonic()

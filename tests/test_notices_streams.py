@@ -38,6 +38,7 @@ from server.in_thread import free_port
 from tests.support import ROOT
 from tests.support.api_support import as_user, current_ask, user_keys
 from tests.support.serving import wait_healthy
+from tools.keys import AccountKeys
 
 SYMBOLS = ("XAUUSD", "EURUSD", "GBPUSD", "USDJPY", "NOPE")
 USERS = ("ann", "bob")
@@ -181,7 +182,7 @@ def expected_notices(client: httpx.Client, alerts: list[dict[str, Any]]) -> set[
 def triggered_alerts(servers: Servers, user: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(servers.redis_url, decode_responses=True)
     try:
-        raw = client.hgetall(f"{servers.prefix}alerts:{account_for(user)}")
+        raw = client.hgetall(AccountKeys(servers.prefix, account_for(user)).alerts)
     finally:
         client.close()
     assert raw, f"no alerts stored for {user}"

@@ -25,6 +25,7 @@ from tests.support.api_support import (
     user_keys,
 )
 from tests.support.redis_topologies import kill9, sentinel_deployment, wait_until
+from tools.keys import AccountKeys
 from tools.redis_clients import sync_client
 
 
@@ -86,7 +87,7 @@ def test_the_primary_killed_mid_session(tmp_path: Path, shared_data: Path) -> No
             assert again.status_code == 200 and again.json()["replayed"] is True, again.text
             positions: list[dict[str, Any]] = client.get("/api/portfolio").json()["positions"]
             assert len(positions) == 1 and positions[0]["size"] == proposal["size_lots"]
-            orders = replica.lrange(f"{prefix}paper:paper-ana:orders", 0, -1)
+            orders = replica.lrange(AccountKeys(prefix, "paper-ana").orders, 0, -1)
             assert len(orders) == 1, orders
             # And the session goes on on the new primary.
             after = client.post("/api/chat", json={"session_id": session, "message": "y ahora?"})

@@ -24,6 +24,7 @@ from server.telegram.format import LIMIT, escape, markdown_to_html
 from tests.support.api_support import api_settings, as_user, buy_command, running_app, user_keys
 from tests.support.serving import serve_app
 from tests.support.telegram_double import BotMessage, TelegramDouble, parse_html
+from tools.keys import AccountKeys
 
 TOKEN = "7000001:AAtest-token-Secret_0123456789"
 ALICE, BOB, STRANGER, GROUP = 111, 333, 999, -1001234
@@ -48,12 +49,12 @@ class World:
         return self.double.wait_for(new, what=what or f"{n} new message(s) in chat {chat}")
 
     def filled_orders(self, user: str = "alice") -> int:
-        key = f"{self.settings.redis.prefix}paper:paper-{user}:orders"
+        key = AccountKeys(self.settings.redis.prefix, f"paper-{user}").orders
         records = [json.loads(r) for r in self.redis.lrange(key, 0, -1)]  # type: ignore[union-attr]
         return sum(1 for r in records if r.get("status") == "filled")
 
     def notice(self, kind: str, data: dict[str, Any], user: str = "alice") -> None:
-        key = f"{self.settings.redis.prefix}notices:paper-{user}"
+        key = AccountKeys(self.settings.redis.prefix, f"paper-{user}").notices
         self.redis.xadd(key, {"kind": kind, "data": json.dumps(data)})
 
 

@@ -18,6 +18,7 @@ from server.in_thread import free_port
 from tests.support import ROOT
 from tests.support.serving import serve_app
 from tests.support.telegram_double import TelegramDouble
+from tools.keys import AccountKeys
 
 TOKEN = "7000002:BBprocess-token-Secret_987654"
 TRADER = 4242
@@ -63,7 +64,7 @@ def test_a_standby_takes_the_poller_over_after_kill_9(
             first = double.wait_for(lambda: double.chat_messages(TRADER), what="A's answer")
             assert first[0].text.startswith("Balance"), first[0].text
             assert "leading" not in logs[1].read_text()  # B only stood by
-            notices = f"{prefix}notices:paper"  # the local user's account
+            notices = AccountKeys(prefix, "paper").notices  # the local user's account
             fill = {
                 "ticket": 7,
                 "kind": "tp",

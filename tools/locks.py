@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from tools.keys import SessionKeys
+
 log = logging.getLogger("copilot.locks")
 
 # Delete / renew only when the lease still holds our token, so a holder that outlived its lease never frees
@@ -49,8 +51,9 @@ class LeaseHeld(Exception):
 
 @dataclass
 class Leases:
-    """Leases named `{prefix}lock:{owner}:{name}` (a user and session, or "broker" and an account) taken with
-    SET NX PX and renewed every third of the lease."""
+    """Leases named `{prefix}{sess:<owner>:<name>}:lease` (a user and session, or "broker" and an account; the
+    cancel request beside it shares the hash tag: tools/keys.py) taken with SET NX PX and renewed every third
+    of the lease."""
 
     redis: aioredis.Redis
     prefix: str
@@ -60,10 +63,10 @@ class Leases:
     poll_seconds: float = 0.1
 
     def key(self, user_id: str, session_id: str) -> str:
-        return f"{self.prefix}lock:{user_id}:{session_id}"
+        return SessionKeys(self.prefix, f"{user_id}:{session_id}").lease
 
     def cancel_key(self, user_id: str, session_id: str) -> str:
-        return f"{self.prefix}cancel:{user_id}:{session_id}"
+        return SessionKeys(self.prefix, f"{user_id}:{session_id}").cancel
 
     @property
     def _lease_ms(self) -> int:

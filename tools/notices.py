@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from redis.asyncio.client import Pipeline, Redis
 
+from tools.keys import account_of_notices, notices_key
+
 NoticeKind = Literal["fill", "alert"]
 MAX_NOTICES = 1000
 _ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -33,10 +35,6 @@ class Notice:
     id: str  # the stream entry id
     kind: NoticeKind
     data: dict[str, Any]
-
-
-def notices_key(prefix: str, account_id: str) -> str:
-    return f"{prefix}notices:{account_id}"
 
 
 def queue_notice(pipe: Pipeline, key: str, ttl_seconds: int, kind: NoticeKind, data: Any) -> None:
@@ -86,6 +84,20 @@ def _notice(entry_id: Any, fields: dict[Any, Any]) -> Notice:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _by_slot(redis: Any, streams: dict[Any, Any]) -> list[dict[Any, Any]]:
+    """The streams grouped by Redis Cluster slot on a cluster client, else all together."""
+    from redis.asyncio.cluster import RedisCluster
+
+    if not isinstance(redis, RedisCluster) or len(streams) < 2:
+        return [streams]
+    from redis.crc import key_slot
+
+    groups: dict[int, dict[Any, Any]] = {}
+    for key, cursor in streams.items():
+        groups.setdefault(key_slot(str(key).encode()), {})[key] = cursor
+    return list(groups.values())
 
 
 def _after(entry_id: str, cursor: str) -> bool:
@@ -202,21 +214,30 @@ class NoticeHub:
                 if not streams:
                     await asyncio.sleep(0.1)
                     continue
-                read = asyncio.ensure_future(self.redis.xread(streams, count=100, block=self.block_ms))
+                # One blocking XREAD per Redis Cluster slot (one in all on a single Redis): an XREAD's keys
+                # must share a slot there. The first answer is delivered, the other reads are dropped and
+                # made again from the same ids.
+                reads = [
+                    asyncio.ensure_future(self.redis.xread(group, count=100, block=self.block_ms))
+                    for group in _by_slot(self.redis, streams)
+                ]
                 changed = asyncio.ensure_future(self._changed.wait())
                 try:
-                    await asyncio.wait({read, changed}, return_when=asyncio.FIRST_COMPLETED)
-                except BaseException:  # the hub closes: drop the blocked read with it
-                    read.cancel()
+                    await asyncio.wait({*reads, changed}, return_when=asyncio.FIRST_COMPLETED)
+                except BaseException:  # the hub closes: drop the blocked reads with it
+                    for read in reads:
+                        read.cancel()
                     raise
                 finally:
                     changed.cancel()
-                if not read.done():  # an account came or went: read again over the new set
-                    read.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await read
-                    continue
-                self._deliver(read.result())
+                done = [read for read in reads if read.done()]
+                for read in reads:  # an account came or went, or another slot answered: read again
+                    if not read.done():
+                        read.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await read
+                for read in done:
+                    self._deliver(read.result())
                 self.failure = None
             except asyncio.CancelledError:
                 raise
@@ -225,9 +246,8 @@ class NoticeHub:
                 await asyncio.sleep(1.0)
 
     def _deliver(self, reply: Any) -> None:
-        start = len(notices_key(self.prefix, ""))
         for key, entries in reply or []:
-            account = _text(key)[start:]
+            account = account_of_notices(self.prefix, _text(key))
             for entry_id, fields in entries:
                 if account in self._positions:
                     self._positions[account] = _text(entry_id)

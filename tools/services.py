@@ -39,10 +39,13 @@ async def build_services(
 
     clock_owner: this process (the server) anchors the shared replay clock; others only read it."""
     from tools.broker.factory import build_broker
+    from tools.key_migration import migrate_keys
     from tools.market.factory import build_market
     from tools.market.specs import load_specs
     from tools.signals.factory import build_signals
 
+    # Before anything reads Redis: the keys of earlier versions (ledger, notices, notes, clock) renamed.
+    await migrate_keys(redis, settings.redis.prefix)
     specs = load_specs(settings)
     market, clock = await build_market(settings, redis, clock, clock_owner=clock_owner)
     signals = build_signals(settings, market, clock, specs)

@@ -26,6 +26,7 @@ from langgraph.types import StateSnapshot
 
 from graph.approval import Decision
 from graph.schemas import ChatResult
+from tools.keys import SessionKeys
 
 MAX_FATES = 20  # the newest proposals of a thread whose end is remembered
 TURN_TTL_SECONDS = 86_400  # a note outlives any lease; with `redis.ttl` 0 it still goes away in a day
@@ -81,9 +82,9 @@ def replayed(result: ChatResult, proposal_id: str) -> ChatResult:
 
 
 class RunNotes:
-    """The notes of each thread in Redis: `{prefix}turn:{thread}` (a chat turn in flight),
-    `{prefix}queued:{thread}` (a decision waiting for the session) and `{prefix}fates:{thread}` (the newest
-    proposals' ends, newest first)."""
+    """The notes of each thread in Redis, under the session's hash tag (tools/keys.py: one slot, so
+    `forget` is one DEL on a cluster too): `turn` (a chat turn in flight), `queued` (a decision waiting for
+    the session) and `fates` (the newest proposals' ends, newest first)."""
 
     def __init__(self, redis: aioredis.Redis, prefix: str, ttl_seconds: int) -> None:
         self.redis = redis
@@ -91,13 +92,13 @@ class RunNotes:
         self.ttl = ttl_seconds if ttl_seconds > 0 else TURN_TTL_SECONDS
 
     def _turn(self, thread: str) -> str:
-        return f"{self.prefix}turn:{thread}"
+        return SessionKeys(self.prefix, thread).turn
 
     def _fates(self, thread: str) -> str:
-        return f"{self.prefix}fates:{thread}"
+        return SessionKeys(self.prefix, thread).fates
 
     def _queued(self, thread: str) -> str:
-        return f"{self.prefix}queued:{thread}"
+        return SessionKeys(self.prefix, thread).queued
 
     async def queue_decision(self, thread: str, decision: Decision) -> QueuedDecision:
         """Note a decision before it waits for the session (the newest click replaces an older one)."""

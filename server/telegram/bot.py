@@ -172,11 +172,13 @@ class TelegramBot:
         key = self._card_key(chat_id, proposal["proposal_id"])
         member = f"{chat_id}|{user}|{proposal['proposal_id']}"
         expires = _epoch(proposal["expires_at"])
+        # The shared expiry index is another slot's key on a cluster: written first, outside the card's
+        # transaction (an index entry whose card is missing is passed over by the expiry sweep).
+        if expires is not None:
+            await self.redis.zadd(self.expiring_key, {member: expires})
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"message_id": message_id, "html": html})
             pipe.expire(key, self.ttl)
-            if expires is not None:
-                pipe.zadd(self.expiring_key, {member: expires})
             await pipe.execute()
 
     async def card(self, chat_id: int, proposal_id: str) -> tuple[int, str] | None:

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import redis
 
+from tools.keys import AccountKeys
+
 
 def client(url: str, user: str) -> httpx.Client:
     return httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": f"key-{user}"})
@@ -85,10 +87,10 @@ class Page:
 
 def filled_orders(redis_url: str, prefix: str, user: str) -> list[dict[str, Any]]:
     with redis.Redis.from_url(redis_url, decode_responses=True) as r:
-        orders = [json.loads(o) for o in r.lrange(f"{prefix}paper:paper-{user}:orders", 0, -1)]
+        orders = [json.loads(o) for o in r.lrange(AccountKeys(prefix, f"paper-{user}").orders, 0, -1)]
     return [o for o in orders if o.get("status") == "filled"]
 
 
 def closed_trades(redis_url: str, prefix: str, user: str) -> list[dict[str, Any]]:
     with redis.Redis.from_url(redis_url, decode_responses=True) as r:
-        return [json.loads(t) for t in r.lrange(f"{prefix}paper:paper-{user}:closed", 0, -1)]
+        return [json.loads(t) for t in r.lrange(AccountKeys(prefix, f"paper-{user}").closed, 0, -1)]

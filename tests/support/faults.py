@@ -23,6 +23,7 @@ from server.in_thread import free_port
 from tests.support import ROOT
 from tests.support.api_support import buy_command
 from tests.support.serving import wait_healthy
+from tools.keys import AccountKeys, SessionKeys
 from tools.redis_embedded import EmbeddedRedis
 
 
@@ -99,7 +100,8 @@ def settle(cluster: Cluster, client: httpx.Client, session: str, seconds: float 
         body = dict(state.json())
         thread = f"{client.headers['X-API-Key'][4:]}:{session}"
         with cluster.sync_redis() as r:  # no run holds it, and no chat turn is left noted (graph.recovery)
-            busy = r.exists(f"{cluster.prefix}lock:{thread}", f"{cluster.prefix}turn:{thread}")
+            notes = SessionKeys(cluster.prefix, thread)
+            busy = r.exists(notes.lease) or r.exists(notes.turn)
         if not body["interrupted_run"] and not busy:
             return body
         assert time.monotonic() < deadline, f"session {session} never settled: {body}"
@@ -108,10 +110,10 @@ def settle(cluster: Cluster, client: httpx.Client, session: str, seconds: float 
 
 def check_trial(cluster: Cluster, user: str, session: str, proposal_id: str, state: dict[str, object]) -> str:
     """The invariants of one trial; returns what became of the approved proposal."""
-    base = f"{cluster.prefix}paper:paper-{user}:"
+    keys = AccountKeys(cluster.prefix, f"paper-{user}")
     with cluster.sync_redis() as r:
-        records = [json.loads(o) for o in r.lrange(base + "orders", 0, -1)]
-        trades = r.hlen(base + "positions") + r.llen(base + "closed")  # open, or since closed at SL/TP
+        records = [json.loads(o) for o in r.lrange(keys.orders, 0, -1)]
+        trades = r.hlen(keys.positions) + r.llen(keys.closed)  # open, or since closed at SL/TP
     filled = [o for o in records if o.get("key") == proposal_id and o.get("status") == "filled"]
     assert len(filled) <= 1, f"duplicate orders for {proposal_id}: {filled}"
     assert trades == len([o for o in records if o.get("status") == "filled"]), "a position without its order"

@@ -10,7 +10,8 @@ from redis.exceptions import WatchError
 
 from tools.broker.ledger import RedisAccountService, text
 from tools.broker.pricing import past
-from tools.notices import notices_key, queue_notice
+from tools.keys import AccountKeys, alert_accounts_key
+from tools.notices import queue_notice
 from tools.protocols import UnknownSymbolError
 from tools.schemas import Alert, AlertRequest, Bar
 
@@ -21,7 +22,7 @@ class StoredAlert(Alert):
 
 
 class RedisAlerts(RedisAccountService):
-    """AlertService over Redis: `{prefix}alerts:{account}` is a hash alert_id -> alert JSON."""
+    """AlertService over Redis: the account's `alerts` hash (tools/keys.py) maps alert_id -> alert JSON."""
 
     async def set_alert(
         self, alert: AlertRequest, account_id: str | None = None, key: str | None = None
@@ -71,7 +72,8 @@ class RedisAlerts(RedisAccountService):
             for account in sorted(text(a) for a in await self._redis.smembers(self._accounts_key())):
                 fired += await self.check(account)
             return fired
-        key, notices = self._key(account_id), notices_key(self._prefix, account_id)
+        keys = AccountKeys(self._prefix, account_id)
+        key, notices = keys.alerts, keys.notices  # one hash tag: one slot on a cluster
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -120,10 +122,10 @@ class RedisAlerts(RedisAccountService):
         return wanted
 
     def _key(self, account: str) -> str:
-        return f"{self._prefix}alerts:{account}"
+        return AccountKeys(self._prefix, account).alerts
 
     def _accounts_key(self) -> str:
-        return f"{self._prefix}alerts:accounts"
+        return alert_accounts_key(self._prefix)
 
 
 def _first_cross(alert: StoredAlert, bars: list[Bar]) -> tuple[Bar, float] | None:

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio.client import Pipeline, Redis
 
 from tools.broker.pricing import ExitReason
-from tools.notices import notices_key, queue_notice
+from tools.keys import AccountKeys, legacy_tickets_key, paper_accounts_key
+from tools.notices import queue_notice
 from tools.schemas import Side
 
 if TYPE_CHECKING:
@@ -71,24 +72,14 @@ class ClosedTrade(_Trade):
     pnl_usd: float
 
 
-class Keys:
-    """Every key of one account lives under `{prefix}paper:{account_id}:`."""
+class Keys(AccountKeys):
+    """Every key of one account lives under the account's hash tag (tools/keys.py), so one transaction over
+    them maps to one Redis Cluster slot; the two shared keys are never in a transaction."""
 
     def __init__(self, prefix: str, account_id: str) -> None:
-        self.base = f"{prefix}paper:{account_id}:"
-        self.account = self.base + "account"  # hash: balance_usd
-        self.positions = self.base + "positions"  # hash: ticket -> OpenPosition JSON
-        self.closed = self.base + "closed"  # list of ClosedTrade JSON, append-only
-        self.realized = self.base + "realized"  # zset: "ticket:pnl" scored by close time (epoch s)
-        self.orders = self.base + "orders"  # list of order/close/modify records, append-only
-        self.fills = self.base + "fills"  # stream of fills, append-only
-        self.tickets = self.base + "ticket_seq"  # per account: one account's numbers say nothing of another's
-        self.legacy_tickets = f"{prefix}paper:ticket_seq"  # the shared counter of earlier versions
-        self.notices = notices_key(prefix, account_id)  # the account's notice stream (tools/notices.py)
-        self.accounts = f"{prefix}paper:accounts"  # set of account ids (for the background ticker)
-
-    def idem(self, key: str) -> str:
-        return self.base + "idem:" + key
+        super().__init__(prefix, account_id)
+        self.legacy_tickets = legacy_tickets_key(prefix)  # the shared counter of earlier versions
+        self.accounts = paper_accounts_key(prefix)  # set of account ids (for the background ticker)
 
 
 class OrderRecord(TypedDict, total=False):
@@ -139,9 +130,8 @@ def queue_writes(
 ) -> None:
     """Queue the effects after MULTI; they apply together or (on a WATCH conflict) not at all. Each fill is
     also the account's notice, in the same transaction: no fill without its notice, no notice twice."""
-    if not book.exists:
+    if not book.exists:  # its entry in the shared set of accounts: added before the transaction (_transact)
         pipe.hset(keys.account, "balance_usd", repr(book.balance_usd))
-        pipe.sadd(keys.accounts, account_id)
     if fx.balance_usd is not None:
         pipe.hset(keys.account, "balance_usd", repr(fx.balance_usd))
     for pos in fx.upsert:
@@ -158,15 +148,21 @@ def queue_writes(
         pipe.rpush(keys.orders, json.dumps(order, default=str))
 
 
-async def draw_ticket(pipe: Pipeline, keys: Keys, book: Book) -> int:
+async def draw_ticket(pipe: Pipeline, keys: Keys, book: Book, legacy: str | None) -> int:
     """The account's next ticket (1, 2, ... per account), in the pipeline's immediate (WATCH) mode. An account
-    from before tickets were numbered per account continues above the old shared counter, so its tickets
-    stay unique."""
-    if book.exists and not await pipe.exists(keys.tickets):
-        legacy = await pipe.get(keys.legacy_tickets)
-        if legacy is not None:
-            await pipe.set(keys.tickets, text(legacy), nx=True)
+    from before tickets were numbered per account continues above the old shared counter (`legacy`, read
+    before the WATCH: it is another slot's key), so its tickets stay unique."""
+    if book.exists and legacy is not None and not await pipe.exists(keys.tickets):
+        await pipe.set(keys.tickets, legacy, nx=True)
     return int(await pipe.incr(keys.tickets))
+
+
+async def legacy_ticket(redis: Redis, keys: Keys) -> str | None:
+    """The shared counter of earlier versions when this account has no counter of its own yet."""
+    if await redis.exists(keys.tickets):
+        return None
+    legacy = await redis.get(keys.legacy_tickets)
+    return None if legacy is None else text(legacy)
 
 
 def text(value: Any) -> str:

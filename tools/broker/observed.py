@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from tools.broker.http import HttpBroker
 from tools.broker.ledger import DEFAULT_ACCOUNT
-from tools.notices import MAX_NOTICES, notices_key
+from tools.keys import AccountKeys
+from tools.notices import MAX_NOTICES
 from tools.schemas import OrderRequest, OrderResult
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class ObservedHttpBroker(HttpBroker):
 
     async def _announce(self, account_id: str | None, key: str, fill: dict[str, str]) -> None:
         account = account_id or self.account_id or DEFAULT_ACCOUNT
-        stream = notices_key(self._prefix, account)
+        keys = AccountKeys(self._prefix, account)  # marker and stream: one hash tag, one slot
+        stream, marker = keys.notices, keys.observed(key)
         data = json.dumps({**fill, "time": self._clock.now().isoformat(), "key": key})
-        marker = f"{stream}:observed:{key}"
         await self._redis.eval(_ONCE, 2, marker, stream, MARKER_SECONDS, data, self._ttl, MAX_NOTICES)

@@ -331,6 +331,14 @@ class PaperBroker(RedisAccountService):
         keys = Keys(self._prefix, account)
         fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
         watched = [keys.account, keys.positions] + ([keys.idem(key)] if key else [])
+        legacy: str | None = None
+        if request["op"] == "place":
+            # The two shared keys are another slot's on a cluster: outside the transaction. Only a place
+            # opens a position, so only it needs the account in the set the ticker walks (added first: an
+            # account listed without positions costs the ticker a read, one with unlisted positions would
+            # have no SL/TP checks).
+            await self._redis.sadd(keys.accounts, account)
+            legacy = await ledger.legacy_ticket(self._redis, keys)
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -340,7 +348,8 @@ class PaperBroker(RedisAccountService):
                         return _replay(text(prior), fingerprint)
                     book = await ledger.read_book(pipe, keys, self._cfg.initial_balance)
                     # Tickets are drawn before MULTI (INCR is not watched); a retried attempt just skips one.
-                    ticket = await ledger.draw_ticket(pipe, keys, book) if request["op"] == "place" else 0
+                    placing = request["op"] == "place"
+                    ticket = await ledger.draw_ticket(pipe, keys, book, legacy) if placing else 0
                     result, fx = decide(book, ticket)
                     pipe.multi()
                     ledger.queue_writes(pipe, keys, account, book, fx, self._notices_ttl)

@@ -14,6 +14,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from config.values import replay_start
+from tools import keys
 
 if TYPE_CHECKING:
     from config import Settings
@@ -56,7 +57,7 @@ return 0
 
 @with_config(ConfigDict(strict=True))
 class ClockAnchor(TypedDict):
-    """The replay anchor, stored as JSON at {prefix}replay:anchor: history time `history` (ISO) was shown at
+    """The replay anchor, stored as JSON at {prefix}{replay}:anchor: history time `history` (ISO) was shown at
     wall time `wall` (ISO), moving at `speed`; `start` is the replay.start it came from."""
 
     start: str
@@ -66,7 +67,7 @@ class ClockAnchor(TypedDict):
 
 
 class ServerHeartbeat(TypedDict, total=False):
-    """A running server's heartbeat, stored as JSON at {prefix}replay:server. Written whole by _heartbeat;
+    """A running server's heartbeat, stored as JSON at {prefix}{replay}:server. Written whole by _heartbeat;
     read leniently (a key may be missing from another writer's record)."""
 
     pid: int
@@ -141,7 +142,7 @@ class ReplayClock:
 
 def replay_keys(settings: Settings) -> tuple[str, str]:
     """The Redis keys of the replay anchor and of the running server's heartbeat."""
-    return f"{settings.redis.prefix}replay:anchor", f"{settings.redis.prefix}replay:server"
+    return keys.replay_keys(settings.redis.prefix)  # one hash tag: the anchor script runs on a cluster
 
 
 def heartbeat_seconds(settings: Settings) -> float:
@@ -184,7 +185,7 @@ async def shared_replay_clock(
     wall: Callable[[], datetime] = wall_now,
     owner: bool = False,
 ) -> ReplayClock:
-    """The one replay clock of every process on this Redis prefix, anchored at {prefix}replay:anchor.
+    """The one replay clock of every process on this Redis prefix, anchored at {prefix}{replay}:anchor.
 
     owner=True (the server): while another server is running, join its anchor (a different replay.start or
     speed is ignored, with a warning); otherwise write a fresh anchor from settings (wall = now) and the

@@ -3,14 +3,15 @@
 prompts/window.py pins each trader turn's live context (market, portfolio, limits, time) on its HumanMessage
 (`additional_kwargs["live_context"]`). Every checkpoint holds the whole `messages` channel, so inline each
 turn's block was stored again in every checkpoint that still had the turn. Instead, the reason node stores
-the text once, in a per-thread hash `{prefix}live_context:{thread}` (message id → text, the session's TTL),
-and the stored message keeps only a reference (`additional_kwargs["live_context_ref"]`, the hash field).
+the text once, in a per-thread hash (tools/keys.py SessionKeys, under the session's hash tag; message id →
+text, the session's TTL), and the stored message keeps only a reference
+(`additional_kwargs["live_context_ref"]`, the hash field).
 Before each model call the node puts the texts back on its in-memory copy of the messages (`hydrate`), so
 prompts/window.py renders byte for byte what it rendered when the texts were inline. The market and
 portfolio snapshots a text is made of are not kept in the state either: reason fetches them (the `ctx:`
 caches of graph.nodes.load_context.context_snapshots) only when it pins a turn (`needs_pin`).
 
-Which texts stay: a sorted set `{prefix}live_context_order:{thread}` orders the fields by when they were
+Which texts stay: a sorted set beside it orders the fields by when they were
 pinned, and only the newest `stored_message_cap + keep_last` stay. The oldest checkpoint pruning keeps
 (graph.checkpointer.prune_thread) holds at most `stored_message_cap` messages, and every later run pinned at
 most one turn, so every checkpoint inside the kept window still finds each of its turns' texts (time travel
@@ -33,6 +34,7 @@ from langchain_core.messages import AnyMessage, HumanMessage
 from redis.asyncio import Redis
 
 from prompts.window import LIVE_CONTEXT
+from tools.keys import SessionKeys
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,11 @@ LIVE_CONTEXT_REF = "live_context_ref"
 
 
 def texts_key(prefix: str, thread_id: str) -> str:
-    return f"{prefix}live_context:{thread_id}"
+    return SessionKeys(prefix, thread_id).live_contexts
 
 
 def order_key(prefix: str, thread_id: str) -> str:
-    return f"{prefix}live_context_order:{thread_id}"
+    return SessionKeys(prefix, thread_id).live_context_order
 
 
 def keys(prefix: str, thread_id: str) -> list[str]:

@@ -43,7 +43,18 @@ def test_each_account_and_session_maps_to_one_slot() -> None:
     notes = SessionKeys("llm:", "ana:s1")
     assert (
         len(
-            {key_slot(k.encode()) for k in (notes.lease, notes.cancel, notes.turn, notes.queued, notes.fates)}
+            {
+                key_slot(k.encode())
+                for k in (
+                    notes.lease,
+                    notes.cancel,
+                    notes.turn,
+                    notes.queued,
+                    notes.fates,
+                    notes.live_contexts,
+                    notes.live_context_order,
+                )
+            }
         )
         == 1
     )

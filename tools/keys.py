@@ -8,7 +8,9 @@ Cluster hash tag (the first `{…}` of the name), so it maps to one slot and run
                                              alerts, its notice stream and the observed-fill markers
     {prefix}{sess:<user>:<session>}:<name>   one session (its thread `<user>:<session>`): its run lease and
                                              cancel request, its run notes (turn in flight, queued decision,
-                                             fates); the account lease `{prefix}account:{sess:broker:<a>}`
+                                             fates), its turns' live-context texts
+                                             (graph/live_contexts.py); the account lease
+                                             `{prefix}account:{sess:broker:<a>}`
     {prefix}{replay}:<name>                  the replay clock's anchor and the running server's heartbeat
 
 Keys that are never in a transaction with another key keep their plain names (the sets of accounts the
@@ -69,6 +71,8 @@ class SessionKeys:
         self.turn = base + "turn"  # a chat turn in flight
         self.queued = base + "queued"  # a decision waiting for the session
         self.fates = base + "fates"  # the newest proposals' ends, newest first
+        self.live_contexts = base + "live_context"  # hash: message id -> the turn's live-context text
+        self.live_context_order = base + "live_context_order"  # zset: those ids by when they were pinned
 
 
 def replay_keys(prefix: str) -> tuple[str, str]:

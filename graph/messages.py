@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import (
@@ -52,20 +52,30 @@ def turn_start(messages: Sequence[AnyMessage]) -> int:
     return 0
 
 
-def keep_recent(messages: Sequence[AnyMessage], max_messages: int) -> list[AnyMessage]:
-    """The newest messages, at most `max_messages`, starting on a human message so tool groups stay whole."""
-    if len(messages) <= max_messages:
+def keep_recent(
+    messages: Sequence[AnyMessage],
+    max_messages: int,
+    counts: Callable[[BaseMessage], bool] | None = None,
+) -> list[AnyMessage]:
+    """The newest messages, at most `max_messages` of those that `counts` (all by default), starting on a
+    human message so tool groups stay whole."""
+    weigh = counts or (lambda _: True)
+    total = sum(1 for m in messages if weigh(m))
+    if total <= max_messages:
         return list(messages)
-    cut = len(messages) - max_messages
-    for i in range(cut, len(messages)):
-        if isinstance(messages[i], HumanMessage):
+    for i, message in enumerate(messages):
+        if isinstance(message, HumanMessage) and total <= max_messages:
             return list(messages[i:])
+        total -= 1 if weigh(message) else 0
     return list(messages[turn_start(messages) :])
 
 
-def removals(messages: Sequence[AnyMessage], max_messages: int) -> list[RemoveMessage]:
-    """RemoveMessage updates that bound the stored conversation (checkpoints stay small turn after turn)."""
-    kept = {id(m) for m in keep_recent(messages, max_messages)}
+def removals(
+    messages: Sequence[AnyMessage], max_messages: int, counts: Callable[[BaseMessage], bool] | None = None
+) -> list[RemoveMessage]:
+    """RemoveMessage updates that bound the stored conversation (checkpoints stay small turn after turn);
+    `counts` as in `keep_recent`."""
+    kept = {id(m) for m in keep_recent(messages, max_messages, counts)}
     return [RemoveMessage(id=m.id) for m in messages if id(m) not in kept and m.id]
 
 

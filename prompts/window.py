@@ -10,11 +10,15 @@ cache only for an identical prompt prefix. Hence:
   trader's words stay its content, so the session history shows them unchanged. It is sent as a user message
   right before those words, which Ollama merges into the same user turn. Every later request renders that
   turn byte-identically, so the prompt only grows at its end.
-- **Block trimming.** The window is append-only; at a new turn, when it holds more than 2×N messages (or
-  more than the token budget), it is cut back to the newest N or fewer (half the budget), starting at a
-  trader message so tool rounds stay whole. Its first message is pinned on the turn
-  (`additional_kwargs["window_from"]`), so every model call of a turn, and the turns after it until the next
-  cut, start the window at the same message. Earlier messages are never reordered or rewritten.
+- **Block trimming.** The window is append-only; at a new turn, when it holds more than 2×N counted
+  messages (or more than the token budget), it is cut back to the newest N or fewer (half the budget),
+  starting at a trader message so tool rounds stay whole. N is `context.max_history` and counts a trader
+  turn as its trader message and its answer: the turn's tool rounds (AI tool calls and their ToolMessages)
+  are part of that turn and count only in tokens (`counted`), so a turn with five tool rounds does not bring
+  the next cut five turns closer (each cut re-evaluates the whole window after the system prompt). Its first
+  message is pinned on the turn (`additional_kwargs["window_from"]`), so every model call of a turn, and the
+  turns after it until the next cut, start the window at the same message. Earlier messages are never
+  reordered or rewritten. The token budget bounds every window whatever the count.
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ def _tokens(messages: Sequence[BaseMessage]) -> int:
     return sum(approx_tokens(m) for m in as_sent(messages))
 
 
+def counts(message: BaseMessage) -> bool:
+    """Whether a message counts against `context.max_history`: a trader message or an answer, not a tool
+    round's messages (an AI message with tool calls, a ToolMessage), which belong to their trader turn."""
+    return isinstance(message, HumanMessage) or (isinstance(message, AIMessage) and not message.tool_calls)
+
+
+def counted(messages: Sequence[BaseMessage]) -> int:
+    """How many of `messages` count against `context.max_history` (`counts`)."""
+    return sum(counts(m) for m in messages)
+
+
 def _humans(messages: Sequence[BaseMessage], start: int = 0) -> list[int]:
     return [i for i in range(start, len(messages)) if isinstance(messages[i], HumanMessage)]
 
@@ -48,9 +63,9 @@ def _index(messages: Sequence[BaseMessage], message_id: object) -> int | None:
 def _block_start(
     messages: Sequence[BaseMessage], newest: int, max_history: int, budget: int, extra: int
 ) -> int:
-    """Where this turn's window starts: the previous turn's start, unless the window outgrew 2×N or the budget
-    (then the earliest trader message leaving at most N messages and half the budget). `extra`: tokens the
-    newest turn's live context adds."""
+    """Where this turn's window starts: the previous turn's start, unless the window outgrew 2×N counted
+    messages or the budget (then the earliest trader message leaving at most N counted messages and half the
+    budget). `extra`: tokens the newest turn's live context adds."""
     previous = next(
         (
             messages[i]
@@ -64,11 +79,11 @@ def _block_start(
         start = None
     if start is not None:
         span = messages[start:]
-        if len(span) <= 2 * max_history and _tokens(span) + extra <= budget:
+        if counted(span) <= 2 * max_history and _tokens(span) + extra <= budget:
             return start
     for i in _humans(messages, start or 0):
         tail = messages[i:]
-        if i >= newest or (len(tail) <= max_history and _tokens(tail) + extra <= budget // 2):
+        if i >= newest or (counted(tail) <= max_history and _tokens(tail) + extra <= budget // 2):
             return i
     return newest
 

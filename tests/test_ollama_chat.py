@@ -109,6 +109,29 @@ async def test_json_mode_yields_the_same_tool_calls(fresh: OllamaDouble, ollama_
     assert sent["messages"][4]["content"].startswith("Tool result (get_portfolio)")
 
 
+async def test_json_mode_past_the_tool_limit_keeps_the_prompt_and_allows_no_tool_call(
+    fresh: OllamaDouble, ollama_url: str
+) -> None:
+    """The reason node's last call past `context.max_tool_rounds` has no tools bound: in JSON mode it still
+    sends the JSON instructions and tool list where the calls before it had them (the same messages, so
+    Ollama's KV-cache prefix holds), with a `format` whose `tool_calls` must stay empty."""
+    call = {"tool_calls": [{"name": "get_portfolio", "arguments": {}}], "content": ""}
+    fresh.queue(Reply(content=json.dumps(call)),
+                Reply(content=json.dumps({"tool_calls": [], "content": "Balance 10000."})))  # fmt: skip
+    model = build_chat_model(cfg(ollama_url, model=PLAIN, tool_mode="json"))
+    history: list[BaseMessage] = [SystemMessage(SYSTEM_PROMPT), HumanMessage("¿Cómo está mi cuenta?")]
+    first = await model.bind_tools(TOOLS).ainvoke(history)
+    assert [c["name"] for c in first.tool_calls] == ["get_portfolio"]
+    last = await model.ainvoke(history)
+    assert last.content == "Balance 10000." and last.tool_calls == []
+    with_tools, without = fresh.requests[-2:]
+    assert not without.get("tools") and without["messages"] == with_tools["messages"]
+    assert "## Tool calling (JSON)" in without["messages"][1]["content"]
+    assert with_tools["format"] == tool_call_schema(["get_ml_signal", "get_portfolio"])
+    assert without["format"] == tool_call_schema(["get_ml_signal", "get_portfolio"], calls=False)
+    assert without["format"]["properties"]["tool_calls"]["maxItems"] == 0
+
+
 async def test_json_mode_plain_answer_and_streaming(fresh: OllamaDouble, ollama_url: str) -> None:
     fresh.queue(Reply(content=json.dumps({"tool_calls": [], "content": "Esperar: confianza 55%."})),
                 Reply(content=json.dumps({"tool_calls": [{"name": "get_portfolio", "arguments": {}}],

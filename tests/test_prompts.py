@@ -130,6 +130,31 @@ def test_window_grows_append_only_and_is_cut_in_blocks() -> None:
     assert [m.content for m in sent] == [first.additional_kwargs[LIVE_CONTEXT], "q0", "answer to q0"]
 
 
+def test_a_turns_tool_rounds_count_as_part_of_it_not_against_max_history() -> None:
+    from graph.messages import keep_recent
+    from prompts.window import counted, counts
+
+    messages: list[BaseMessage] = []
+    starts = []
+    for i in range(8):
+        messages.append(HumanMessage(f"q{i}", id=f"h{len(messages)}"))
+        window = _window(messages, 2, 100_000, lambda: "## Contexto actual / Current context")
+        starts.append(window[0].content)
+        for r in range(3):  # three tool rounds in every turn: 6 messages the message count would see
+            call = {"name": "get_ml_signal", "args": {"symbol": "XAUUSD"}, "id": f"c{i}{r}"}
+            messages.append(AIMessage("", tool_calls=[call], id=f"t{len(messages)}"))
+            messages.append(ToolMessage("{}", tool_call_id=f"c{i}{r}", id=f"r{len(messages)}"))
+            assert _window(messages, 2, 100_000, lambda: "unused")[0].content == starts[-1]
+        messages.append(AIMessage(f"answer to q{i}", id=f"a{len(messages)}"))
+    # As with plain turns (the test above): cut every second turn, not at every turn.
+    assert starts == ["q0", "q0", "q2", "q2", "q4", "q4", "q6", "q6"]
+    assert counted(messages) == 16 and len(messages) == 64
+    # The stored conversation is bounded the same way, so it keeps the window's start.
+    kept = keep_recent(messages, 8, counts)
+    assert kept[0].content == "q4" and len(kept) == 32
+    assert keep_recent(messages, 8)[0].content == "q7"  # by message count: only the newest turn fits
+
+
 def test_window_pins_once_per_turn_and_honours_the_token_budget() -> None:
     from prompts.window import LIVE_CONTEXT, model_window
 

@@ -60,6 +60,7 @@ class CopilotChatOllama(RecordedCalls, ChatOllama):
 
     tool_mode: Literal["auto", "native", "json"] = "native"
     _resolved: ToolMode | None = PrivateAttr(default=None)
+    _json_tools: Any = PrivateAttr(default=None)  # the tools of the last JSON-mode call that had some
 
     async def resolved_mode(self) -> ToolMode:
         if self._resolved is None:
@@ -167,8 +168,10 @@ class CopilotChatOllama(RecordedCalls, ChatOllama):
             raise ModelUnavailable(too_long_message(self.num_predict), FailureCategory.TRUNCATED)
 
     async def _json_mode(self, kwargs: Mapping[str, object]) -> bool:
-        """Whether this call (its keyword arguments) has tools bound and the model takes them as JSON."""
-        return bool(kwargs.get("tools")) and await self.resolved_mode() == "json"
+        """Whether this call goes in JSON tool mode: the model takes tools as JSON, and the call has tools
+        bound or comes after one that had (see `_chosen_stream`)."""
+        tools = bool(kwargs.get("tools")) or self._json_tools is not None
+        return tools and await self.resolved_mode() == "json"
 
     async def _chosen_stream(
         self,
@@ -177,8 +180,17 @@ class CopilotChatOllama(RecordedCalls, ChatOllama):
         run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
+        """In JSON tool mode a call without tools (the reason node's last one past
+        `context.max_tool_rounds`) still goes with the tool list of the calls before it: the same JSON
+        instructions at the same place, so the prompt keeps its KV-cache prefix; its `format` allows no tool
+        call (`tool_calls` always empty), so the model answers in `content`. As the openai provider does."""
         if await self._json_mode(kwargs):
-            stream = self._json_stream(messages, stop, run_manager, **kwargs)
+            calls = bool(kwargs.get("tools"))
+            if calls:
+                self._json_tools = kwargs["tools"]
+            else:
+                kwargs = {**kwargs, "tools": self._json_tools}
+            stream = self._json_stream(messages, stop, run_manager, calls, **kwargs)
         else:
             stream = aiter_closing(ChatOllama._astream(self, messages, stop, run_manager, **kwargs))
         async with aclosing(stream):
@@ -209,11 +221,13 @@ class CopilotChatOllama(RecordedCalls, ChatOllama):
         messages: list[BaseMessage],
         stop: list[str] | None,
         run_manager: AsyncCallbackManagerForLLMRun | None,
+        calls: bool = True,
         **kwargs: Any,
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        """The JSON-mode reply through graph.model.json_stream, its tool calls forced by Ollama's `format`."""
+        """The JSON-mode reply through graph.model.json_stream, its tool calls forced by Ollama's `format`
+        (`calls` False: no tool call allowed)."""
         tools: list[ToolDescription] = kwargs.pop("tools")
-        schema = tool_call_schema([t["function"]["name"] for t in tools])
+        schema = tool_call_schema([t["function"]["name"] for t in tools], calls)
 
         async def pieces(prompt: list[BaseMessage]) -> AsyncGenerator[Piece, None]:
             stream = aiter_closing(self._acreate_chat_stream(prompt, stop, format=schema, **kwargs))

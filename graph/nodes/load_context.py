@@ -18,6 +18,7 @@ from graph.deps import Deps, Node, run_thread_id
 from graph.messages import removals
 from graph.pending import expired, expired_fact, held_message
 from graph.state import TURN_RESET, State
+from prompts.window import counts
 from tools.context import Context, required
 from tools.schemas import JsonObject
 
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def stored_message_cap(deps: Deps) -> int:
-    # The model sees max_history messages; a little more is kept so trimming has whole groups to choose from.
+    """Counted as the model window counts (prompts.window.counts: a turn's tool rounds are part of it): the
+    window holds at most 2×max_history such messages, so the stored 4× never drops the window's start."""
     return max(4 * deps.settings.context.max_history, 24)
 
 
@@ -80,7 +82,8 @@ def make_load_context(deps: Deps) -> Node:
             reorder = [RemoveMessage(id=str(human.id)), answer, again]
             messages += [answer, again]
         # add_messages also takes RemoveMessage updates; the state's type names only what it stores.
-        update["messages"] = cast(list[AnyMessage], [*removals(messages, stored_message_cap(deps)), *reorder])
+        removed = removals(messages, stored_message_cap(deps), counts)
+        update["messages"] = cast(list[AnyMessage], [*removed, *reorder])
         return update
 
     return load_context

@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 
 def stored_message_cap(deps: Deps) -> int:
     """Counted as the model window counts (prompts.window.counts: a turn's tool rounds are part of it): the
-    window holds at most 2×max_history such messages, so the stored 4× never drops the window's start."""
-    return max(4 * deps.settings.context.max_history, 24)
+    window holds at most 2×max_history such messages with the new trader message, so 2×max_history + 2 (one
+    turn more) never drops the window's start. Every checkpoint stores the whole conversation, so each
+    message kept beyond the window costs once per kept checkpoint; it is also what GET /api/sessions/{id}
+    shows after a reload (the last max_history + 1 turns, 11 by default)."""
+    return max(2 * deps.settings.context.max_history + 2, 12)
 
 
 async def cached(deps: Deps, key: str, ttl_s: int, fetch: Callable[[], Awaitable[BaseModel]]) -> JsonObject:

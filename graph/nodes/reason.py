@@ -147,6 +147,9 @@ async def ask_model(
     if over_limit and message.tool_calls:
         # Past the bound the model may not call tools any more; keep its words, drop the calls.
         message = AIMessage(content=text(message) or TOOL_LIMIT, id=message.id)
+    # The server's timings and model name were read during the call (graph.model); every checkpoint stores
+    # the whole conversation, and they were ~60 % of an answer's bytes there. The token usage stays.
+    message = message.model_copy(update={"response_metadata": {}})
     return [pinned, message] if pinned is not None else [message]
 
 

@@ -4,10 +4,13 @@ Two parts that fail apart. The account's notices (fills, SL/TP closes, triggered
 Stream (tools/notices.py), written once by whoever commits the event, in any process; one blocking XREAD per
 process (tools/notices.NoticeHub) reads the streams of every account with an open page and hands each notice
 to each page; a page first catches up from the client's `Last-Event-ID`, and each notice's SSE id is its
-stream entry id, so a reconnect gets exactly what it missed, once. The market (the page's symbol) and the
-portfolio are re-read about once a second, once per process for all the pages of a symbol or an account
-(SharedPolls): a symbol whose quote fails (a stale history, no data, an unknown name) says so in one
-`market` frame and the notices keep flowing. A stream ends after `STREAM_SECONDS` and the page reconnects,
+stream entry id, so a reconnect gets exactly what it missed, once. The quotes are read about once a second,
+once per process for all the pages of a symbol (SharedPolls): a symbol whose quote fails (a stale history,
+no data, an unknown name) says so in one `market` frame and the notices keep flowing. A paper account is
+read from Redis once per process when a page opens, after its notices or this process's own changes, and
+every ACCOUNT_SECONDS; in between its open positions are re-priced each second from those quotes by the
+broker's own valuation (PaperBroker.value, what GET /api/portfolio answers). A platform account's
+portfolio is asked of its service (once a second with positions). A stream ends after `STREAM_SECONDS` and the page reconnects,
 so a server stopping never waits on an idle tab for long.
 """
 

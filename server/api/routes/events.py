@@ -10,8 +10,8 @@ no data, an unknown name) says so in one `market` frame and the notices keep flo
 read from Redis once per process when a page opens, after its notices or this process's own changes, and
 every ACCOUNT_SECONDS; in between its open positions are re-priced each second from those quotes by the
 broker's own valuation (PaperBroker.value, what GET /api/portfolio answers). A platform account's
-portfolio is asked of its service (once a second with positions). A stream ends after `STREAM_SECONDS` and the page reconnects,
-so a server stopping never waits on an idle tab for long.
+portfolio is asked of its service (once a second with positions). A stream ends after `STREAM_SECONDS`
+and the page reconnects, so a server stopping never waits on an idle tab for long.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ class SharedPolls:
 
     max_age: float
     _results: dict[tuple[str, str], tuple[float, asyncio.Future[Any]]] = field(default_factory=dict)
+    # Per account, the last valuation of a held account (Feed._priced): the state, its inputs, the frame.
+    valued: dict[str, tuple[AccountState, Any, tuple[dict[str, Any], str]]] = field(default_factory=dict)
 
     async def get(
         self,
@@ -88,6 +90,7 @@ class SharedPolls:
         if held is None or now - held[0] >= age or held[0] < fresh_after:
             if len(self._results) > 1000:  # forget what no page asked for lately
                 self._results = {k: v for k, v in self._results.items() if now - v[0] < 60}
+                self.valued = {a: v for a, v in self.valued.items() if ("account", a) in self._results}
             future = asyncio.ensure_future(read())
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved by a page
             held = self._results[key] = (now, future)
@@ -182,10 +185,21 @@ class Feed:
                 key, lambda: broker.account_state(self.account, sync=opening), fresh_after, ACCOUNT_SECONDS
             )
             quotes = {symbol: await self._quote(symbol) for symbol in state.symbols}
-            valued = broker.value(state, quotes) if state.changes == broker.changes(self.account) else None
+            if state.changes != broker.changes(self.account):
+                fresh_after = asyncio.get_running_loop().time()  # this process changed it: read it again
+                continue
+            # The valuation depends on these only (the day's date: the daily and weekly P&L's starts); the
+            # same ones again (a quote that did not move) give the same frame without valuing it again.
+            inputs = tuple((s, q.bid, q.ask) for s, q in quotes.items()), self.services.clock.now().date()
+            last = self.polls.valued.get(self.account)
+            if last is not None and last[0] is state and last[1] == inputs:
+                return last[2]
+            valued = broker.value(state, quotes)
             if valued is not None:
                 portfolio = valued.model_dump(mode="json")
-                return portfolio, json.dumps(portfolio, sort_keys=True)
+                result = portfolio, json.dumps(portfolio, sort_keys=True)
+                self.polls.valued[self.account] = (state, inputs, result)
+                return result
             fresh_after = asyncio.get_running_loop().time()  # out of date: read the account again
         raise RuntimeError("the account changed while it was read")
 

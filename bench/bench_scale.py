@@ -12,7 +12,8 @@ idle   Redis commands per second (INFO `total_commands_processed` deltas, this s
 pages  One worker; 100 live pages (GET /api/events, the single-user account) held open: the worker's CPU
        (utime+stime from /proc) and Redis commands per page per second over `--pages-seconds`, and
        GET /api/portfolio p50 with no page and with the 100 pages open. `--accounts N` spreads the pages
-       over N users (one API key each) instead.
+       over N users (one API key each) instead; the first holds an open position (XAUUSD 0.01 lots), or
+       each of them with `--all-positions`.
 soak   20 sessions through HAProxy in front of 3 workers for `--soak-minutes`: per minute the turns done,
        p50/p99 of a turn (/portfolio chat turn, GET /api/portfolio, and every 10th a /buy + approve and its
        /close + approve), the workers' RSS and Redis `used_memory`.
@@ -182,23 +183,20 @@ def portfolio_p50(url: str, headers: dict[str, str], n: int = 40) -> tuple[float
     return p50(times), failed
 
 
-def pages(codes: dict[str, Path], count: int, seconds: float, accounts: int) -> None:
+def pages(codes: dict[str, Path], count: int, seconds: float, accounts: int, all_positions: bool) -> None:
     rows = []
     for label, code in codes.items():
         with tempfile.TemporaryDirectory() as tmp, deployment(code, 1, Path(tmp), users=accounts) as d:
             url, pid = d.worker_url(0), d.procs[0].pid
             headers = {"X-API-Key": "key-u0"} if accounts else {}
-            with httpx.Client(base_url=url, timeout=60, headers=headers) as c:  # an open position to price
-                ask = float(c.get("/api/quote/XAUUSD").json()["ask"])
-                asked = c.post(
-                    "/api/chat",
-                    json={
-                        "message": f"/buy XAUUSD 0.01 sl {ask - 60:.2f} tp {ask + 120:.2f}",
-                        "session_id": "bench",
-                    },
-                ).json()
-                decision = {"proposal_id": asked["pending_approval"]["proposal_id"], "decision": "approve"}
-                c.post("/api/sessions/bench/approval", json=decision)
+            holders = range(accounts if all_positions else 1)  # the accounts given an open position to price
+            for i in holders:
+                held = {"X-API-Key": f"key-u{i}"} if accounts else {}
+                with httpx.Client(base_url=url, timeout=60, headers=held) as c:
+                    ask = float(c.get("/api/quote/XAUUSD").json()["ask"])
+                    ticket = approve(c, "bench", f"/buy XAUUSD 0.01 sl {ask - 60:.2f} tp {ask + 120:.2f}")
+                    if ticket is None or not c.get("/api/portfolio").json()["positions"]:
+                        raise SystemExit(f"account {i}: the position was not opened")
             time.sleep(2)
             with redis.Redis.from_url(d.env["REDIS_URL"]) as r:
                 cpu0 = cpu_seconds(pid)
@@ -239,6 +237,7 @@ def pages(codes: dict[str, Path], count: int, seconds: float, accounts: int) -> 
                 ]
             )
     spread = f"{accounts} accounts" if accounts else "one account"
+    spread += f", {'each' if all_positions and accounts else 'one'} with an open position"
     print(f"\n{count} open /api/events pages ({spread}) on one worker, over {seconds:.0f} s:\n")
     head = [
         "code",
@@ -388,6 +387,9 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--pages-seconds", type=float, default=20)
     parser.add_argument("--accounts", type=int, default=0)
+    parser.add_argument(
+        "--all-positions", action="store_true", help="pages: each of --accounts holds a position"
+    )
     parser.add_argument("--soak-minutes", type=float, default=15)
     parser.add_argument("--soak-sessions", type=int, default=20)
     parser.add_argument("--soak-keep", type=Path, default=None, help="keep the deployment's directory (logs)")
@@ -414,7 +416,7 @@ def measure(args: argparse.Namespace, codes: dict[str, Path]) -> None:
     if "idle" in parts:
         idle(codes, args.idle_seconds, args.idle_accounts)
     if "pages" in parts:
-        pages(codes, args.pages, args.pages_seconds, args.accounts)
+        pages(codes, args.pages, args.pages_seconds, args.accounts, args.all_positions)
     if "soak" in parts:
         soak(ROOT, args.soak_sessions, args.soak_minutes, args.soak_keep)
 

@@ -170,6 +170,7 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def realized_since(redis: Any, keys: Keys, since: datetime) -> float:
-    members = await redis.zrangebyscore(keys.realized, since.timestamp(), "+inf")
-    return round(sum(float(text(m).split(":", 1)[1]) for m in members), 2)
+async def realized_after(redis: Any, keys: Keys, since: float) -> list[tuple[float, float]]:
+    """The realized P&L of the closes at or after `since` (epoch s): (close time, USD), oldest first."""
+    members = await redis.zrangebyscore(keys.realized, since, "+inf", withscores=True)
+    return [(float(score), float(text(m).split(":", 1)[1])) for m, score in members]

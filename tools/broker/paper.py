@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
@@ -55,6 +56,7 @@ class PaperBroker(RedisAccountService):
         super().__init__(redis, market, clock, settings, account_id)
         self._specs = specs
         self._cfg = settings.broker
+        self._changes: dict[str, int] = {}
 
     # ---- public API -------------------------------------------------------------------------------
 
@@ -111,27 +113,53 @@ class PaperBroker(RedisAccountService):
         return OrderResult.model_validate(json.loads(text(raw))["result"])
 
     async def get_portfolio(self, account_id: str | None = None) -> Portfolio:
+        while True:  # a state that does not reach back to this week's start (the clock went back): again
+            state = await self.account_state(account_id)
+            valued = self.value(state, await self._quotes_for(state.account, state.book))
+            if valued is not None:
+                return valued
+
+    async def account_state(self, account_id: str | None = None, *, sync: bool = True) -> AccountState:
+        """What the account's portfolio is valued from, read from Redis now (after closing what SL/TP
+        reached, with `sync`): `value` prices it at any quotes. The live page holds it and re-prices it each
+        second from the process's shared quotes, reading it again after the account's notices."""
         account = account_id or self.account_id
-        await self.sync(account)
+        changes = self._changes.get(account, 0)
+        if sync:
+            await self.sync(account)
         keys = Keys(self._prefix, account)
         book = await ledger.read_book(self._redis, keys, self._cfg.initial_balance)
-        quotes = await self._quotes_for(account, book)
+        since = _periods(self._clock.now())[1].timestamp()
+        realized = await ledger.realized_after(self._redis, keys, since)
+        return AccountState(account, book, tuple(realized), since, changes)
+
+    def value(self, state: AccountState, quotes: Mapping[str, Quote]) -> Portfolio | None:
+        """The account's portfolio at these quotes (one for each of `state.symbols`) and the clock's now: the
+        one valuation `get_portfolio` and the live page both give. None when `state` holds the realized P&L
+        only from after this week's start (read it again)."""
+        book = state.book
         positions = [self._position_view(p, quotes) for p in sorted(book.positions.values(), key=_ticket)]
         floating = round(sum(p.profit for p in positions), 2)
         margin = round(sum(p.margin_usd for p in book.positions.values()), 2)
         equity = round(book.balance_usd + floating, 2)
-        day_start = self._clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
-        week_start = day_start - timedelta(days=day_start.weekday())
+        day_start, week_start = _periods(self._clock.now())
+        if week_start.timestamp() < state.since:
+            return None
         return Portfolio(
             balance=round(book.balance_usd, 2),
             equity=equity,
             margin=margin,
             free_margin=round(equity - margin, 2),
             positions=positions,
-            daily_pnl=round(await ledger.realized_since(self._redis, keys, day_start) + floating, 2),
-            weekly_pnl=round(await ledger.realized_since(self._redis, keys, week_start) + floating, 2),
-            account_id=account,
+            daily_pnl=round(state.realized_since(day_start) + floating, 2),
+            weekly_pnl=round(state.realized_since(week_start) + floating, 2),
+            account_id=state.account,
         )
+
+    def changes(self, account_id: str) -> int:
+        """How many changes of the account this process made (orders, closes, modifies, SL/TP closes): a
+        held AccountState whose `changes` differs is out of date, even where no notice says so (a modify)."""
+        return self._changes.get(account_id, 0)
 
     async def history(self, account_id: str | None = None) -> list[ClosedTrade]:
         """Closed trades, oldest first (SL, TP and manual closes with their realized P&L)."""
@@ -357,6 +385,8 @@ class PaperBroker(RedisAccountService):
                         record = {"fingerprint": fingerprint, "result": result.model_dump(mode="json")}
                         pipe.set(keys.idem(key), json.dumps(record))
                     await pipe.execute()
+                    if request["op"] != "sync" or fx.closed:  # not a sync that only moved checked_until
+                        self._changes[account] = self._changes.get(account, 0) + 1
                     return result
                 except WatchError:
                     continue
@@ -388,7 +418,7 @@ class PaperBroker(RedisAccountService):
         used = sum(p.margin_usd for p in book.positions.values())
         return round(book.balance_usd + floating - used, 2)
 
-    def _position_view(self, pos: OpenPosition, quotes: dict[str, Quote]) -> Position:
+    def _position_view(self, pos: OpenPosition, quotes: Mapping[str, Quote]) -> Position:
         spec = self._specs[pos.symbol]
         mark = pricing.mark_price(spec, pos.side, quotes[pos.symbol])
         return Position(
@@ -403,6 +433,33 @@ class PaperBroker(RedisAccountService):
             take_profit=pos.take_profit,
             open_time=pos.open_time,
         )
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """One account as read from Redis at one moment: its book and the realized P&L of the closes since
+    `since` (epoch s, the start of that moment's week) as (close time epoch s, USD), oldest first; `changes`:
+    PaperBroker.changes(account) when it was read."""
+
+    account: str
+    book: Book
+    realized: tuple[tuple[float, float], ...]
+    since: float
+    changes: int = 0
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted({p.symbol for p in self.book.positions.values()})
+
+    def realized_since(self, start: datetime) -> float:
+        floor = start.timestamp()
+        return round(sum(pnl for when, pnl in self.realized if when >= floor), 2)
+
+
+def _periods(now: datetime) -> tuple[datetime, datetime]:
+    """The starts of `now`'s day and week (Monday)."""
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day_start, day_start - timedelta(days=day_start.weekday())
 
 
 def _ticket(pos: OpenPosition) -> int:

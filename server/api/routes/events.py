@@ -4,11 +4,14 @@ Two parts that fail apart. The account's notices (fills, SL/TP closes, triggered
 Stream (tools/notices.py), written once by whoever commits the event, in any process; one blocking XREAD per
 process (tools/notices.NoticeHub) reads the streams of every account with an open page and hands each notice
 to each page; a page first catches up from the client's `Last-Event-ID`, and each notice's SSE id is its
-stream entry id, so a reconnect gets exactly what it missed, once. The market (the page's symbol) and the
-portfolio are re-read about once a second, once per process for all the pages of a symbol or an account
-(SharedPolls): a symbol whose quote fails (a stale history, no data, an unknown name) says so in one
-`market` frame and the notices keep flowing. A stream ends after `STREAM_SECONDS` and the page reconnects,
-so a server stopping never waits on an idle tab for long.
+stream entry id, so a reconnect gets exactly what it missed, once. The quotes are read about once a second,
+once per process for all the pages of a symbol (SharedPolls): a symbol whose quote fails (a stale history,
+no data, an unknown name) says so in one `market` frame and the notices keep flowing. A paper account is
+read from Redis once per process when a page opens, after its notices or this process's own changes, and
+every ACCOUNT_SECONDS; in between its open positions are re-priced each second from those quotes by the
+broker's own valuation (PaperBroker.value, what GET /api/portfolio answers). A platform account's
+portfolio is asked of its service (once a second with positions). A stream ends after `STREAM_SECONDS`
+and the page reconnects, so a server stopping never waits on an idle tab for long.
 """
 
 from __future__ import annotations
@@ -26,17 +29,21 @@ from fastapi.responses import StreamingResponse
 from server.api.deps import AccountDep, ServicesDep
 from server.api.responses import LIVE
 from server.api.runs import SSE_HEADERS
+from tools.broker.paper import AccountState, PaperBroker
 from tools.context import DEFAULT_SYMBOL
 from tools.notices import NoticeHub, last_id, valid_id
+from tools.schemas import Quote
 from tools.services import Services
 
 router = APIRouter(prefix="/api", tags=["events"])
 log = logging.getLogger("copilot.events")
 
 POLL_SECONDS = 1.0
-# An account without open positions changes only by a fill (a notice, which re-reads it at once): its
-# portfolio frame is re-read this often only as a safety net, not every POLL_SECONDS.
-FLAT_SECONDS = 10.0
+# An account changes only by a fill, an SL/TP close or a modify: the first two are notices (which re-read it
+# at once), and this process's own changes are counted (PaperBroker.changes). Its open positions are
+# re-priced each POLL_SECONDS from the shared quotes; the account itself is re-read from Redis this often
+# only as a safety net (a modify made through another worker shows within it).
+ACCOUNT_SECONDS = 10.0
 STREAM_SECONDS = 30.0
 
 EVENTS_DOC = """Server-Sent Events for the current user:
@@ -65,6 +72,8 @@ class SharedPolls:
 
     max_age: float
     _results: dict[tuple[str, str], tuple[float, asyncio.Future[Any]]] = field(default_factory=dict)
+    # Per account, the last valuation of a held account (Feed._priced): the state, its inputs, the frame.
+    valued: dict[str, tuple[AccountState, Any, tuple[dict[str, Any], str]]] = field(default_factory=dict)
 
     async def get(
         self,
@@ -81,6 +90,7 @@ class SharedPolls:
         if held is None or now - held[0] >= age or held[0] < fresh_after:
             if len(self._results) > 1000:  # forget what no page asked for lately
                 self._results = {k: v for k, v in self._results.items() if now - v[0] < 60}
+                self.valued = {a: v for a, v in self.valued.items() if ("account", a) in self._results}
             future = asyncio.ensure_future(read())
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved by a page
             held = self._results[key] = (now, future)
@@ -106,6 +116,7 @@ class Feed:
     polls: SharedPolls
     portfolio: str = ""
     positions: bool = True  # the last portfolio had open positions (its P&L moves with the market)
+    opened: bool = False  # the stream's first portfolio was read (that read closes what SL/TP reached)
     market_down: str | None = None  # the reason the last `market` frame gave for no quote
     problem: str | None = None
 
@@ -118,9 +129,7 @@ class Feed:
             if self.symbol not in self.services.specs:
                 known = ", ".join(sorted(self.services.specs))
                 raise LookupError(f"unknown symbol '{self.symbol}'; known: {known}")
-            quote = await self.polls.get(
-                ("quote", self.symbol), lambda: self.services.market.get_quote(self.symbol)
-            )
+            quote = await self._quote(self.symbol)
         except Exception as exc:  # this symbol's market only: the account's part goes on
             reason = str(exc) or type(exc).__name__
             if reason == self.market_down:
@@ -133,24 +142,66 @@ class Feed:
         market = {"symbol": self.symbol, "available": True, "bid": quote.bid, "ask": quote.ask}
         return [frame("market", {**market, "quote_time": quote.time.isoformat(), "now": now})]
 
+    async def _quote(self, symbol: str) -> Quote:
+        """The symbol's quote, read once a second for all the process's pages (and portfolios)."""
+        quote: Quote = await self.polls.get(("quote", symbol), lambda: self.services.market.get_quote(symbol))
+        return quote
+
     async def _portfolio(self, fresh_after: float) -> list[bytes]:
+        broker = self.services.broker
         try:
-            held = await self.polls.get(
-                ("portfolio", self.account),
-                lambda: self.services.broker.get_portfolio(self.account),
-                fresh_after,
-                None if self.positions else FLAT_SECONDS,
-            )
-            portfolio = held.model_dump(mode="json")
+            if isinstance(broker, PaperBroker):
+                opening, self.opened = not self.opened, True
+                portfolio, fingerprint = await self.polls.get(
+                    ("priced", self.account), lambda: self._priced(broker, fresh_after, opening), fresh_after
+                )
+            else:  # the platform's portfolio: only its service can value it
+                held = await self.polls.get(
+                    ("portfolio", self.account),
+                    lambda: broker.get_portfolio(self.account),
+                    fresh_after,
+                    None if self.positions else ACCOUNT_SECONDS,
+                )
+                portfolio = held.model_dump(mode="json")
+                fingerprint = json.dumps(portfolio, sort_keys=True)
         except Exception as exc:  # Redis or the trading service away: say so, keep the stream
             return self.failed("portfolio", exc)
         self.problem = None
         self.positions = bool(portfolio.get("positions"))
-        fingerprint = json.dumps(portfolio, sort_keys=True)
         if fingerprint == self.portfolio:
             return []
         self.portfolio = fingerprint
         return [frame("portfolio", portfolio)]
+
+    async def _priced(
+        self, broker: PaperBroker, fresh_after: float, opening: bool
+    ) -> tuple[dict[str, Any], str]:
+        """The account valued at the shared quotes of its positions' symbols, from the account as last read
+        (read again when older than ACCOUNT_SECONDS, after a notice or a page's opening, or when this process
+        changed the account since); the same valuation as GET /api/portfolio (PaperBroker.value)."""
+        for _ in range(3):
+            key = ("account", self.account)
+            state: AccountState = await self.polls.get(
+                key, lambda: broker.account_state(self.account, sync=opening), fresh_after, ACCOUNT_SECONDS
+            )
+            quotes = {symbol: await self._quote(symbol) for symbol in state.symbols}
+            if state.changes != broker.changes(self.account):
+                fresh_after = asyncio.get_running_loop().time()  # this process changed it: read it again
+                continue
+            # The valuation depends on these only (the day's date: the daily and weekly P&L's starts); the
+            # same ones again (a quote that did not move) give the same frame without valuing it again.
+            inputs = tuple((s, q.bid, q.ask) for s, q in quotes.items()), self.services.clock.now().date()
+            last = self.polls.valued.get(self.account)
+            if last is not None and last[0] is state and last[1] == inputs:
+                return last[2]
+            valued = broker.value(state, quotes)
+            if valued is not None:
+                portfolio = valued.model_dump(mode="json")
+                result = portfolio, json.dumps(portfolio, sort_keys=True)
+                self.polls.valued[self.account] = (state, inputs, result)
+                return result
+            fresh_after = asyncio.get_running_loop().time()  # out of date: read the account again
+        raise RuntimeError("the account changed while it was read")
 
     def failed(self, part: str, exc: Exception) -> list[bytes]:
         message = f"live {part} unavailable: {type(exc).__name__}"

@@ -20,8 +20,10 @@ function headers(extra = {}) {
   return h;
 }
 
-async function failure(res) {
-  if (res.status === 401) $("key-form").hidden = false;
+// `sentKey`: the key the request carried. A 401 to a request sent before the trader saved a key (answered
+// after the save, on a slow machine) must not ask for the key again.
+async function failure(res, sentKey) {
+  if (res.status === 401 && sentKey === apiKey()) $("key-form").hidden = false;
   const data = await res.json().catch(() => ({}));
   const retry = Number(res.headers.get("Retry-After")) || null;
   // A 422's detail is a list of {loc, msg, type} (FastAPI's HTTPValidationError); the others a sentence.
@@ -32,8 +34,9 @@ async function failure(res) {
 }
 
 export async function api(method, path, body) {
+  const sentKey = apiKey();
   const res = await fetch(path, { method, headers: headers(), body: body ? JSON.stringify(body) : undefined });
-  if (!res.ok) throw await failure(res);
+  if (!res.ok) throw await failure(res, sentKey);
   return res.json().catch(() => ({}));
 }
 
@@ -41,10 +44,11 @@ export async function api(method, path, body) {
 // A frame with an id and no data (the live feed's opening position) calls onEvent(null, null, id).
 export async function streamEvents(method, path, body, onEvent, { signal, lastEventId } = {}) {
   const extra = lastEventId ? { "Last-Event-ID": lastEventId } : {};
+  const sentKey = apiKey();
   const res = await fetch(path, {
     method, headers: headers(extra), body: body ? JSON.stringify(body) : undefined, signal,
   });
-  if (!res.ok) throw await failure(res);
+  if (!res.ok) throw await failure(res, sentKey);
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

@@ -12,12 +12,14 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from config import Settings
 from graph.recovery.notes import RunNotes
 from tests.support.broker_support import World
 from tests.support.graph import GOOD
+from tools import key_migration
 from tools.broker.alerts import RedisAlerts
 from tools.broker.ledger import Keys
 from tools.broker.paper import PaperBroker
@@ -90,7 +92,7 @@ async def test_an_old_ledger_is_read_through_the_new_names_after_start(
     try:
         # Every old key moved (the shared sets keep their names), nothing left under the old names.
         after = {k async for k in redis_client.scan_iter(match=f"{old}*")}
-        shared = {f"{old}paper:accounts", f"{old}alerts:accounts"}
+        shared = {f"{old}paper:accounts", f"{old}alerts:accounts", key_migration.layout_key(old)}
         assert after - shared == {new_name(old, k) for k in before} - {None}
         assert all(k.startswith(f"{old}{{") for k in after - shared)
 
@@ -159,6 +161,22 @@ async def test_processes_starting_together_move_each_key_once(redis_url: str, ke
     finally:
         for c in (seed, *clients):
             await c.aclose()
+
+
+async def test_a_later_start_reads_one_key_instead_of_scanning_again(
+    redis_client: aioredis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await redis_client.hset(f"{key_prefix}paper:c:account", "balance_usd", "1.0")
+    assert await migrate_keys(redis_client, key_prefix) == 1
+    monkeypatch.setattr(key_migration, "_done", set())  # another process starting later
+    scans = int((await redis_client.info("commandstats"))["cmdstat_scan"]["calls"])
+    assert await migrate_keys(redis_client, key_prefix) == 0
+    assert int((await redis_client.info("commandstats"))["cmdstat_scan"]["calls"]) == scans
+    # Hence a key an old-version process wrote after the move stays where it is (stop those first).
+    await redis_client.hset(f"{key_prefix}paper:d:account", "balance_usd", "1.0")
+    monkeypatch.setattr(key_migration, "_done", set())
+    assert await migrate_keys(redis_client, key_prefix) == 0
+    assert await redis_client.exists(f"{key_prefix}paper:d:account")
 
 
 def test_old_names_map_to_one_slot_per_account_and_session() -> None:

@@ -9,6 +9,10 @@ is never overwritten), and processes starting together are safe: a key another p
 gone (its RENAMENX answers "no such key"), and each process has moved or seen moved every old key before it
 serves. RENAME keeps the value, its TTL and a stream's entry ids (the notices' Last-Event-IDs stay valid).
 
+A process that finished the SCAN writes `{prefix}keys:layout` (LAYOUT): every later start reads that one
+key instead of scanning the whole prefix again (the SCAN costs one round trip per 1,000 keys, checkpoints
+included, at each start of a server or a CLI command).
+
 Not moved: run and account leases (they live seconds; stop the old version's processes before starting this
 one, as for any upgrade: old and new processes would not see each other's leases or ledgers). On a Redis
 Cluster it does nothing (earlier versions could not write a ledger there: their WATCH spanned slots).
@@ -42,6 +46,11 @@ _NOTES: dict[str, Callable[[SessionKeys], str]] = {
     "fates:": lambda k: k.fates,
 }
 _done: set[str] = set()
+LAYOUT = "hash-tags-1"  # the key layout tools/keys.py names; written once the old names are all moved
+
+
+def layout_key(prefix: str) -> str:
+    return f"{prefix}keys:layout"
 
 
 def new_name(prefix: str, key: str) -> str | None:
@@ -85,6 +94,9 @@ async def migrate_keys(redis: Any, prefix: str) -> int:
     prefix; nothing on a cluster."""
     if prefix in _done or is_cluster(redis):
         return 0
+    if _text(await redis.get(layout_key(prefix))) == LAYOUT:  # moved at an earlier start
+        _done.add(prefix)
+        return 0
     moved = kept = 0
     async for raw in redis.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
         key = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -108,8 +120,13 @@ async def migrate_keys(redis: Any, prefix: str) -> int:
             kept,
             prefix,
         )
+    await redis.set(layout_key(prefix), LAYOUT)
     _done.add(prefix)
     return moved
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _glob_escape(text: str) -> str:

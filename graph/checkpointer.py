@@ -11,13 +11,12 @@ from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
 from langgraph.checkpoint.redis.key_registry import CheckpointKeyRegistry
 from langgraph.checkpoint.redis.util import to_storage_safe_id
-from redis.asyncio.cluster import RedisCluster
 from redisvl.exceptions import RedisSearchError
 from redisvl.query import FilterQuery
 from redisvl.query.filter import Tag
 
 from config import Settings
-from tools.redis_clients import async_client
+from tools.redis_clients import async_client, is_cluster
 
 # Chat turns use "exit": one checkpoint per run, written before ainvoke/astream return (so a pending
 # approval is on Redis before the API answers). bench/bench_checkpoint.py, 100 turns of
@@ -76,7 +75,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[AsyncRedisSaver
     prefix = settings.redis.prefix
     # Our own client (bytes, as the saver expects): the saver's URL factory is deprecated.
     client = async_client(settings.effective_redis_url, decode_responses=False)
-    if isinstance(client, RedisCluster):
+    if is_cluster(client):
         await client.initialize()  # the index set-up asks for a node before any command has run
     ttl = ttl_config(settings)
     saver = AsyncRedisSaver(

@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 
 from prompts.window import LIVE_CONTEXT
 from tools.keys import SessionKeys
+from tools.redis_clients import reply_text
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ async def hydrate(
         if text is None and i == newest:
             kwargs.pop("window_from", None)  # pinned again, window start included
         else:
-            kwargs[LIVE_CONTEXT] = _text(text)
+            kwargs[LIVE_CONTEXT] = reply_text(text) if text is not None else ""
         out[i] = message.model_copy(update={"additional_kwargs": kwargs})
     return out
 
@@ -92,12 +93,6 @@ def needs_pin(messages: Sequence[AnyMessage]) -> bool:
     pins one (prompts.window.model_window), made from the market and portfolio snapshots."""
     newest = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
     return newest is not None and LIVE_CONTEXT not in newest.additional_kwargs
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def store(
@@ -121,7 +116,7 @@ async def store(
             if keep > 0:
                 pipe.zrange(order, 0, -(keep + 1))
             replies = await pipe.execute()
-        old = [_text(f) for f in replies[-1]] if keep > 0 else []
+        old = [reply_text(f) for f in replies[-1]] if keep > 0 else []
         if old:
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.hdel(texts, *old)

@@ -27,6 +27,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from tools.keys import AccountKeys, SessionKeys, replay_keys
+from tools.redis_clients import is_cluster, reply_text_or_none
 
 log = logging.getLogger("copilot.keys")
 
@@ -83,18 +84,12 @@ def new_name(prefix: str, key: str) -> str | None:
     return {"replay:anchor": anchor, "replay:server": server}.get(rest)
 
 
-def is_cluster(redis: Any) -> bool:
-    from redis.asyncio.cluster import RedisCluster
-
-    return isinstance(redis, RedisCluster)
-
-
 async def migrate_keys(redis: Any, prefix: str) -> int:
     """Move the old-named keys under `prefix` (see the module's text); the number moved. Once per process and
     prefix; nothing on a cluster."""
     if prefix in _done or is_cluster(redis):
         return 0
-    if _text(await redis.get(layout_key(prefix))) == LAYOUT:  # moved at an earlier start
+    if reply_text_or_none(await redis.get(layout_key(prefix))) == LAYOUT:  # moved at an earlier start
         _done.add(prefix)
         return 0
     moved = kept = 0
@@ -123,10 +118,6 @@ async def migrate_keys(redis: Any, prefix: str) -> int:
     await redis.set(layout_key(prefix), LAYOUT)
     _done.add(prefix)
     return moved
-
-
-def _text(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _glob_escape(text: str) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from redis.asyncio.client import Pipeline, Redis
 
 from tools.keys import account_of_notices, notices_key
+from tools.redis_clients import is_cluster, reply_text
 
 NoticeKind = Literal["fill", "alert"]
 MAX_NOTICES = 1000
@@ -60,7 +61,7 @@ def valid_id(value: str | None) -> str | None:
 async def last_id(redis: Redis, prefix: str, account_id: str) -> str:
     """The id of the account's newest notice ("0-0" when there is none): where a fresh stream starts."""
     newest = await redis.xrevrange(notices_key(prefix, account_id), count=1)
-    return _text(newest[0][0]) if newest else "0-0"
+    return reply_text(newest[0][0]) if newest else "0-0"
 
 
 async def read_notices(
@@ -75,22 +76,16 @@ async def read_notices(
 
 
 def _notice(entry_id: Any, fields: dict[Any, Any]) -> Notice:
-    values = {_text(k): _text(v) for k, v in fields.items()}
+    values = {reply_text(k): reply_text(v) for k, v in fields.items()}
     kind = values.get("kind", "fill")
     return Notice(
-        _text(entry_id), "alert" if kind == "alert" else "fill", json.loads(values.get("data", "{}"))
+        reply_text(entry_id), "alert" if kind == "alert" else "fill", json.loads(values.get("data", "{}"))
     )
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _by_slot(redis: Any, streams: dict[Any, Any]) -> list[dict[Any, Any]]:
     """The streams grouped by Redis Cluster slot on a cluster client, else all together."""
-    from redis.asyncio.cluster import RedisCluster
-
-    if not isinstance(redis, RedisCluster) or len(streams) < 2:
+    if not is_cluster(redis) or len(streams) < 2:
         return [streams]
     from redis.crc import key_slot
 
@@ -247,10 +242,10 @@ class NoticeHub:
 
     def _deliver(self, reply: Any) -> None:
         for key, entries in reply or []:
-            account = account_of_notices(self.prefix, _text(key))
+            account = account_of_notices(self.prefix, reply_text(key))
             for entry_id, fields in entries:
                 if account in self._positions:
-                    self._positions[account] = _text(entry_id)
+                    self._positions[account] = reply_text(entry_id)
                 if not fields:
                     continue
                 notice = _notice(entry_id, fields)

@@ -65,3 +65,20 @@ def sync_client(url: str, *, decode_responses: bool = False, **kwargs: Any) -> r
         address.master, decode_responses=decode_responses, **address.connection_kwargs(), **kwargs
     )
     return client
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether `client` is an asyncio Redis Cluster client (keys of one command must then share a slot)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
+def reply_text(value: Any) -> str:
+    """A Redis reply as str, whether or not the client was made with decode_responses."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def reply_text_or_none(value: Any) -> str | None:
+    """`reply_text`, keeping a missing value (a nil reply) as None."""
+    return None if value is None else reply_text(value)

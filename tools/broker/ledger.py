@@ -14,6 +14,7 @@ from redis.asyncio.client import Pipeline, Redis
 from tools.broker.pricing import ExitReason
 from tools.keys import AccountKeys, legacy_tickets_key, paper_accounts_key
 from tools.notices import queue_notice
+from tools.redis_clients import reply_text
 from tools.schemas import Side
 
 if TYPE_CHECKING:
@@ -165,9 +166,7 @@ async def legacy_ticket(redis: Redis, keys: Keys) -> str | None:
     return None if legacy is None else text(legacy)
 
 
-def text(value: Any) -> str:
-    """Redis replies as str whether or not the client was created with decode_responses."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+text = reply_text  # kept under its old name for the broker modules
 
 
 async def realized_after(redis: Any, keys: Keys, since: float) -> list[tuple[float, float]]:

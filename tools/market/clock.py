@@ -15,6 +15,7 @@ from typing_extensions import TypedDict
 
 from config.values import replay_start
 from tools import keys
+from tools.redis_clients import reply_text_or_none
 
 if TYPE_CHECKING:
     from config import Settings
@@ -158,7 +159,7 @@ async def clock_heartbeat(redis: Any, settings: Settings) -> None:
 
 async def running_server(redis: Any, settings: Settings) -> ServerHeartbeat | None:
     """The live server's heartbeat (pid, host, url, start, speed), or None when no server is running."""
-    raw = _text(await redis.get(replay_keys(settings)[1]))
+    raw = reply_text_or_none(await redis.get(replay_keys(settings)[1]))
     return None if raw is None else _read(_HEARTBEAT, raw) or ServerHeartbeat()
 
 
@@ -174,7 +175,7 @@ async def clock_release(redis: Any, settings: Settings, url: str) -> bool:
 
 async def stored_anchor(redis: Any, settings: Settings) -> ClockAnchor | None:
     """The anchor in Redis ({start, speed, history, wall}), or None."""
-    return _anchor(_text(await redis.get(replay_keys(settings)[0])))
+    return _anchor(reply_text_or_none(await redis.get(replay_keys(settings)[0])))
 
 
 async def shared_replay_clock(
@@ -262,12 +263,12 @@ async def _write_anchor(
     written, current, other = await redis.eval(
         _ANCHOR_SCRIPT, 2, anchor_key, server_key, json.dumps(fresh), heartbeat, ttl_ms
     )
-    anchor = _anchor(_text(current))
+    anchor = _anchor(reply_text_or_none(current))
     if anchor is None:
         raise RuntimeError(
             f"replay anchor at {anchor_key} is unreadable; stop the servers and run `copilot clock reset`"
         )
-    return bool(written), anchor, _text(other)
+    return bool(written), anchor, reply_text_or_none(other)
 
 
 def _heartbeat(settings: Settings) -> str:
@@ -296,10 +297,6 @@ def _at(anchor: ClockAnchor | None, history_end: datetime, wall: Callable[[], da
     if anchor is None:
         return "no anchor"
     return f"{_clock(anchor, history_end, wall).now():%Y-%m-%d %H:%M:%S} UTC"
-
-
-def _text(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _read(adapter: TypeAdapter[_Stored], raw: str | None) -> _Stored | None:

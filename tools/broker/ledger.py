@@ -158,12 +158,16 @@ async def draw_ticket(pipe: Pipeline, keys: Keys, book: Book, legacy: str | None
     return int(await pipe.incr(keys.tickets))
 
 
-async def legacy_ticket(redis: Redis, keys: Keys) -> str | None:
-    """The shared counter of earlier versions when this account has no counter of its own yet."""
-    if await redis.exists(keys.tickets):
-        return None
-    legacy = await redis.get(keys.legacy_tickets)
-    return None if legacy is None else text(legacy)
+async def before_place(redis: Redis, keys: Keys, account_id: str) -> str | None:
+    """Before a place's transaction, in one round trip (these are other slots' keys on a cluster): the
+    account added to the set the ticker walks, and the shared counter of earlier versions when the account
+    has no counter of its own yet (draw_ticket continues above it)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.sadd(keys.accounts, account_id)
+        pipe.exists(keys.tickets)
+        pipe.get(keys.legacy_tickets)
+        _, own, legacy = await pipe.execute()
+    return None if own or legacy is None else text(legacy)
 
 
 text = reply_text  # kept under its old name for the broker modules

@@ -365,8 +365,7 @@ class PaperBroker(RedisAccountService):
             # opens a position, so only it needs the account in the set the ticker walks (added first: an
             # account listed without positions costs the ticker a read, one with unlisted positions would
             # have no SL/TP checks).
-            await self._redis.sadd(keys.accounts, account)
-            legacy = await ledger.legacy_ticket(self._redis, keys)
+            legacy = await ledger.before_place(self._redis, keys, account)
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
